@@ -1,0 +1,328 @@
+"""HTTP to OpenRouter: the only module that sees httpx (and aiohttp) exceptions, and maps all of them.
+
+Sending is I/O; what is sent is decided by request.build_body. Transport failures (429, 408, 5xx,
+timeouts, dropped connections) are retried here with exponential backoff and jitter, honouring
+Retry-After; everything else is classified and raised as a CallError or RunStopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from .errors import (
+    AuthenticationError,
+    CallError,
+    ConfigurationError,
+    CreditsExhausted,
+    NoEndpointsError,
+    RequestRejected,
+    TransientError,
+)
+
+log = logging.getLogger("runner.client")
+
+DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+MAX_RETRY_AFTER_S = 60.0
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @classmethod
+    def from_body(cls, usage: dict[str, Any]) -> Usage:
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        prompt = _int(usage.get("prompt_tokens"))
+        completion = _int(usage.get("completion_tokens"))
+        return cls(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+            cached_tokens=_int(prompt_details.get("cached_tokens")),
+            total_tokens=_int(usage.get("total_tokens")) or prompt + completion,
+            cost_usd=float(usage.get("cost") or 0.0),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cached_tokens": self.cached_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": self.cost_usd,
+        }
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A 200 from /chat/completions, good or bad; `usage` is set when OpenRouter billed it."""
+
+    generation_id: str | None
+    model: str | None
+    provider: str | None
+    content: str | None
+    reasoning: str | None
+    finish_reason: str | None
+    native_finish_reason: str | None
+    usage: Usage | None
+    error: dict[str, Any] | None
+    latency_ms: int
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any], latency_ms: int) -> Reply:
+        choices = body.get("choices") or []
+        choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+        message = choice.get("message") or {}
+        error = body.get("error") or choice.get("error")
+        usage = body.get("usage")
+        content = message.get("content")
+        if isinstance(content, list):  # content parts: keep the text ones
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        return cls(
+            generation_id=body.get("id"),
+            model=body.get("model"),
+            provider=body.get("provider"),
+            content=content,
+            reasoning=message.get("reasoning"),
+            finish_reason=choice.get("finish_reason"),
+            native_finish_reason=choice.get("native_finish_reason"),
+            usage=Usage.from_body(usage) if isinstance(usage, dict) else None,
+            error=error if isinstance(error, dict) else ({"message": str(error)} if error else None),
+            latency_ms=latency_ms,
+        )
+
+    @property
+    def billed(self) -> bool:
+        return self.usage is not None
+
+
+class _Retryable(Exception):
+    """Internal: one transport attempt failed in a way worth retrying."""
+
+    def __init__(self, description: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.status = status
+        self.retry_after = retry_after
+
+
+class OpenRouterClient:
+    """One httpx.AsyncClient per run; `transport` is injectable (MockTransport in unit tests)."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        transport: httpx.AsyncBaseTransport | None = None,
+        app_url: str | None = None,
+        app_name: str | None = None,
+        max_connections: int = 100,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        if not api_key:
+            raise ConfigurationError(
+                "OPENROUTER_API_KEY is not set: export it, or run with --mock to use the fake server"
+            )
+        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        if app_url:
+            headers["HTTP-Referer"] = app_url
+        if app_name:
+            headers["X-OpenRouter-Title"] = app_name
+        if transport is None:
+            transport = _production_transport(max_connections)
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            headers=headers,
+            transport=transport,
+            timeout=httpx.Timeout(120.0, connect=15.0),
+        )
+        self._sleep = sleep
+        self._wait = wait_random_exponential(multiplier=backoff_base_s, max=backoff_max_s)
+
+    async def __aenter__(self) -> OpenRouterClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def chat(self, body: dict[str, Any], *, timeout_s: float, retries: int) -> Reply:
+        """POST /chat/completions with transport retries; returns the 200 reply or raises CallError/RunStopped."""
+        model = body.get("model")
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(retries + 1),
+            wait=self._wait_for,
+            retry=retry_if_exception_type(_Retryable),
+            sleep=self._sleep,
+            before_sleep=lambda state: _log_retry(state, model),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._post_chat(body, timeout_s)
+        except _Retryable as exc:
+            raise TransientError(
+                f"{model}: {exc.description}; gave up after {retries + 1} attempt(s)",
+                model=model,
+                status=exc.status,
+                attempts=retries + 1,
+            ) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    def _wait_for(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, MAX_RETRY_AFTER_S)
+        return self._wait(state)
+
+    async def _post_chat(self, body: dict[str, Any], timeout_s: float) -> Reply:
+        started = time.perf_counter()
+        status, payload, headers = await self._send("POST", "chat/completions", timeout_s, content=_encode(body))
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        if status == 200:
+            if not isinstance(payload, dict):
+                raise _Retryable("HTTP 200 with a body that is not a JSON object", status=200)
+            return Reply.from_body(payload, latency_ms)
+        raise _classify(status, payload, headers, body.get("model"))
+
+    async def get_json(self, path: str, *, timeout_s: float = 30.0, params: dict | None = None) -> Any:
+        """GET a JSON document (models, generation, key); errors are classified like chat errors."""
+        status, payload, headers = await self._send("GET", path, timeout_s, params=params)
+        if status != 200:
+            error = _classify(status, payload, headers, None)
+            if isinstance(error, _Retryable):
+                raise TransientError(f"GET /{path}: {error.description}", status=status)
+            raise error
+        return payload
+
+    async def _send(self, method: str, path: str, timeout_s: float, **kwargs: Any) -> tuple[int, Any, httpx.Headers]:
+        try:
+            async with asyncio.timeout(timeout_s):
+                response = await self._http.request(method, path, timeout=timeout_s, **kwargs)
+                raw = await response.aread()
+        except TimeoutError:
+            raise _Retryable(f"no reply within {timeout_s:g}s") from None
+        except httpx.HTTPError as exc:
+            raise _map_transport_error(exc) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _Retryable(f"connection failed: {type(exc).__name__}: {exc}") from None
+        try:
+            payload = json.loads(raw) if raw else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            payload = raw[:500].decode("utf-8", "replace")
+        return response.status_code, payload, response.headers
+
+
+def _production_transport(max_connections: int) -> httpx.AsyncBaseTransport:
+    # httpcore's pool costs milliseconds of CPU per call at high concurrency (encode/httpx #3215);
+    # aiohttp's connector does not, so httpx sends through it.
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return AiohttpTransport(limits=limits)
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _map_transport_error(exc: httpx.HTTPError | httpx.InvalidURL) -> Exception:
+    """Every httpx exception becomes a retryable failure or a configuration stop."""
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return ConfigurationError(f"OPENROUTER_BASE_URL is not usable: {exc}")
+    if isinstance(exc, httpx.TimeoutException):
+        return _Retryable(f"timed out ({type(exc).__name__})")
+    if isinstance(exc, httpx.TransportError):
+        return _Retryable(f"connection failed ({type(exc).__name__}: {exc})")
+    return _Retryable(f"HTTP failure ({type(exc).__name__}: {exc})")
+
+
+def map_httpx_exception(exc: Exception) -> Exception:
+    """Public for the test that proves every httpx exception class is mapped."""
+    if isinstance(exc, httpx.InvalidURL):
+        return ConfigurationError(f"OPENROUTER_BASE_URL is not a valid URL: {exc}")
+    return _map_transport_error(exc)
+
+
+def _classify(status: int, payload: Any, headers: httpx.Headers, model: str | None) -> Exception:
+    error = payload.get("error") if isinstance(payload, dict) else None
+    error = error if isinstance(error, dict) else {}
+    message = str(error.get("message") or (payload if isinstance(payload, str) else "") or f"HTTP {status}")
+    metadata = error.get("metadata")
+    detail = f"HTTP {status}: {message}"
+    log.warning(
+        "OpenRouter error: status=%s model=%s code=%s message=%r metadata=%s",
+        status,
+        model,
+        error.get("code"),
+        message,
+        json.dumps(metadata, ensure_ascii=False)[:2000] if metadata is not None else None,
+    )
+    if status == 401:
+        return AuthenticationError(
+            "OpenRouter rejected the API key (HTTP 401): check OPENROUTER_API_KEY; the run stopped"
+        )
+    if status == 402:
+        return CreditsExhausted(
+            "OpenRouter reports insufficient credits (HTTP 402): add credits or raise the key's limit; the run stopped"
+        )
+    if status in RETRYABLE_STATUS:
+        return _Retryable(detail, status=status, retry_after=_retry_after(headers))
+    if status == 404:
+        return NoEndpointsError(f"{model}: {detail}", model=model, status=status)
+    if status == 403:
+        return RequestRejected(f"{model}: the request was flagged by moderation (HTTP 403)", model=model, status=status)
+    return RequestRejected(f"{model}: the request was rejected (HTTP {status})", model=model, status=status)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _log_retry(state: RetryCallState, model: str | None) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.info("retrying %s after %s (attempt %d, waiting %.2fs)", model, exc, state.attempt_number, wait)
+
+
+__all__ = ["CallError", "OpenRouterClient", "Reply", "Usage", "map_httpx_exception"]

@@ -1,0 +1,160 @@
+"""Every failure the runner reports, in one tree rooted in PipelineError.
+
+    PipelineError                     exit_code 1
+    ├── SpecError                     exit_code 2  the pipeline file is wrong (file, line, column, field)
+    ├── InputError                    exit_code 2  an input record does not match the pipeline's `input`
+    ├── UsageError                    exit_code 2  a command-line value cannot be used
+    ├── RunStopped                    exit_code 3  no further call may be made in this run
+    │   ├── ConfigurationError                     missing API key, unusable settings
+    │   ├── AuthenticationError                    HTTP 401
+    │   └── CreditsExhausted                       HTTP 402
+    ├── StoreError                    exit_code 1  the database could not be opened or written
+    ├── CallError                     exit_code 1  one model call failed (raised inside a step)
+    │   ├── TransientError                         429/408/5xx/timeouts/dropped connections, retries spent
+    │   ├── NoEndpointsError                       404: no provider can serve the parameters
+    │   ├── RequestRejected                        400, or 403 moderation: the step fails at once
+    │   └── BadReply                               a billed reply that cannot be used
+    └── StepFailed                    exit_code 1  a step used every model and attempt it had
+
+Errors carry their context as attributes; `str()` gives the message a user reads.
+Raw provider text stays in the logs: `summary()` is what goes into outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PipelineError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SpecError(PipelineError):
+    """The pipeline file (or a file it points at) is invalid; printed as `file:line:col: message`."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        self.field = field
+        location = path or "<pipeline>"
+        if line is not None:
+            location += f":{line}"
+            if column is not None:
+                location += f":{column}"
+        super().__init__(f"{location}: {message}")
+        self.reason = message
+
+
+class SpecErrors(SpecError):
+    """Several load errors found in one pass, so the user can fix them all at once."""
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = tuple(errors)
+        first = errors[0]
+        super().__init__(first.reason, path=first.path, line=first.line, column=first.column, field=first.field)
+        self.message = "\n".join(str(error) for error in errors)
+        self.args = (self.message,)
+
+
+class InputError(PipelineError):
+    exit_code = 2
+
+
+class UsageError(PipelineError):
+    exit_code = 2
+
+
+class RunStopped(PipelineError):
+    exit_code = 3
+
+
+class ConfigurationError(RunStopped):
+    pass
+
+
+class AuthenticationError(RunStopped):
+    pass
+
+
+class CreditsExhausted(RunStopped):
+    pass
+
+
+class StoreError(PipelineError):
+    pass
+
+
+class CallError(PipelineError):
+    """One request to OpenRouter failed; `kind` is the safe, stable name of the failure."""
+
+    kind = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        status: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.status = status
+        self.attempts = attempts
+
+
+class TransientError(CallError):
+    kind = "unavailable"
+
+
+class NoEndpointsError(CallError):
+    kind = "no_endpoints"
+
+
+class RequestRejected(CallError):
+    kind = "rejected"
+
+
+class BadReply(CallError):
+    """A billed reply that cannot be used: `kind` is the cost record's outcome."""
+
+    def __init__(self, message: str, *, kind: str, model: str | None = None) -> None:
+        super().__init__(message, model=model)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class FailureSummary:
+    """What a record's output may say about a failure: no provider text, no prompt."""
+
+    kind: str
+    step: str
+    attempts: int
+    models: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "step": self.step, "attempts": self.attempts, "models": list(self.models)}
+
+
+class StepFailed(PipelineError):
+    def __init__(self, step: str, kind: str, attempts: int, models: tuple[str, ...], detail: str) -> None:
+        tried = ", ".join(models) if models else "none"
+        super().__init__(f"step '{step}' failed ({kind}) after {attempts} attempt(s); models tried: {tried}")
+        self.step = step
+        self.summary = FailureSummary(kind=kind, step=step, attempts=attempts, models=models)
+        self.detail = detail

@@ -1,0 +1,289 @@
+"""Running one record through the DAG: steps start as soon as their parents are done.
+
+The executor reports; it does not write. Every billed reply goes to `on_cost`, every finished
+step to `on_step`; the caller decides where they are stored. It never reads the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from aiolimiter import AsyncLimiter
+
+from .catalog import Catalog
+from .client import Reply
+from .errors import FailureSummary, NoEndpointsError, RequestRejected, TransientError
+from .graph import StepGraph
+from .render import Renderer, RenderError
+from .request import build_body, repair_messages
+from .results import CostEvent, RecordResult, StepResult, utc_now
+from .spec import PipelineSpec, StepSpec, thaw
+from .validate import Verdict, check_reply, compile_validator
+
+log = logging.getLogger("runner.executor")
+
+REPAIRABLE = frozenset({"invalid_json", "schema_mismatch"})
+
+
+class ChatClient(Protocol):
+    async def chat(self, body: dict[str, Any], *, timeout_s: float, retries: int) -> Reply: ...
+
+
+@dataclass
+class Hooks:
+    """Where results go; the CLI wires these to the store, tests to lists."""
+
+    on_cost: Callable[[CostEvent], None] = lambda event: None
+    on_step: Callable[[str, StepResult], None] = lambda record_key, result: None
+
+
+@dataclass(frozen=True)
+class _PreparedStep:
+    """Per-run, per-step values computed once: plain schema, compiled validator."""
+
+    spec: StepSpec
+    schema: dict | None
+    validator: Any
+
+
+@dataclass
+class _Attempts:
+    count: int = 0
+    cost_usd: float = 0.0
+    models: list[str] = field(default_factory=list)
+
+
+class Executor:
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        graph: StepGraph,
+        renderer: Renderer,
+        client: ChatClient,
+        catalog: Catalog,
+        *,
+        run_id: str,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self._spec = spec
+        self._graph = graph
+        self._renderer = renderer
+        self._client = client
+        self._catalog = catalog
+        self._run_id = run_id
+        self._hooks = hooks or Hooks()
+        self._steps = {}
+        self._limiters: dict[str, AsyncLimiter] = {}
+        for step in spec.steps:
+            schema = thaw(step.schema) if step.schema is not None else None
+            self._steps[step.id] = _PreparedStep(step, schema, compile_validator(schema) if schema else None)
+            if step.rate_limit is not None:
+                for model in step.models:
+                    self._limiters.setdefault(
+                        model, AsyncLimiter(step.rate_limit.requests, step.rate_limit.per_seconds)
+                    )
+
+    async def run_record(self, record: Mapping[str, Any], *, key: str, user_id: str | None) -> RecordResult:
+        context: dict[str, Any] = {"input": record, "steps": {}}
+        results: dict[str, StepResult] = {}
+        waiting = list(self._graph.order)
+        running: dict[asyncio.Task, str] = {}
+        failed = False
+        try:
+            while waiting or running:
+                if not failed:
+                    for step_id in [step_id for step_id in waiting if self._ready(step_id, results)]:
+                        waiting.remove(step_id)
+                        started = self._start(step_id, context, results, key, user_id)
+                        if isinstance(started, asyncio.Task):
+                            running[started] = step_id
+                        else:
+                            self._finish(key, started, context, results)
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    running.pop(task)
+                    result = task.result()  # RunStopped propagates from here
+                    self._finish(key, result, context, results)
+                    failed = failed or result.status == "failed"
+                if failed:
+                    # Dependents will not start; independent branches in flight finish and are kept.
+                    waiting.clear()
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        return self._record(key, context, results)
+
+    def _ready(self, step_id: str, results: Mapping[str, StepResult]) -> bool:
+        return all(parent in results for parent in self._graph.parents[step_id])
+
+    def _start(self, step_id, context, results, key, user_id) -> asyncio.Task | StepResult:
+        """A task for a step that will run, or the result of one that will not."""
+        step = self._steps[step_id].spec
+        if any(results[parent].status != "ok" for parent in self._graph.parents[step_id]):
+            return StepResult(step_id, "skipped")
+        try:
+            if not self._renderer.should_run(step, context):
+                return StepResult(step_id, "skipped")
+        except RenderError as exc:
+            log.error("record %s: %s", key, exc)
+            return _failed(step_id, exc.kind, _Attempts())
+        return asyncio.ensure_future(self._run_step(self._steps[step_id], context, key, user_id))
+
+    def _finish(self, key: str, result: StepResult, context: dict, results: dict) -> None:
+        results[result.step] = result
+        context["steps"][result.step] = result.view()
+        self._hooks.on_step(key, result)
+
+    def _record(self, key: str, context: dict, results: dict[str, StepResult]) -> RecordResult:
+        failures = [
+            results[step_id].error for step_id in self._graph.order if step_id in results and results[step_id].error
+        ]
+        frozen = MappingProxyType(dict(results))
+        if failures:
+            return RecordResult(key, "failed", None, frozen, error=failures[0], run_id=self._run_id)
+        try:
+            output = self._renderer.output(context)
+        except RenderError as exc:
+            log.error("record %s: %s", key, exc)
+            summary = FailureSummary(kind=exc.kind, step="output", attempts=0, models=())
+            return RecordResult(key, "failed", None, frozen, error=summary, run_id=self._run_id)
+        return RecordResult(key, "ok", output, frozen, run_id=self._run_id)
+
+    async def _run_step(self, prepared: _PreparedStep, context, key: str, user_id: str | None) -> StepResult:
+        step = prepared.spec
+        attempts = _Attempts()
+        try:
+            messages = self._renderer.messages(step, context)
+        except RenderError as exc:
+            log.error("record %s: %s", key, exc)
+            return _failed(step.id, exc.kind, attempts)
+        server_mode = step.fallback_mode == "server"
+        candidates = (step.model,) if server_mode else step.models
+        last_kind = "error"
+        for model in candidates:
+            attempts.models.append(model)
+            mode = self._catalog.output_mode(model, prepared.schema is not None)
+            conversation = messages
+            repairs_left = step.repair_attempts
+            while True:
+                body = build_body(
+                    step,
+                    conversation,
+                    model,
+                    schema=prepared.schema,
+                    mode=mode,
+                    user_id=user_id,
+                    server_fallbacks=step.fallback_models if server_mode else (),
+                )
+                try:
+                    reply = await self._send(model, body, step)
+                except RequestRejected as exc:
+                    log.error("record %s step %s: %s; the step fails without trying other models", key, step.id, exc)
+                    return _failed(step.id, exc.kind, attempts)
+                except (TransientError, NoEndpointsError) as exc:
+                    log.warning("record %s step %s: %s; trying the next model", key, step.id, exc)
+                    last_kind = exc.kind
+                    break
+                verdict = _judge(reply, prepared.validator)
+                if reply.billed:
+                    attempts.count += 1
+                    attempts.cost_usd += reply.usage.cost_usd
+                    self._hooks.on_cost(
+                        self._cost_event(key, step, model, reply, verdict.outcome, attempts.count, user_id)
+                    )
+                if verdict.ok:
+                    return StepResult(
+                        step.id,
+                        "ok",
+                        output=verdict.value,
+                        model=reply.model or model,
+                        cost_usd=attempts.cost_usd,
+                        usage=reply.usage,
+                        reasoning=reply.reasoning,
+                        attempts=attempts.count,
+                        latency_ms=reply.latency_ms,
+                    )
+                _log_bad_reply(key, step.id, model, reply, verdict)
+                last_kind = verdict.outcome
+                if verdict.outcome in REPAIRABLE and repairs_left > 0:
+                    repairs_left -= 1
+                    conversation = repair_messages(conversation, reply.content or "", verdict.problems)
+                    continue
+                break
+        return _failed(step.id, last_kind, attempts)
+
+    async def _send(self, model: str, body: dict[str, Any], step: StepSpec) -> Reply:
+        limiter = self._limiters.get(model)
+        if limiter is not None:
+            await limiter.acquire()
+        return await self._client.chat(body, timeout_s=step.timeout_s, retries=step.retries)
+
+    def _cost_event(self, key, step: StepSpec, model, reply: Reply, outcome, attempt, user_id) -> CostEvent:
+        return CostEvent(
+            id=reply.generation_id or f"local-{uuid.uuid4().hex}",
+            run_id=self._run_id,
+            record_key=key,
+            step=step.id,
+            module=step.module,
+            requested_model=model,
+            model=reply.model or model,
+            provider=reply.provider,
+            usage=reply.usage,
+            user_id=user_id,
+            attempt=attempt,
+            outcome=outcome,
+            cached=False,
+            latency_ms=reply.latency_ms,
+            created_at=utc_now(),
+        )
+
+
+def _judge(reply: Reply, validator) -> Verdict:
+    """An error inside a 200, a filtered, failed or cut-off reply fails the attempt before any parsing."""
+    if reply.error is not None or reply.finish_reason == "error":
+        return Verdict("error", problems="the provider reported an error")
+    if reply.finish_reason == "content_filter":
+        return Verdict("content_filter", problems="the reply was withheld by a content filter")
+    if reply.finish_reason == "length":
+        return Verdict("length", problems="the reply was cut off at max_tokens")
+    verdict = check_reply(reply.content, validator)
+    if validator is None and not verdict.ok:
+        return Verdict("error", problems=verdict.problems)
+    return verdict
+
+
+def _failed(step_id: str, kind: str, attempts: _Attempts) -> StepResult:
+    return StepResult(
+        step_id,
+        "failed",
+        cost_usd=attempts.cost_usd,
+        attempts=attempts.count,
+        error=FailureSummary(kind=kind, step=step_id, attempts=attempts.count, models=tuple(attempts.models)),
+    )
+
+
+def _log_bad_reply(key: str, step_id: str, model: str, reply: Reply, verdict: Verdict) -> None:
+    log.warning(
+        "record %s step %s: %s from %s (generation %s, provider %s, answered by %s, finish_reason %s/%s, error %s): %s",
+        key,
+        step_id,
+        verdict.outcome,
+        model,
+        reply.generation_id,
+        reply.provider,
+        reply.model,
+        reply.finish_reason,
+        reply.native_finish_reason,
+        reply.error,
+        verdict.problems,
+    )

@@ -1,0 +1,174 @@
+"""Jinja rendering in the sandbox: prompts, `when` conditions and the record's output.
+
+Input values reach templates as data (context variables) and are never compiled themselves,
+so `{{ 7*7 }}` inside a record stays literal text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from jinja2 import StrictUndefined, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from .errors import PipelineError
+from .graph import StepGraph
+from .spec import PipelineSpec, StepSpec, Template, thaw
+
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{-?(?P<expression>.*?)-?\}\}\s*$", re.DOTALL)
+_FALSE_WORDS = frozenset({"", "false", "no", "0", "none", "null", "off"})
+
+
+class RenderError(PipelineError):
+    """A template failed at run time (an undefined variable, a sandbox violation)."""
+
+    kind = "render_error"
+
+    def __init__(self, message: str, *, step: str | None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class _DataFirstSandbox(SandboxedEnvironment):
+    """`x.items`, `steps.copy`: for mappings a key wins over a method of the same name.
+
+    Step ids and JSON properties are data; Jinja's default would return dict.items or dict.copy.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+def _environment() -> SandboxedEnvironment:
+    environment = _DataFirstSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    environment.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
+    return environment
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One template, compiled once: text rendering, or native evaluation for a lone `{{ expression }}`."""
+
+    template: Template
+    evaluate: Callable[[Mapping[str, Any]], Any]
+    native: bool
+
+
+def _compile(environment: SandboxedEnvironment, template: Template) -> Compiled:
+    match = _SINGLE_EXPRESSION.match(template.source)
+    if match and _is_single_output(environment, template.source):
+        expression = environment.compile_expression(match.group("expression"), undefined_to_none=False)
+        return Compiled(template, lambda context: expression(**context), native=True)
+    compiled = environment.from_string(template.source)
+    return Compiled(template, compiled.render, native=False)
+
+
+def _is_single_output(environment: SandboxedEnvironment, source: str) -> bool:
+    body = environment.parse(source).body
+    return (
+        len(body) == 1
+        and isinstance(body[0], nodes.Output)
+        and len(body[0].nodes) == 1
+        and not isinstance(body[0].nodes[0], nodes.TemplateData)
+    )
+
+
+class Renderer:
+    """All templates of one pipeline, compiled at load time and rendered per record."""
+
+    def __init__(self, spec: PipelineSpec, graph: StepGraph) -> None:
+        environment = _environment()
+        self._graph = graph
+        self._prompts = {step.id: _compile(environment, step.prompt) for step in spec.steps}
+        self._systems = {step.id: _compile(environment, step.system) for step in spec.steps if step.system}
+        self._whens = {step.id: _compile(environment, step.when) for step in spec.steps if step.when}
+        if spec.output is None:
+            # No `output` section: the record is every step's output, by step id.
+            self._output = lambda context: {key: view["output"] for key, view in context["steps"].items()}
+        else:
+            self._output = _compile_output(environment, spec.output, iter(graph.output_templates))
+
+    def messages(self, step: StepSpec, context: Mapping[str, Any]) -> tuple[dict[str, str], ...]:
+        scoped = self._scoped(step.id, context)
+        messages = []
+        if step.id in self._systems:
+            messages.append({"role": "system", "content": _text(self._systems[step.id], scoped, step.id)})
+        messages.append({"role": "user", "content": _text(self._prompts[step.id], scoped, step.id)})
+        return tuple(messages)
+
+    def should_run(self, step: StepSpec, context: Mapping[str, Any]) -> bool:
+        compiled = self._whens.get(step.id)
+        if compiled is None:
+            return True
+        value = _run(compiled, self._scoped(step.id, context), step.id)
+        if isinstance(value, str):
+            return value.strip().lower() not in _FALSE_WORDS
+        return bool(value)
+
+    def output(self, context: Mapping[str, Any]) -> Any:
+        return self._output(context)
+
+    def _scoped(self, step_id: str, context: Mapping[str, Any]) -> dict[str, Any]:
+        """A step sees the input and its own ancestors only."""
+        ancestors = self._graph.ancestors[step_id]
+        steps = context.get("steps", {})
+        return {"input": context["input"], "steps": {key: steps[key] for key in ancestors if key in steps}}
+
+
+def _text(compiled: Compiled, context: Mapping[str, Any], step_id: str) -> str:
+    value = _run(compiled, context, step_id)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+
+
+def _run(compiled: Compiled, context: Mapping[str, Any], step_id: str | None) -> Any:
+    template = compiled.template
+    try:
+        return compiled.evaluate(context)
+    except jinja2.UndefinedError as exc:
+        raise RenderError(
+            f"{template.path}:{template.line}: `{template.field}`"
+            + (f" of step '{step_id}'" if step_id else "")
+            + f": {exc.message}",
+            step=step_id,
+        ) from None
+    except jinja2.TemplateError as exc:
+        raise RenderError(
+            f"{template.path}:{template.line}: `{template.field}`"
+            + (f" of step '{step_id}'" if step_id else "")
+            + f": {exc}",
+            step=step_id,
+        ) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+        raise RenderError(
+            f"{template.path}:{template.line}: `{template.field}`"
+            + (f" of step '{step_id}'" if step_id else "")
+            + f": {type(exc).__name__}: {exc}",
+            step=step_id,
+        ) from None
+
+
+def _compile_output(environment: SandboxedEnvironment, value: Any, templates) -> Callable[[Mapping[str, Any]], Any]:
+    """Mirror the `output` structure: strings become templates, the rest stays as written.
+
+    `templates` yields the output's Template objects in the same walk order as graph.output_templates.
+    """
+    if isinstance(value, str):
+        compiled = _compile(environment, next(templates))
+        return lambda context: _run(compiled, context, None)
+    if isinstance(value, Mapping):
+        parts = {key: _compile_output(environment, item, templates) for key, item in value.items()}
+        return lambda context: {key: part(context) for key, part in parts.items()}
+    if isinstance(value, list | tuple):
+        items = [_compile_output(environment, item, templates) for item in value]
+        return lambda context: [item(context) for item in items]
+    constant = thaw(value)
+    return lambda context: constant

@@ -1,0 +1,177 @@
+"""The cost ledger and run history in SQLite (WAL mode), at PIPELINE_DB."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .errors import StoreError, UsageError
+from .migrations import migrate
+from .results import CostEvent, RecordResult, StepResult, utc_now
+
+DEFAULT_DB = ".pipeline/pipeline.db"
+
+GROUP_COLUMNS = {
+    "step": "step",
+    "module": "module",
+    "model": "model",
+    "requested_model": "requested_model",
+    "user": "user_id",
+    "run": "run_id",
+    "day": "substr(created_at, 1, 10)",
+    "outcome": "outcome",
+    "provider": "provider",
+}
+
+_COST_COLUMNS = (
+    "id", "run_id", "record_key", "step", "module", "requested_model", "model", "provider",
+    "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "total_tokens",
+    "cost_usd", "user_id", "attempt", "outcome", "cached", "latency_ms", "created_at",
+)  # fmt: skip
+_INSERT_COST = (
+    f"INSERT OR IGNORE INTO cost_records ({', '.join(_COST_COLUMNS)}) VALUES ({', '.join('?' for _ in _COST_COLUMNS)})"
+)
+
+
+class SQLiteStore:
+    """Opened as a context manager; migrations run on open."""
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path).startswith(("postgres://", "postgresql://")):
+            raise StoreError("PostgreSQL is not supported yet; PIPELINE_DB / --db must be a SQLite file path")
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            migrate(self._db)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from None
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, parameters: tuple) -> None:
+        try:
+            self._db.execute(sql, parameters)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the database {self.path}: {exc}") from None
+
+    def start_run(self, run_id: str, pipeline: str, pipeline_path: str, user_id: str | None) -> None:
+        self._write(
+            "INSERT INTO runs (id, pipeline, pipeline_path, user_id, status, started_at)"
+            " VALUES (?, ?, ?, ?, 'running', ?)",
+            (run_id, pipeline, pipeline_path, user_id, utc_now()),
+        )
+
+    def finish_run(self, run_id: str, status: str, records_ok: int, records_failed: int) -> None:
+        self._write(
+            "UPDATE runs SET status = ?, records_ok = ?, records_failed = ?, finished_at = ? WHERE id = ?",
+            (status, records_ok, records_failed, utc_now(), run_id),
+        )
+
+    def add_cost(self, event: CostEvent) -> None:
+        usage = event.usage
+        self._write(
+            _INSERT_COST,
+            (
+                event.id, event.run_id, event.record_key, event.step, event.module, event.requested_model,
+                event.model, event.provider, usage.prompt_tokens, usage.completion_tokens,
+                usage.reasoning_tokens, usage.cached_tokens, usage.total_tokens, usage.cost_usd,
+                event.user_id, event.attempt, event.outcome, int(event.cached), event.latency_ms,
+                event.created_at,
+            ),
+        )  # fmt: skip
+
+    def add_step(self, run_id: str, record_key: str, result: StepResult) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO step_results (run_id, record_key, step, status, output_json, model, cost_usd,"
+            " attempts, error_kind, reasoning, latency_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id, record_key, result.step, result.status, json.dumps(result.output, ensure_ascii=False),
+                result.model, result.cost_usd, result.attempts, result.error.kind if result.error else None,
+                result.reasoning, result.latency_ms, utc_now(),
+            ),
+        )  # fmt: skip
+
+    def add_record(self, result: RecordResult) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO records (run_id, record_key, status, output_json, error_json, cost_usd, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                result.run_id, result.key, result.status, json.dumps(result.output, ensure_ascii=False),
+                json.dumps(result.error.as_dict()) if result.error else None, result.cost_usd, utc_now(),
+            ),
+        )  # fmt: skip
+
+    def cost_rows(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        where, parameters = _filters(run_id, None)
+        cursor = self._db.execute(f"SELECT * FROM cost_records {where} ORDER BY created_at, id", parameters)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def cost_summary(
+        self, by: tuple[str, ...], *, run_id: str | None = None, since: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Spend grouped by the named dimensions (step, module, model, user, day, ...)."""
+        unknown = [name for name in by if name not in GROUP_COLUMNS]
+        if unknown:
+            raise UsageError(f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUP_COLUMNS)}")
+        where, parameters = _filters(run_id, since)
+        keys = [f"{GROUP_COLUMNS[name]} AS {'user' if name == 'user' else name}" for name in by]
+        group = f"GROUP BY {', '.join(GROUP_COLUMNS[name] for name in by)} ORDER BY cost_usd DESC" if by else ""
+        sql = (
+            f"SELECT {', '.join([*keys, ''])}"
+            "COUNT(*) AS calls, SUM(cached) AS cache_hits, SUM(prompt_tokens) AS prompt_tokens,"
+            " SUM(completion_tokens) AS completion_tokens, SUM(reasoning_tokens) AS reasoning_tokens,"
+            " SUM(total_tokens) AS total_tokens, ROUND(SUM(cost_usd), 10) AS cost_usd"
+            f" FROM cost_records {where} {group}"
+        )
+        cursor = self._db.execute(sql, parameters)
+        names = [column[0] for column in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor]
+        return [row for row in rows if row["calls"]]
+
+
+def _filters(run_id: str | None, since: str | None) -> tuple[str, tuple]:
+    clauses, parameters = [], []
+    if run_id:
+        clauses.append("run_id = ?")
+        parameters.append(run_id)
+    if since:
+        clauses.append("created_at >= ?")
+        parameters.append(since_timestamp(since))
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(parameters)
+
+
+_DURATION = re.compile(r"^(?P<amount>\d+)(?P<unit>[smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def since_timestamp(since: str, now: datetime | None = None) -> str:
+    """`7d`, `24h`, `30m` ago, or an ISO date, as the ISO-8601 UTC text stored in created_at."""
+    match = _DURATION.match(since.strip())
+    if match:
+        moment = (now or datetime.now(UTC)) - timedelta(**{_UNITS[match["unit"]]: int(match["amount"])})
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        moment = datetime.fromisoformat(since.strip())
+    except ValueError:
+        raise UsageError(
+            f"--since {since!r}: use a duration such as 7d, 24h or 30m, or a date such as 2026-11-01"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
