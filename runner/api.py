@@ -38,6 +38,8 @@ class Settings:
     app_name: str | None = None
     models_cache: bool = True
     max_connections: int = 100
+    backoff_base_s: float = 0.5  # transport retries wait ~base * 2**n with full jitter, capped
+    backoff_max_s: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -140,6 +142,8 @@ class Session:
             app_url=settings.app_url,
             app_name=settings.app_name,
             max_connections=settings.max_connections,
+            backoff_base_s=settings.backoff_base_s,
+            backoff_max_s=settings.backoff_max_s,
         )
         try:
             cache = cache_path_for(settings.base_url) if settings.models_cache else None

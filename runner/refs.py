@@ -138,4 +138,5 @@ def _check_path(reference: Reference, schema: Mapping[str, Any], path: tuple[str
 
 
 def _error(reference: Reference, message: str) -> SpecError:
-    return SpecError(message, path=reference.template.path, line=reference.line, field=reference.template.field)
+    template = reference.template
+    return SpecError(f"in `{template.field}`: {message}", path=template.path, line=reference.line, field=template.field)

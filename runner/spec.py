@@ -184,13 +184,14 @@ def _explain(error: jsonschema.ValidationError, data: dict, source: SourceMap) -
                 location,
             )
         ]
-    if error.validator == "pattern" and len(location) == 2 and location[0] == "steps":
-        return [source.error(f"step id '{location[1]}' may use only a-z, 0-9 and _", location, key=True)]
+    if error.validator == "pattern" and "propertyNames" in error.schema_path:
+        return [
+            source.error(
+                f"step id '{error.instance}' may use only a-z, 0-9 and _", (*location, error.instance), key=True
+            )
+        ]
     if error.validator == "pattern" and location == ("name",):
         return [source.error(f"name {error.instance!r} may use only a-z, 0-9, '-' and '_'", location)]
-    if error.validator == "propertyNames":
-        bad = error.instance if isinstance(error.instance, str) else ""
-        return [source.error(f"step id '{bad}' may use only a-z, 0-9 and _", (*location, bad), key=True)]
     return [source.error(f"{_field(location)}: {error.message}", location, field=_field(location))]
 
 
@@ -307,12 +308,8 @@ def _build_step(step_id: str, raw: dict, defaults: dict, pipeline_name: str, sou
 
 
 def _template_line(source: SourceMap, location: tuple) -> int:
-    """Line of a template's first text line: block scalars (`|`, `>`) start on the line after the key."""
-    value_line, _ = source.where(location)
-    key_line, _ = source.where(location, key=True)
-    if value_line is not None and key_line is not None and value_line == key_line:
-        return value_line
-    return value_line or key_line or 1
+    """Line of a template's first text line (the source map already skips a block scalar's `|`)."""
+    return source.where(location)[0] or 1
 
 
 def _inside(folder: Path, relative: str, source: SourceMap, location: tuple, field: str) -> Path:
@@ -375,6 +372,7 @@ def _metaschema_problems(
         source.error(
             f"{owner} is not accepted by structured outputs' strict mode at {pointer}: {message}",
             location if file_label else (*location, *_pointer_parts(pointer)),
+            key=True,
         )
         for pointer, message in strict_mode_problems(schema)
     ]

@@ -51,7 +51,9 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = exc.problem or "invalid YAML"
+        if exc.context and exc.context_mark:
+            problem = f"{exc.context} (line {exc.context_mark.line + 1}): {problem}"
         raise SpecError(f"invalid YAML: {problem}", path=path, line=line, column=column) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", path=path) from None
@@ -61,7 +63,10 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
 
 
 def _walk(node: yaml.Node, location: Path, source: SourceMap) -> None:
-    source.values[location] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+        line += 1  # a block scalar's text starts on the line after its indicator
+    source.values[location] = (line, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:

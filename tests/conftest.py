@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from runner.api import Settings
+from runner.fake import FakeOpenRouter
+from runner.fakeserver import FakeServer, mock_transport
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "pipelines"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TEST_KEY = "sk-or-v1-test-secret-0123456789abcdef"
+
+
+def openrouter_request_validator() -> Draft202012Validator:
+    """OpenRouter's published ChatRequest schema, made stricter than the server.
+
+    The live API ignores unknown top-level keys (a typo silently does nothing), so unknown keys
+    are errors here; `reasoning.max_tokens` and `reasoning.exclude` are documented but missing
+    from the schema, so they are added.
+    """
+    document = json.loads((Path(__file__).parent / "data" / "openrouter_chat_request.schema.json").read_text())
+    strict = copy.deepcopy(document)
+    request = strict["$defs"]["ChatRequest"]
+    request["additionalProperties"] = False
+    reasoning = request["properties"]["reasoning"]
+    reasoning["properties"]["max_tokens"] = {"type": "integer", "minimum": 0}
+    reasoning["properties"]["exclude"] = {"type": "boolean"}
+    reasoning["additionalProperties"] = False
+    return Draft202012Validator(strict)
+
+
+class BodyAudit:
+    """Every chat body any fake receives in the suite is checked against OpenRouter's schema."""
+
+    def __init__(self) -> None:
+        self.validator = openrouter_request_validator()
+        self.checked = 0
+        self.violations: list[str] = []
+
+    def check(self, body: dict) -> None:
+        self.checked += 1
+        for error in self.validator.iter_errors(body):
+            location = "/".join(str(part) for part in error.absolute_path) or "(body)"
+            self.violations.append(f"{location}: {error.message}")
+
+
+@pytest.fixture(scope="session")
+def body_audit() -> BodyAudit:
+    return BodyAudit()
+
+
+@pytest.fixture(autouse=True)
+def _audit_every_request(monkeypatch, body_audit):
+    original = FakeOpenRouter.__init__
+
+    def audited_init(self, *args, **kwargs):
+        kwargs.setdefault("on_chat_body", body_audit.check)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FakeOpenRouter, "__init__", audited_init)
+    before = len(body_audit.violations)
+    yield
+    new = body_audit.violations[before:]
+    assert not new, "request bodies that break OpenRouter's ChatRequest schema:\n" + "\n".join(new)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    """No test sees the developer's key, database or model cache."""
+    for name in ("OPENROUTER_API_KEY", "OPENROUTER_BASE_URL", "PIPELINE_APP_URL", "PIPELINE_APP_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIPELINE_DB", str(tmp_path / "ledger.db"))
+    monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def fake() -> FakeOpenRouter:
+    return FakeOpenRouter()
+
+
+@pytest.fixture
+def transport(fake):
+    return mock_transport(fake)
+
+
+@pytest.fixture
+def db_path(tmp_path) -> Path:
+    return tmp_path / "ledger.db"
+
+
+@pytest.fixture
+def settings(db_path) -> Settings:
+    return Settings(api_key=TEST_KEY, base_url="https://openrouter.test/api/v1", db=str(db_path), models_cache=False)
+
+
+@pytest.fixture
+def fake_server():
+    with FakeServer(FakeOpenRouter()) as server:
+        yield server
+
+
+def cost_rows(db_path: Path) -> list[dict]:
+    with sqlite3.connect(db_path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM cost_records ORDER BY created_at, attempt")]
+
+
+def write_pipeline(folder: Path, text: str, name: str = "p.yaml") -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import httpx
+import pytest
+
+from runner import client as client_module
+from runner.client import OpenRouterClient, map_httpx_exception
+from runner.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    CreditsExhausted,
+    NoEndpointsError,
+    PipelineError,
+    RequestRejected,
+    TransientError,
+)
+from runner.fake import Fault
+from runner.fakeserver import mock_transport
+
+from .conftest import TEST_KEY
+
+BODY = {"model": "google/gemini-2.5-flash-lite", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
+
+
+class SleepRecorder:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def _client(fake, sleep=None, **kwargs) -> OpenRouterClient:
+    return OpenRouterClient(
+        api_key=TEST_KEY,
+        base_url="https://openrouter.test/api/v1",
+        transport=mock_transport(fake),
+        sleep=sleep or SleepRecorder(),
+        **kwargs,
+    )
+
+
+async def _chat(client, retries=3, timeout_s=5.0):
+    async with client:
+        return await client.chat(BODY, timeout_s=timeout_s, retries=retries)
+
+
+def test_reply_reads_usage_cost_and_generation_id(fake):
+    reply = asyncio.run(_chat(_client(fake)))
+    assert reply.generation_id.startswith("gen-")
+    assert reply.model == "google/gemini-2.5-flash-lite"
+    assert reply.provider == "Google AI Studio"
+    assert reply.usage.cost_usd > 0 and reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    assert reply.billed
+
+
+def test_headers_identify_the_app_and_carry_the_key(fake):
+    asyncio.run(_chat(_client(fake, app_url="https://shop.example", app_name="Shop")))
+    headers = fake.history[-1].headers
+    assert headers["authorization"] == f"Bearer {TEST_KEY}"
+    assert headers["http-referer"] == "https://shop.example"
+    assert headers["x-openrouter-title"] == "Shop"
+
+
+def test_retry_after_seconds_is_honoured(fake):
+    fake.enqueue(Fault("status", status=429, retry_after="7"))
+    sleep = SleepRecorder()
+    asyncio.run(_chat(_client(fake, sleep)))
+    assert sleep.waits == [7.0]
+    assert fake.chat_requests == 2
+
+
+def test_retry_after_http_date_is_honoured(fake):
+    fake.enqueue(Fault("status", status=503, retry_after="Wed, 21 Oct 2015 07:28:00 GMT"))
+    sleep = SleepRecorder()
+    asyncio.run(_chat(_client(fake, sleep)))
+    assert sleep.waits == [0.0]  # a date in the past: retry at once
+
+
+def test_backoff_is_exponential_with_jitter_and_capped(fake):
+    fake.enqueue(Fault("status", status=502, times=5))
+    sleep = SleepRecorder()
+    with pytest.raises(TransientError) as caught:
+        asyncio.run(_chat(_client(fake, sleep, backoff_base_s=1.0, backoff_max_s=4.0), retries=4))
+    assert caught.value.attempts == 5 and fake.chat_requests == 5
+    assert len(sleep.waits) == 4
+    assert all(0 <= wait <= cap for wait, cap in zip(sleep.waits, [1, 2, 4, 4], strict=True))
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_transient_statuses_are_retried_then_raised(fake, status):
+    fake.enqueue(Fault("status", status=status, times=3))
+    with pytest.raises(TransientError, match=f"HTTP {status}"):
+        asyncio.run(_chat(_client(fake), retries=2))
+    assert fake.chat_requests == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(400, RequestRejected), (403, RequestRejected), (404, NoEndpointsError), (401, AuthenticationError), (402, CreditsExhausted)],
+)
+def test_final_statuses_are_not_retried(fake, status, error):
+    fake.enqueue(Fault("status", status=status))
+    with pytest.raises(error):
+        asyncio.run(_chat(_client(fake)))
+    assert fake.chat_requests == 1
+
+
+def test_auth_and_credit_errors_stop_the_run_with_exit_code_3():
+    assert AuthenticationError("x").exit_code == 3 and CreditsExhausted("x").exit_code == 3
+
+
+def test_dropped_connection_is_retried(fake):
+    fake.enqueue(Fault("drop"))
+    reply = asyncio.run(_chat(_client(fake)))
+    assert reply.billed and fake.chat_requests == 2
+
+
+def test_a_reply_slower_than_timeout_is_retried(fake):
+    fake.enqueue(Fault("hang", delay_s=2.0))
+    reply = asyncio.run(_chat(_client(fake), timeout_s=0.2))
+    assert reply.billed and fake.chat_requests == 2
+
+
+def test_non_json_200_is_retried(fake):
+    fake.enqueue(Fault("garbage"))
+    reply = asyncio.run(_chat(_client(fake)))
+    assert reply.billed and fake.chat_requests == 2
+
+
+def test_missing_key_is_a_configuration_stop():
+    with pytest.raises(ConfigurationError, match="OPENROUTER_API_KEY"):
+        OpenRouterClient(api_key="", transport=httpx.MockTransport(lambda request: httpx.Response(200)))
+
+
+def _all_subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _all_subclasses(sub)
+
+
+def test_every_httpx_exception_is_mapped():
+    request = httpx.Request("POST", "https://openrouter.test/api/v1/chat/completions")
+    classes = {cls for cls in _all_subclasses(httpx.HTTPError) if cls.__module__.startswith("httpx")}
+    classes |= {httpx.InvalidURL}
+    assert len(classes) > 15
+    for cls in classes:
+        parameters = inspect.signature(cls).parameters
+        if "response" in parameters:
+            exc = cls("boom", request=request, response=httpx.Response(500, request=request))
+        elif "request" in parameters:
+            exc = cls("boom", request=request)
+        else:
+            exc = cls("boom")
+        mapped = map_httpx_exception(exc)
+        assert isinstance(mapped, PipelineError | client_module._Retryable), cls
+
+
+def test_key_never_appears_in_errors(fake):
+    fake.enqueue(Fault("status", status=401))
+    with pytest.raises(AuthenticationError) as caught:
+        asyncio.run(_chat(_client(fake)))
+    assert TEST_KEY not in str(caught.value) and TEST_KEY not in repr(caught.value)

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import pytest
+
+from runner.api import load_pipeline
+from runner.render import RenderError
+
+from .conftest import EXAMPLES, write_pipeline
+
+HEAD = "name: r\ndefaults: {model: google/gemini-2.5-flash}\n"
+
+
+def _view(output, status="ok"):
+    return {"output": output, "model": "m/x", "cost_usd": 0.001, "usage": None, "reasoning": None, "status": status}
+
+
+def test_input_values_are_data_not_templates(tmp_path):
+    path = write_pipeline(tmp_path, HEAD + "steps:\n  a:\n    prompt: 'Say: {{ input.text }}'\n")
+    pipeline = load_pipeline(path)
+    step = pipeline.spec.step("a")
+    messages = pipeline.renderer.messages(step, {"input": {"text": "{{ 7*7 }} {% for x in y %}"}, "steps": {}})
+    assert messages == ({"role": "user", "content": "Say: {{ 7*7 }} {% for x in y %}"},)
+
+
+def test_system_message_comes_first():
+    pipeline = load_pipeline(EXAMPLES / "ticket_triage.yaml")
+    messages = pipeline.renderer.messages(pipeline.spec.step("classify"), {"input": {"ticket": "Help"}, "steps": {}})
+    assert [message["role"] for message in messages] == ["system", "user"]
+    assert messages[1]["content"] == "Ticket:\nHelp"
+
+
+def test_undefined_variable_is_an_error_naming_step_and_field(tmp_path):
+    path = write_pipeline(tmp_path, HEAD + "steps:\n  a:\n    prompt: 'Say: {{ input.missing }}'\n")
+    pipeline = load_pipeline(path)
+    with pytest.raises(RenderError, match=r"`prompt` of step 'a'.*missing"):
+        pipeline.renderer.messages(pipeline.spec.step("a"), {"input": {}, "steps": {}})
+
+
+def test_sandbox_blocks_unsafe_attribute_access(tmp_path):
+    path = write_pipeline(tmp_path, HEAD + "steps:\n  a:\n    prompt: '{{ input.text.__class__.__mro__ }}'\n")
+    pipeline = load_pipeline(path)
+    with pytest.raises(RenderError):
+        pipeline.renderer.messages(pipeline.spec.step("a"), {"input": {"text": "x"}, "steps": {}})
+
+
+def test_when_is_a_boolean(tmp_path):
+    path = write_pipeline(
+        tmp_path,
+        HEAD + "steps:\n  a:\n    prompt: hi\n  b:\n    when: \"{{ steps.a.output.kind != 'spam' }}\"\n    prompt: hi\n"
+        "  c:\n    when: 'Flag: {{ steps.a.output.flag }}'\n    prompt: hi\n",
+    )
+    pipeline = load_pipeline(path)
+    b, c = pipeline.spec.step("b"), pipeline.spec.step("c")
+    spam = {"input": {}, "steps": {"a": _view({"kind": "spam", "flag": False})}}
+    ham = {"input": {}, "steps": {"a": _view({"kind": "ham", "flag": True})}}
+    assert pipeline.renderer.should_run(b, spam) is False
+    assert pipeline.renderer.should_run(b, ham) is True
+    # Mixed text is rendered, then read as a word: "Flag: False" is text, so it is true.
+    assert pipeline.renderer.should_run(c, spam) is True
+
+
+def test_when_text_false_words_are_false(tmp_path):
+    path = write_pipeline(tmp_path, HEAD + "steps:\n  a:\n    when: '{% if input.go %}yes{% else %}no{% endif %}'\n    prompt: hi\n")
+    pipeline = load_pipeline(path)
+    step = pipeline.spec.step("a")
+    assert pipeline.renderer.should_run(step, {"input": {"go": False}, "steps": {}}) is False
+    assert pipeline.renderer.should_run(step, {"input": {"go": True}, "steps": {}}) is True
+
+
+def test_output_single_expression_keeps_its_type_and_mixed_text_is_a_string():
+    pipeline = load_pipeline(EXAMPLES / "invoice_check.yaml")
+    context = {
+        "input": {},
+        "steps": {
+            "extract": _view({"vendor": "ACME", "total": 3.5}),
+            "audit": _view({"arithmetic_ok": True, "risk": "low"}),
+            "notify": _view(None, status="skipped"),
+        },
+    }
+    output = pipeline.renderer.output(context)
+    assert output["invoice"] == {"vendor": "ACME", "total": 3.5}
+    assert output["needs_review"] is False
+    assert output["note"] is None
+
+
+def test_keys_win_over_dict_methods(tmp_path):
+    path = write_pipeline(
+        tmp_path,
+        HEAD + "steps:\n  copy:\n    prompt: hi\n  items:\n    prompt: '{{ steps.copy.output }}'\n"
+        "output: '{{ steps.items.output }} {{ steps.copy.output }}'\n",
+    )
+    pipeline = load_pipeline(path)
+    context = {"input": {}, "steps": {"copy": _view("A"), "items": _view("B")}}
+    assert pipeline.renderer.messages(pipeline.spec.step("items"), context)[0]["content"] == "A"
+    assert pipeline.renderer.output(context) == "B A"
+
+
+def test_a_step_only_sees_its_ancestors(tmp_path):
+    path = write_pipeline(tmp_path, HEAD + "steps:\n  a:\n    prompt: hi\n  b:\n    prompt: '{{ input.x }}'\n")
+    pipeline = load_pipeline(path)
+    scoped = pipeline.renderer._scoped("b", {"input": {"x": 1}, "steps": {"a": _view("secret")}})
+    assert scoped["steps"] == {}
+
+
+def test_missing_output_section_gives_every_step_output(tmp_path):
+    path = write_pipeline(tmp_path, HEAD + "steps:\n  a:\n    prompt: hi\n  b:\n    prompt: hi\n")
+    pipeline = load_pipeline(path)
+    assert pipeline.renderer.output({"input": {}, "steps": {"a": _view("x"), "b": _view({"k": 1})}}) == {
+        "a": "x",
+        "b": {"k": 1},
+    }
