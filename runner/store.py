@@ -33,7 +33,8 @@ _COST_COLUMNS = (
     "cost_usd", "user_id", "attempt", "outcome", "cached", "latency_ms", "created_at",
 )  # fmt: skip
 _INSERT_COST = (
-    f"INSERT OR IGNORE INTO cost_records ({', '.join(_COST_COLUMNS)}) VALUES ({', '.join('?' for _ in _COST_COLUMNS)})"
+    f"INSERT INTO cost_records ({', '.join(_COST_COLUMNS)}) VALUES ({', '.join('?' for _ in _COST_COLUMNS)})"
+    " ON CONFLICT (id) DO NOTHING"
 )
 
 

@@ -53,7 +53,10 @@ def test_reply_reads_usage_cost_and_generation_id(fake):
     assert reply.generation_id.startswith("gen-")
     assert reply.model == "google/gemini-2.5-flash-lite"
     assert reply.provider == "Google AI Studio"
-    assert reply.usage.cost_usd > 0 and reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    assert (
+        reply.usage.cost_usd > 0
+        and reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    )
     assert reply.billed
 
 
@@ -100,7 +103,13 @@ def test_transient_statuses_are_retried_then_raised(fake, status):
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(400, RequestRejected), (403, RequestRejected), (404, NoEndpointsError), (401, AuthenticationError), (402, CreditsExhausted)],
+    [
+        (400, RequestRejected),
+        (403, RequestRejected),
+        (404, NoEndpointsError),
+        (401, AuthenticationError),
+        (402, CreditsExhausted),
+    ],
 )
 def test_final_statuses_are_not_retried(fake, status, error):
     fake.enqueue(Fault("status", status=status))

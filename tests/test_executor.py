@@ -111,9 +111,7 @@ def test_no_endpoints_moves_to_the_next_model_at_once(label, fake, settings, db_
 
 @pytest.mark.parametrize("status", [400, 403])
 def test_rejected_request_fails_the_step_without_fallback(label, fake, settings, db_path, status, caplog):
-    fake.enqueue(
-        Fault("status", status=status, message="Input flagged: violence", metadata={"reasons": ["violence"]})
-    )
+    fake.enqueue(Fault("status", status=status, message="Input flagged: violence", metadata={"reasons": ["violence"]}))
     with caplog.at_level(logging.WARNING):
         result = run(label, fake, settings)
     assert result.status == "failed" and result.output is None
@@ -191,7 +189,12 @@ def test_every_model_failing_fails_the_record_with_a_safe_summary(label, fake, s
     fake.enqueue(Fault("content", content="nope", times=4))
     result = run(label, fake, settings)
     assert result.status == "failed"
-    assert result.line()["error"] == {"kind": "invalid_json", "step": "label", "attempts": 4, "models": [PRIMARY, FALLBACK]}
+    assert result.line()["error"] == {
+        "kind": "invalid_json",
+        "step": "label",
+        "attempts": 4,
+        "models": [PRIMARY, FALLBACK],
+    }
     assert [row["outcome"] for row in cost_rows(db_path)] == ["invalid_json"] * 4
 
 
@@ -204,7 +207,9 @@ def test_transport_failures_on_every_model_fail_the_step(label, fake, settings, 
 
 
 def test_server_side_fallback_records_the_model_that_answered(tmp_path, fake, settings, db_path):
-    pipeline = load_pipeline(write_pipeline(tmp_path, LABEL.replace("retries: 2", "retries: 2\n  fallback_mode: server")))
+    pipeline = load_pipeline(
+        write_pipeline(tmp_path, LABEL.replace("retries: 2", "retries: 2\n  fallback_mode: server"))
+    )
     fake.enqueue(Fault("status", status=503, model=PRIMARY))
     result = run(pipeline, fake, settings)
     [body] = fake.chat_bodies()
@@ -215,7 +220,9 @@ def test_server_side_fallback_records_the_model_that_answered(tmp_path, fake, se
 
 
 def test_reasoning_text_is_kept_in_the_step_result(tmp_path, fake, settings):
-    pipeline = load_pipeline(write_pipeline(tmp_path, LABEL.replace("retries: 2", "retries: 2\n  reasoning: {effort: high}")))
+    pipeline = load_pipeline(
+        write_pipeline(tmp_path, LABEL.replace("retries: 2", "retries: 2\n  reasoning: {effort: high}"))
+    )
     result = run(pipeline, fake, settings)
     assert result.steps["label"].reasoning.startswith("Mock reasoning")
     assert fake.chat_bodies()[0]["reasoning"] == {"effort": "high"}

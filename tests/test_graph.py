@@ -37,7 +37,8 @@ def test_references_in_system_and_when_make_edges(tmp_path):
 def test_ancestors_are_transitive(tmp_path):
     path = write_pipeline(
         tmp_path,
-        HEAD + "  a:\n    prompt: hi\n  b:\n    prompt: '{{ steps.a.output }}'\n  c:\n    prompt: '{{ steps.b.output }}'\n",
+        HEAD
+        + "  a:\n    prompt: hi\n  b:\n    prompt: '{{ steps.a.output }}'\n  c:\n    prompt: '{{ steps.b.output }}'\n",
     )
     assert load_pipeline(path).graph.ancestors["c"] == {"a", "b"}
 
@@ -59,7 +60,9 @@ def test_nested_property_reference_is_checked_against_the_schema(tmp_path):
         "      properties:\n        address:\n          type: object\n          additionalProperties: false\n"
         "          required: [city]\n          properties:\n            city: {type: string}\n"
     )
-    good = write_pipeline(tmp_path, HEAD + "  a:\n    prompt: hi\n" + schema + "output: '{{ steps.a.output.address.city }}'\n")
+    good = write_pipeline(
+        tmp_path, HEAD + "  a:\n    prompt: hi\n" + schema + "output: '{{ steps.a.output.address.city }}'\n"
+    )
     assert load_pipeline(good).graph.output_steps == {"a"}
     bad = write_pipeline(
         tmp_path, HEAD + "  a:\n    prompt: hi\n" + schema + "output: '{{ steps.a.output.address.town }}'\n", "bad.yaml"

@@ -60,7 +60,9 @@ def test_when_is_a_boolean(tmp_path):
 
 
 def test_when_text_false_words_are_false(tmp_path):
-    path = write_pipeline(tmp_path, HEAD + "steps:\n  a:\n    when: '{% if input.go %}yes{% else %}no{% endif %}'\n    prompt: hi\n")
+    path = write_pipeline(
+        tmp_path, HEAD + "steps:\n  a:\n    when: '{% if input.go %}yes{% else %}no{% endif %}'\n    prompt: hi\n"
+    )
     pipeline = load_pipeline(path)
     step = pipeline.spec.step("a")
     assert pipeline.renderer.should_run(step, {"input": {"go": False}, "steps": {}}) is False

@@ -94,7 +94,9 @@ def test_schema_file_outside_the_folder_is_refused(tmp_path):
     inner.mkdir()
     (tmp_path / "secret.json").write_text("{}")
     path = write_pipeline(
-        inner, "name: x\ndefaults: {model: google/gemini-2.5-flash}\nsteps:\n  a:\n    prompt: hi\n    schema: ../secret.json\n"
+        inner,
+        "name: x\ndefaults: {model: google/gemini-2.5-flash}\n"
+        "steps:\n  a:\n    prompt: hi\n    schema: ../secret.json\n",
     )
     with pytest.raises(SpecError, match="points outside the pipeline's folder"):
         load_spec(path)
@@ -103,7 +105,8 @@ def test_schema_file_outside_the_folder_is_refused(tmp_path):
 def test_schema_file_with_bad_json_names_that_file_and_line(tmp_path):
     (tmp_path / "broken.json").write_text('{\n  "type": "object",\n  oops\n}')
     path = write_pipeline(
-        tmp_path, "name: x\ndefaults: {model: google/gemini-2.5-flash}\nsteps:\n  a:\n    prompt: hi\n    schema: broken.json\n"
+        tmp_path,
+        "name: x\ndefaults: {model: google/gemini-2.5-flash}\nsteps:\n  a:\n    prompt: hi\n    schema: broken.json\n",
     )
     with pytest.raises(SpecError) as caught:
         load_spec(path)

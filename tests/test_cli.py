@@ -1,0 +1,193 @@
+"""End to end: the `pipeline` command against the fake OpenRouter on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from runner.cli import main, parse_inputs
+from runner.errors import UsageError
+from runner.fake import Fault
+
+from .conftest import EXAMPLES, FIXTURES, ROOT, TEST_KEY, cost_rows
+
+EXAMPLE_INPUTS = {
+    "ticket_triage": ['{"ticket": "I was charged twice for the Pro plan and the Mobile app crashes."}'],
+    "product_copy": ["notes=Hand-made oak cutting board, 40x25cm, oil finish, 49 dollars", "max_words:=80"],
+    "invoice_check": ["ocr_text=ACME Corp invoice 123: Widget 10.00, Gadget 5.50, total 15.50"],
+}
+
+
+class Outcome:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+
+def invoke(capsys, monkeypatch, *args: str) -> Outcome:
+    monkeypatch.setattr(sys, "argv", ["pipeline", *args])
+    capsys.readouterr()
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    captured = capsys.readouterr()
+    return Outcome(code, captured.out, captured.err)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_INPUTS))
+def test_every_example_runs_with_mock_and_costs_list_each_step(capsys, monkeypatch, db_path, name):
+    inputs = [part for value in EXAMPLE_INPUTS[name] for part in ("--input", value)]
+    result = invoke(capsys, monkeypatch, "run", str(EXAMPLES / f"{name}.yaml"), "--mock", "--user", "u1", *inputs)
+    assert result.code == 0, result.err
+    output = json.loads(result.out)
+    assert isinstance(output, dict) and output
+    assert "billed call(s)" in result.err
+
+    costs = invoke(capsys, monkeypatch, "costs", "--format", "json")
+    assert costs.code == 0, costs.err
+    rows = json.loads(costs.out)
+    steps = {row["step"] for row in rows}
+    stored = cost_rows(db_path)
+    assert steps == {row["step"] for row in stored} and len(rows) == len(steps)
+    assert all(row["calls"] == 1 and row["total_tokens"] > 0 and row["cost_usd"] > 0 for row in rows)
+    assert all(row["user"] == "u1" for row in rows)
+
+
+def test_ticket_triage_output_matches_the_pipeline(capsys, monkeypatch):
+    result = invoke(
+        capsys,
+        monkeypatch,
+        "run",
+        str(EXAMPLES / "ticket_triage.yaml"),
+        "--mock",
+        "--input",
+        EXAMPLE_INPUTS["ticket_triage"][0],
+    )
+    output = json.loads(result.out)
+    assert set(output) == {"label", "products", "reply"}
+    assert output["label"]["category"] in {"billing", "bug", "account", "feature_request", "spam"}
+    assert 1 <= output["label"]["urgency"] <= 5
+    assert isinstance(output["products"], list)
+    assert (output["reply"] is None) == (output["label"]["category"] == "spam")
+
+
+def test_live_mode_talks_to_base_url_and_never_leaks_the_key(capsys, monkeypatch, fake_server, db_path):
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    monkeypatch.setenv("PIPELINE_APP_NAME", "Triage Bot")
+    result = invoke(
+        capsys, monkeypatch, "-vv", "run", str(EXAMPLES / "ticket_triage.yaml"), "--input", "ticket=Refund please"
+    )
+    assert result.code == 0, result.err
+    chats = [seen for seen in fake_server.fake.history if seen.path == "chat/completions"]
+    assert len(chats) >= 2
+    assert all(seen.headers["authorization"] == f"Bearer {TEST_KEY}" for seen in chats)
+    assert all(seen.headers["x-openrouter-title"] == "Triage Bot" for seen in chats)
+    assert TEST_KEY not in result.out + result.err
+    stored = b"".join(path.read_bytes() for path in db_path.parent.glob("ledger.db*"))
+    assert TEST_KEY.encode() not in stored
+
+
+def test_missing_key_stops_with_exit_3_and_says_how_to_fix_it(capsys, monkeypatch):
+    result = invoke(capsys, monkeypatch, "run", str(EXAMPLES / "ticket_triage.yaml"), "--input", "ticket=hi")
+    assert result.code == 3
+    assert "OPENROUTER_API_KEY" in result.err and "--mock" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_invalid_input_exits_2_before_any_call(capsys, monkeypatch, fake_server):
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    result = invoke(capsys, monkeypatch, "run", str(EXAMPLES / "ticket_triage.yaml"), "--input", "ticket=")
+    assert result.code == 2
+    assert "does not match the `input` schema" in result.err and "ticket" in result.err
+    assert fake_server.fake.chat_requests == 0
+
+
+def test_bad_pipeline_exits_2_naming_file_and_line(capsys, monkeypatch):
+    path = FIXTURES / "pipelines" / "bad_unknown_key.yaml"
+    result = invoke(capsys, monkeypatch, "run", str(path), "--mock", "--input", "text=x")
+    assert result.code == 2
+    assert f"{path}:10:5: unknown key 'temprature'" in result.err
+
+
+def test_rejected_key_exits_3(capsys, monkeypatch, fake_server):
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    fake_server.fake.enqueue(Fault("status", status=401, times=5))
+    result = invoke(capsys, monkeypatch, "run", str(EXAMPLES / "ticket_triage.yaml"), "--input", "ticket=hi")
+    assert result.code == 3
+    assert "rejected the API key" in result.err and TEST_KEY not in result.err
+
+
+def test_failed_step_exits_1_and_names_the_step(capsys, monkeypatch, fake_server, db_path):
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    fake_server.fake.enqueue(Fault("status", status=400, message="bad parameter temperature"))
+    result = invoke(capsys, monkeypatch, "run", str(EXAMPLES / "invoice_check.yaml"), "--input", "ocr_text=x")
+    assert result.code == 1
+    assert "step 'extract' failed (rejected)" in result.err
+    assert "bad parameter temperature" in result.err  # logged in full on stderr
+
+
+def test_validate_examples_and_broken_files(capsys, monkeypatch):
+    good = invoke(capsys, monkeypatch, "validate", str(EXAMPLES))
+    assert good.code == 0 and good.out.count(": ok (") == 3
+    bad = invoke(capsys, monkeypatch, "validate", str(EXAMPLES / "ticket_triage.yaml"), str(FIXTURES / "pipelines"))
+    assert bad.code == 2
+    assert "bad_cycle.yaml" in bad.err and "of 26 pipeline file(s) have errors" in bad.err
+
+
+def test_costs_formats_and_grouping(capsys, monkeypatch):
+    assert (
+        invoke(capsys, monkeypatch, "run", str(EXAMPLES / "ticket_triage.yaml"), "--mock", "--input", "ticket=hi").code
+        == 0
+    )
+    table = invoke(capsys, monkeypatch, "costs", "--by", "module")
+    assert table.code == 0 and "module" in table.out and "triage" in table.out and "total: $" in table.out
+    csv_out = invoke(capsys, monkeypatch, "costs", "--by", "model,day", "--format", "csv")
+    assert csv_out.out.splitlines()[0].startswith("model,day,calls,")
+    bad = invoke(capsys, monkeypatch, "costs", "--by", "colour")
+    assert bad.code == 2 and "choose from" in bad.err
+
+
+def test_costs_without_a_database_says_so(capsys, monkeypatch, tmp_path):
+    result = invoke(capsys, monkeypatch, "costs", "--db", str(tmp_path / "none.db"))
+    assert result.code == 2 and "no database" in result.err
+
+
+def test_parse_inputs():
+    assert parse_inputs(('{"a": 1}', "b=2", "c:=[1, 2]", "d=x=y")) == {"a": 1, "b": "2", "c": [1, 2], "d": "x=y"}
+    with pytest.raises(UsageError, match="not valid JSON"):
+        parse_inputs(("{oops",))
+    with pytest.raises(UsageError, match="key=value"):
+        parse_inputs(("loose",))
+
+
+def test_python_dash_m_runner_works_in_a_fresh_process(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "OPENROUTER_API_KEY"}
+    env["PIPELINE_DB"] = str(tmp_path / "sub.db")
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "run",
+            "pipelines/ticket_triage.yaml",
+            "--mock",
+            "--input",
+            "ticket=My app crashes",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "label" in json.loads(completed.stdout)
