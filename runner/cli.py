@@ -191,16 +191,57 @@ def _pipeline_files(paths: tuple[str, ...]) -> list[str]:
 @click.option("--db", metavar="PATH", help="SQLite file (default: $PIPELINE_DB).")
 def costs(by: str, run_id: str | None, since: str | None, output_format: str, db: str | None) -> None:
     """What each step, module, model and user spent."""
-    settings = Settings.from_env(db=db)
-    if not Path(settings.db).exists():
-        raise UsageError(f"no database at {settings.db}: run a pipeline first, or point --db / PIPELINE_DB at one")
     dimensions = tuple(name.strip() for name in by.split(",") if name.strip())
-    with SQLiteStore(settings.db) as store:
+    with _open_store(db) as store:
         rows = store.cost_summary(dimensions, run_id=run_id, since=since)
     click.echo(_format_rows(rows, output_format), nl=output_format != "csv")
 
 
-def _format_rows(rows: list[dict[str, Any]], output_format: str) -> str:
+def _open_store(db: str | None) -> SQLiteStore:
+    settings = Settings.from_env(db=db)
+    if not Path(settings.db).exists():
+        raise UsageError(f"no database at {settings.db}: run a pipeline first, or point --db / PIPELINE_DB at one")
+    return SQLiteStore(settings.db)
+
+
+@cli.command()
+@click.option("--limit", default=20, show_default=True, help="How many runs, newest first.")
+@click.option(
+    "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@click.option("--db", metavar="PATH", help="SQLite file (default: $PIPELINE_DB).")
+def runs(limit: int, output_format: str, db: str | None) -> None:
+    """The latest runs: status, records, calls and spend."""
+    with _open_store(db) as store:
+        rows = store.runs(limit)
+    click.echo(_format_rows(rows, output_format, total=False), nl=output_format != "csv")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--db", metavar="PATH", help="SQLite file (default: $PIPELINE_DB).")
+def show(run_id: str, output_format: str, db: str | None) -> None:
+    """One run: every record and step, with outputs of finished steps (nothing is lost on failure)."""
+    with _open_store(db) as store:
+        detail = store.run_detail(run_id)
+    if detail is None:
+        raise UsageError(f"no run {run_id!r} in this database; `pipeline runs` lists them")
+    if output_format == "json":
+        click.echo(json.dumps(detail, indent=2, ensure_ascii=False))
+        return
+    run_row = detail["run"]
+    click.echo(
+        f"run {run_row['id']}  pipeline {run_row['pipeline']}  status {run_row['status']}  "
+        f"records ok {run_row['records_ok']} failed {run_row['records_failed']}  started {run_row['started_at']}"
+    )
+    steps = [
+        {key: value for key, value in row.items() if key not in ("output_json", "reasoning")} for row in detail["steps"]
+    ]
+    click.echo(_format_rows(steps, "table", total=True))
+
+
+def _format_rows(rows: list[dict[str, Any]], output_format: str, *, total: bool = True) -> str:
     if output_format == "json":
         return json.dumps(rows, indent=2)
     if not rows:
@@ -213,7 +254,7 @@ def _format_rows(rows: list[dict[str, Any]], output_format: str) -> str:
         writer.writerows(rows)
         return buffer.getvalue()
     cells = [[_cell(column, row[column]) for column in columns] for row in rows]
-    total = sum(row["cost_usd"] or 0 for row in rows)
+    spent = sum(row.get("cost_usd") or 0 for row in rows)
     widths = [max(len(column), *(len(line[index]) for line in cells)) for index, column in enumerate(columns)]
     numeric = [isinstance(rows[0][column], int | float) for column in columns]
 
@@ -224,7 +265,8 @@ def _format_rows(rows: list[dict[str, Any]], output_format: str) -> str:
         ).rstrip()
 
     lines = [fmt(columns), fmt(["-" * width for width in widths]), *(fmt(line) for line in cells)]
-    lines.append(f"total: ${total:.6f}")
+    if total and "cost_usd" in columns:
+        lines.append(f"total: ${spent:.6f}")
     return "\n".join(lines)
 
 

@@ -25,8 +25,8 @@ def _app(fake: FakeOpenRouter) -> web.Application:
         reply = await fake.handle(request.method, request.path, dict(request.query), dict(request.headers), raw)
         if reply.action == "drop":
             if request.transport is not None:
-                request.transport.abort()
-            raise ConnectionResetError("dropped by the fake on purpose")
+                request.transport.abort()  # the client sees the connection close with no reply
+            return web.Response(status=204)
         return _to_aiohttp(reply)
 
     app = web.Application(client_max_size=64 * 1024 * 1024)

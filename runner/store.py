@@ -117,11 +117,40 @@ class SQLiteStore:
             ),
         )  # fmt: skip
 
-    def cost_rows(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        where, parameters = _filters(run_id, None)
-        cursor = self._db.execute(f"SELECT * FROM cost_records {where} ORDER BY created_at, id", parameters)
+    def _query(self, sql: str, parameters: tuple = ()) -> list[dict[str, Any]]:
+        cursor = self._db.execute(sql, parameters)
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest runs with their spend, newest first."""
+        return self._query(
+            "SELECT r.id, r.pipeline, r.status, r.records_ok, r.records_failed,"
+            " (SELECT COUNT(*) FROM cost_records c WHERE c.run_id = r.id) AS calls,"
+            " (SELECT ROUND(COALESCE(SUM(cost_usd), 0), 10) FROM cost_records c WHERE c.run_id = r.id) AS cost_usd,"
+            " r.started_at, r.finished_at FROM runs r ORDER BY r.started_at DESC LIMIT ?",
+            (limit,),
+        )
+
+    def run_detail(self, run_id: str) -> dict[str, Any] | None:
+        """One run: its row, each record's result and each step's result."""
+        found = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not found:
+            return None
+        records = self._query(
+            "SELECT record_key, status, output_json, error_json, cost_usd FROM records WHERE run_id = ? ORDER BY rowid",
+            (run_id,),
+        )
+        steps = self._query(
+            "SELECT record_key, step, status, model, attempts, cost_usd, error_kind, output_json, reasoning"
+            " FROM step_results WHERE run_id = ? ORDER BY rowid",
+            (run_id,),
+        )
+        return {"run": found[0], "records": records, "steps": steps}
+
+    def cost_rows(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        where, parameters = _filters(run_id, None)
+        return self._query(f"SELECT * FROM cost_records {where} ORDER BY created_at, id", parameters)
 
     def cost_summary(
         self, by: tuple[str, ...], *, run_id: str | None = None, since: str | None = None
@@ -140,10 +169,7 @@ class SQLiteStore:
             " SUM(total_tokens) AS total_tokens, ROUND(SUM(cost_usd), 10) AS cost_usd"
             f" FROM cost_records {where} {group}"
         )
-        cursor = self._db.execute(sql, parameters)
-        names = [column[0] for column in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor]
-        return [row for row in rows if row["calls"]]
+        return [row for row in self._query(sql, parameters) if row["calls"]]
 
 
 def _filters(run_id: str | None, since: str | None) -> tuple[str, tuple]:

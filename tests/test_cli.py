@@ -191,3 +191,91 @@ def test_python_dash_m_runner_works_in_a_fresh_process(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     assert "label" in json.loads(completed.stdout)
+
+
+FAILURE_PIPELINE = """
+name: failures
+defaults:
+  model: google/gemini-2.5-flash-lite
+  fallback_models: [google/gemini-2.5-flash]
+  retries: 1
+  repair_attempts: 1
+steps:
+  label:
+    prompt: "Label: {{ input.text }}"
+    schema:
+      type: object
+      additionalProperties: false
+      required: [category]
+      properties: {category: {type: string, enum: [billing, bug]}}
+"""
+LITE, FLASH = "google/gemini-2.5-flash-lite", "google/gemini-2.5-flash"
+
+
+@pytest.mark.parametrize(
+    ("faults", "exit_code", "calls", "rows"),
+    [
+        ([Fault("status", status=429, retry_after="0")], 0, [LITE, LITE], [(LITE, "ok")]),
+        ([Fault("status", status=503, model=LITE, times=2)], 0, [LITE, LITE, FLASH], [(FLASH, "ok")]),
+        ([Fault("hang", delay_s=3, model=LITE, times=2)], 0, [LITE, LITE, FLASH], [(FLASH, "ok")]),
+        ([Fault("drop", times=4)], 1, [LITE, LITE, FLASH, FLASH], []),
+        ([Fault("status", status=404, model=LITE)], 0, [LITE, FLASH], [(FLASH, "ok")]),
+        ([Fault("status", status=400)], 1, [LITE], []),
+        ([Fault("status", status=403, metadata={"reasons": ["hate"]})], 1, [LITE], []),
+        ([Fault("status", status=401)], 3, [LITE], []),
+        ([Fault("status", status=402)], 3, [LITE], []),
+        ([Fault("finish", finish_reason="content_filter", model=LITE)], 0, [LITE, FLASH], [(LITE, "content_filter"), (FLASH, "ok")]),
+        ([Fault("finish", finish_reason="length", model=LITE)], 0, [LITE, FLASH], [(LITE, "length"), (FLASH, "ok")]),
+        ([Fault("error_in_body", model=LITE)], 0, [LITE, FLASH], [(LITE, "error"), (FLASH, "ok")]),
+        (
+            [Fault("content", content="```json\n{\"category\": \"refund\"}\n```", times=4)],
+            1,
+            [LITE, LITE, FLASH, FLASH],
+            [(LITE, "schema_mismatch"), (LITE, "schema_mismatch"), (FLASH, "schema_mismatch"), (FLASH, "schema_mismatch")],
+        ),
+        ([Fault("content", content="no json here", model=LITE)], 0, [LITE, LITE], [(LITE, "invalid_json"), (LITE, "ok")]),
+    ],
+    ids=[
+        "429-retry", "5xx-fallback", "timeout-fallback", "dropped-everywhere", "404-next-model", "400-fails-step",
+        "403-fails-step", "401-stops-run", "402-stops-run", "content-filter", "length", "error-in-200",
+        "schema-mismatch-everywhere", "invalid-json-reask",
+    ],
+)  # fmt: skip
+def test_failure_taxonomy_end_to_end(
+    capsys, monkeypatch, tmp_path, fake_server, db_path, faults, exit_code, calls, rows
+):
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    path = tmp_path / "failures.yaml"
+    path.write_text(FAILURE_PIPELINE.replace("retries: 1", "retries: 1\n  timeout_s: 0.5"))
+    for fault in faults:
+        fake_server.fake.enqueue(fault)
+    result = invoke(capsys, monkeypatch, "run", str(path), "--input", "text=charged twice")
+    assert result.code == exit_code, result.err
+    assert [body["model"] for body in fake_server.fake.chat_bodies()] == calls
+    stored = cost_rows(db_path)
+    assert [(row["requested_model"], row["outcome"]) for row in stored] == rows
+    assert [row["attempt"] for row in stored] == list(range(1, len(rows) + 1))
+    assert "Traceback" not in result.err
+
+
+def test_runs_and_show_list_what_happened(capsys, monkeypatch, fake_server):
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    fake_server.fake.enqueue(Fault("status", status=400, model="anthropic/claude-sonnet-4.5"))
+    failed = invoke(capsys, monkeypatch, "run", str(EXAMPLES / "ticket_triage.yaml"), "--input", "ticket=App crashes")
+    assert failed.code == 1
+    run_id = failed.err.split("run ", 1)[1].split(":", 1)[0]
+    listing = invoke(capsys, monkeypatch, "runs", "--format", "json")
+    [row] = json.loads(listing.out)
+    assert (row["id"], row["status"], row["records_failed"], row["calls"]) == (run_id, "failed", 1, 2)
+    shown = invoke(capsys, monkeypatch, "show", run_id, "--format", "json")
+    detail = json.loads(shown.out)
+    statuses = {step["step"]: step["status"] for step in detail["steps"]}
+    assert statuses == {"classify": "ok", "extract": "ok", "reply": "failed"}
+    classify = next(step for step in detail["steps"] if step["step"] == "classify")
+    assert set(json.loads(classify["output_json"])) == {"category", "urgency", "summary"}
+    table = invoke(capsys, monkeypatch, "show", run_id)
+    assert "reply" in table.out and "rejected" in table.out
+    missing = invoke(capsys, monkeypatch, "show", "run-nope")
+    assert missing.code == 2 and "pipeline runs" in missing.err
