@@ -130,30 +130,17 @@ def _text(compiled: Compiled, context: Mapping[str, Any], step_id: str) -> str:
 
 
 def _run(compiled: Compiled, context: Mapping[str, Any], step_id: str | None) -> Any:
-    template = compiled.template
     try:
         return compiled.evaluate(context)
     except jinja2.UndefinedError as exc:
-        raise RenderError(
-            f"{template.path}:{template.line}: `{template.field}`"
-            + (f" of step '{step_id}'" if step_id else "")
-            + f": {exc.message}",
-            step=step_id,
-        ) from None
+        problem = exc.message
     except jinja2.TemplateError as exc:
-        raise RenderError(
-            f"{template.path}:{template.line}: `{template.field}`"
-            + (f" of step '{step_id}'" if step_id else "")
-            + f": {exc}",
-            step=step_id,
-        ) from None
+        problem = str(exc)
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
-        raise RenderError(
-            f"{template.path}:{template.line}: `{template.field}`"
-            + (f" of step '{step_id}'" if step_id else "")
-            + f": {type(exc).__name__}: {exc}",
-            step=step_id,
-        ) from None
+        problem = f"{type(exc).__name__}: {exc}"
+    template = compiled.template
+    owner = f" of step '{step_id}'" if step_id else ""
+    raise RenderError(f"{template.path}:{template.line}: `{template.field}`{owner}: {problem}", step=step_id)
 
 
 def _compile_output(environment: SandboxedEnvironment, value: Any, templates) -> Callable[[Mapping[str, Any]], Any]:
