@@ -6,22 +6,29 @@ The CLI uses exactly this.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import httpx
 
+from .batch import stream_records
+from .budget import Budget
 from .catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
 from .client import DEFAULT_BASE_URL, OpenRouterClient
-from .errors import InputError, RunStopped
+from .errors import ConfigurationError, FailureSummary, InputError, RunStopped, UsageError
 from .executor import Executor, Hooks
+from .flow import RequestGate
 from .graph import StepGraph, build_graph
+from .inputs import InputItem, aiter_items
 from .render import Renderer
-from .results import CostEvent, RecordResult, StepResult
+from .results import CacheEntry, CostEvent, RecordResult, RunTotals, StepResult
 from .spec import PipelineSpec, load_spec, thaw
 from .store import DEFAULT_DB, SQLiteStore
 from .validate import compile_validator
@@ -96,9 +103,16 @@ class Pipeline:
         user_id: str | None = None,
         run_id: str | None = None,
         hooks: Hooks | None = None,
+        options: RunOptions | None = None,
     ) -> Session:
         return Session(
-            self, settings or Settings.from_env(), transport=transport, user_id=user_id, run_id=run_id, hooks=hooks
+            self,
+            settings or Settings.from_env(),
+            transport=transport,
+            user_id=user_id,
+            run_id=run_id,
+            hooks=hooks,
+            options=options,
         )
 
     async def run(
@@ -108,49 +122,99 @@ class Pipeline:
         *,
         settings: Settings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        key: str = "1",
+        key: str | int = 1,
     ) -> RecordResult:
         """Run one record; costs go to the store named by the settings (PIPELINE_DB by default)."""
         async with self.session(settings, transport=transport, user_id=user_id) as session:
             return await session.run(record, key=key)
 
+    async def run_many(
+        self,
+        records: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int = 16,
+        user_id: str | None = None,
+        ordered: bool = False,
+        settings: Settings | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_cost_usd: float | None = None,
+        use_cache: bool = True,
+    ) -> AsyncIterator[RecordResult]:
+        """Run a stream of records (dicts, or InputItems with keys) in one session; yields as they finish."""
+        options = RunOptions(concurrency=concurrency, use_cache=use_cache, max_cost_usd=max_cost_usd)
+        async with self.session(settings, transport=transport, user_id=user_id, options=options) as session:
+            async for result in session.run_many(records, ordered=ordered):
+                yield result
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run behaves, beyond where it connects (Settings)."""
+
+    concurrency: int = 16  # model requests in flight across the whole run
+    use_cache: bool = True  # serve repeated requests from the response cache
+    max_cost_usd: float | None = None  # hard cap on the run's total `usage.cost`
+    resume: bool = False  # the run id names an earlier run to finish
+
 
 class Session:
     """One run: one HTTP client, one catalogue, one store connection, one run id."""
 
-    def __init__(self, pipeline: Pipeline, settings: Settings, *, transport, user_id, run_id, hooks) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: Settings,
+        *,
+        transport=None,
+        user_id: str | None = None,
+        run_id: str | None = None,
+        hooks: Hooks | None = None,
+        options: RunOptions | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.settings = settings
+        self.options = options or RunOptions()
+        if self.options.resume and not run_id:
+            raise UsageError("resuming needs the run id")
         self.user_id = user_id
         self.run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
+        self.totals = RunTotals()
+        self.stopped: RunStopped | None = None
+        self.catalog: Catalog = EMPTY_CATALOG
+        self.gate: RequestGate | None = None
+        self.budget: Budget | None = None
         self._transport = transport
         self._extra_hooks = hooks
         self._client: OpenRouterClient | None = None
         self._store: SQLiteStore | None = None
         self._executor: Executor | None = None
-        self.catalog: Catalog = EMPTY_CATALOG
-        self.records_ok = 0
-        self.records_failed = 0
-        self.stopped: RunStopped | None = None
+        self._flush_scheduled = False
 
     async def __aenter__(self) -> Session:
-        settings = self.settings
+        settings, options = self.settings, self.options
+        self.gate = RequestGate(options.concurrency)
         self._client = OpenRouterClient(
-            api_key=settings.api_key or "",
+            api_key=settings.api_key,
             base_url=settings.base_url,
             transport=self._transport,
             app_url=settings.app_url,
             app_name=settings.app_name,
-            max_connections=settings.max_connections,
+            max_connections=max(settings.max_connections, options.concurrency),
             backoff_base_s=settings.backoff_base_s,
             backoff_max_s=settings.backoff_max_s,
+            gate=self.gate,
         )
         try:
             cache = cache_path_for(settings.base_url) if settings.models_cache else None
             self.catalog = await load_catalog(self._client, cache)
             if settings.db is not None:
                 self._store = SQLiteStore(settings.db)
-                self._store.start_run(self.run_id, self.pipeline.name, self.pipeline.spec.path, self.user_id)
+                if options.resume:
+                    self._store.resume_run(self.run_id, self.pipeline.name)
+                else:
+                    self._store.start_run(self.run_id, self.pipeline.name, self.pipeline.spec.path, self.user_id)
+            if options.max_cost_usd is not None:
+                self.budget = self._budget(options.max_cost_usd)
         except BaseException:
             await self._close()
             raise
@@ -162,16 +226,38 @@ class Session:
             self.catalog,
             run_id=self.run_id,
             hooks=Hooks(on_cost=self._on_cost, on_step=self._on_step),
+            cache=self if (self._store is not None and options.use_cache) else None,
+            budget=self.budget,
         )
         return self
+
+    def _budget(self, max_cost_usd: float) -> Budget:
+        unpriced = sorted(
+            {model for step in self.pipeline.spec.steps for model in step.models if model not in self.catalog.models}
+        )
+        if unpriced:
+            raise ConfigurationError(
+                f"--max-cost needs every model's price, and the model catalogue has none for {', '.join(unpriced)}"
+            )
+        spent = self._store.run_spend(self.run_id) if self._store is not None and self.options.resume else 0.0
+        return Budget(max_cost_usd=max_cost_usd, spent_usd=spent)
 
     async def __aexit__(self, exc_type, exc, traceback) -> None:
         if isinstance(exc, RunStopped):
             self.stopped = exc
-        status = "stopped" if self.stopped else ("failed" if exc is not None or self.records_failed else "ok")
-        if self._store is not None:
-            self._store.finish_run(self.run_id, status, self.records_ok, self.records_failed)
-        await self._close()
+        if self.stopped:
+            status = "stopped"
+        elif isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+            status = "interrupted"
+        elif exc is not None or self.totals.records_failed:
+            status = "failed"
+        else:
+            status = "ok"
+        try:
+            if self._store is not None:
+                self._store.finish_run(self.run_id, status)
+        finally:
+            await self._close()
 
     async def _close(self) -> None:
         if self._client is not None:
@@ -179,11 +265,28 @@ class Session:
         if self._store is not None:
             self._store.close()
 
-    def _on_cost(self, event: CostEvent) -> None:
+    def lookup(self, key: str) -> CacheEntry | None:
+        """The response cache, as the executor sees it."""
+        return self._store.cached_reply(key)
+
+    def _on_cost(self, event: CostEvent, entry: CacheEntry | None) -> None:
+        self.totals.add_cost(event)
         if self._store is not None:
-            self._store.add_cost(event)
+            self._store.add_cost(event, entry)
+            self._schedule_flush()
         if self._extra_hooks is not None:
-            self._extra_hooks.on_cost(event)
+            self._extra_hooks.on_cost(event, entry)
+
+    def _schedule_flush(self) -> None:
+        """Group commit: every reply that arrived in this event-loop iteration goes to disk in one transaction."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._store is not None:
+            self._store.flush()
 
     def _on_step(self, record_key: str, result: StepResult) -> None:
         if self._store is not None:
@@ -191,13 +294,68 @@ class Session:
         if self._extra_hooks is not None:
             self._extra_hooks.on_step(record_key, result)
 
-    async def run(self, record: Mapping[str, Any], *, key: str = "1") -> RecordResult:
-        checked = self.pipeline.check_input(record, key=key)
-        result = await self._executor.run_record(checked, key=key, user_id=self.user_id)
-        if result.status == "ok":
-            self.records_ok += 1
-        else:
-            self.records_failed += 1
+    async def run(self, record: Mapping[str, Any], *, key: str | int = 1) -> RecordResult:
+        """One record; an invalid record raises InputError (nothing is called)."""
+        checked = self.pipeline.check_input(record, key=str(key))
+        result = await self._finish_record(await self._executor.run_record(checked, key=key, user_id=self.user_id))
+        self._flush()
+        return result
+
+    async def run_item(self, item: InputItem) -> RecordResult:
+        """One record of a batch: an invalid record becomes a failed result and the batch goes on."""
+        if self.options.resume and self._store is not None:
+            stored = self._store.finished_record(self.run_id, str(item.key))
+            if stored is not None:
+                result = _stored_result(item.key, stored, self.run_id)
+                self.totals.add_record(result)
+                return result
+        problem = item.problem
+        if problem is None:
+            try:
+                record = self.pipeline.check_input(item.record, key=str(item.key))
+            except InputError as exc:
+                problem = str(exc)
+        if problem is not None:
+            summary = FailureSummary(kind="invalid_input", step="input", message=problem)
+            return await self._finish_record(
+                RecordResult(item.key, "failed", None, MappingProxyType({}), error=summary, run_id=self.run_id)
+            )
+        return await self._finish_record(await self._executor.run_record(record, key=item.key, user_id=self.user_id))
+
+    async def _finish_record(self, result: RecordResult) -> RecordResult:
+        self.totals.add_record(result)
         if self._store is not None:
             self._store.add_record(result)
         return result
+
+    def run_many(
+        self, records: Iterable[Any] | AsyncIterable[Any], *, ordered: bool = False, threaded_input: bool = False
+    ) -> AsyncIterator[RecordResult]:
+        """Results as records finish (in input order with `ordered`); see batch.stream_records."""
+        window = max(8, self.options.concurrency * (4 if ordered else 2))
+        return self._flushed(
+            stream_records(self.run_item, _as_items(records, threaded_input), window=window, ordered=ordered)
+        )
+
+    async def _flushed(self, batches: AsyncIterator[list[RecordResult]]) -> AsyncIterator[RecordResult]:
+        """Every record is on disk before it is reported done: one write for each batch that finished together."""
+        async for batch in batches:
+            self._flush()
+            for result in batch:
+                yield result
+
+
+def _stored_result(key: str | int, stored: Mapping[str, Any], run_id: str) -> RecordResult:
+    error = json.loads(stored["error_json"]) if stored["error_json"] else None
+    summary = FailureSummary(**{**error, "models": tuple(error.get("models", ()))}) if error else None
+    output = json.loads(stored["output_json"]) if stored["output_json"] else None
+    return RecordResult(key, stored["status"], output, MappingProxyType({}), error=summary, run_id=run_id, resumed=True)
+
+
+async def _as_items(records: Iterable[Any] | AsyncIterable[Any], threaded: bool) -> AsyncIterator[InputItem]:
+    """InputItems as they are, plain dicts keyed by position (1, 2, ...)."""
+    position = 0
+    source = records if isinstance(records, AsyncIterable) else aiter_items(records, threaded=threaded)
+    async for record in source:
+        position += 1
+        yield record if isinstance(record, InputItem) else InputItem(position, record)

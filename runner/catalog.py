@@ -85,6 +85,14 @@ def catalog_from_api(payload: Any) -> Catalog:
     return Catalog(MappingProxyType(models))
 
 
+SNAPSHOT_PATH = Path(__file__).with_name("data") / "models.json"
+
+
+def bundled_catalog() -> Catalog:
+    """The catalogue snapshot shipped with the runner, for when there is no network and no cache."""
+    return catalog_from_api(json.loads(SNAPSHOT_PATH.read_text(encoding="utf-8")))
+
+
 def cache_path_for(base_url: str, cache_dir: str | None = None) -> Path:
     folder = Path(cache_dir or os.environ.get("PIPELINE_CACHE_DIR") or Path.home() / ".cache" / "pipeline")
     return folder / f"models-{sha256(base_url.encode()).hexdigest()[:16]}.json"
@@ -103,8 +111,8 @@ async def load_catalog(client, cache_path: Path | None, ttl_s: float = DEFAULT_T
     try:
         payload = await client.get_json("models")
     except CallError as exc:
-        log.warning("could not fetch the model catalogue (%s); assuming structured outputs everywhere", exc)
-        return EMPTY_CATALOG
+        log.warning("could not fetch the model catalogue (%s); using the snapshot bundled with the runner", exc)
+        return bundled_catalog()
     if cache_path is not None:
         _write_cache(cache_path, payload)
     return catalog_from_api(payload)

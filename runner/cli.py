@@ -1,28 +1,20 @@
-"""The `pipeline` command: run, validate, costs. One `except PipelineError` maps errors to exit codes."""
+"""The `pipeline` command group (run lives in runcmd.py). One `except PipelineError` maps errors to exit codes."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import csv
-import io
 import json
 import logging
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import click
 
-from .api import Pipeline, Settings, load_pipeline
-from .errors import ConfigurationError, PipelineError, SpecError, SpecErrors, UsageError
-from .results import RecordResult
+from .api import Settings, load_pipeline
+from .errors import PipelineError, SpecError, SpecErrors, UsageError
+from .reports import format_rows
+from .runcmd import run
 from .store import SQLiteStore
-
-log = logging.getLogger("runner")
-MOCK_API_KEY = "mock-key-not-secret"
 
 
 class _RedactKey(logging.Filter):
@@ -58,83 +50,7 @@ def cli(verbose: int) -> None:
     _configure_logging(verbose)
 
 
-def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
-    """`--input '{"a": 1}'`, or repeated `--input key=value` (a string) / `--input key:=JSON`."""
-    record: dict[str, Any] = {}
-    for value in values:
-        stripped = value.strip()
-        if stripped.startswith("{"):
-            try:
-                parsed = json.loads(stripped)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"--input is not valid JSON: {exc.msg} at column {exc.colno}") from None
-            record.update(parsed)
-            continue
-        if ":=" in value and value.index(":=") < value.index("=") + 1:
-            name, raw = value.split(":=", 1)
-            try:
-                record[name.strip()] = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"--input {name}:= needs a JSON value: {exc.msg}") from None
-            continue
-        if "=" not in value:
-            raise UsageError(f"--input {value!r}: use a JSON object, key=value (a string) or key:=JSON")
-        name, raw = value.split("=", 1)
-        if not name.strip():
-            raise UsageError(f"--input {value!r}: the key before '=' is empty")
-        record[name.strip()] = raw
-    return record
-
-
-@contextlib.contextmanager
-def _settings(db: str | None, mock: bool):
-    """Settings from the environment; with --mock, a fake OpenRouter on 127.0.0.1 for the run's length."""
-    settings = Settings.from_env(db=db)
-    if not mock:
-        if not settings.api_key:
-            raise ConfigurationError(
-                "OPENROUTER_API_KEY is not set: export it to call OpenRouter, or add --mock to run offline "
-                "against the built-in fake"
-            )
-        yield settings
-        return
-    from .fake import FakeOpenRouter
-    from .fakeserver import FakeServer
-
-    with FakeServer(FakeOpenRouter()) as server:
-        yield replace(settings, api_key=MOCK_API_KEY, base_url=server.base_url, models_cache=False)
-
-
-@cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--input", "inputs", multiple=True, metavar="JSON|KEY=VALUE", help="The input record (repeatable).")
-@click.option("--user", "user_id", metavar="ID", help="End-user id, sent as `user` and stored with every cost.")
-@click.option("--db", metavar="PATH", help="SQLite file for costs and results (default: $PIPELINE_DB).")
-@click.option("--mock", is_flag=True, help="Answer from the built-in fake OpenRouter: offline, no key, no cost.")
-def run(file: str, inputs: tuple[str, ...], user_id: str | None, db: str | None, mock: bool) -> None:
-    """Run FILE for one input record and print its output as JSON."""
-    pipeline = load_pipeline(file)
-    record = pipeline.check_input(parse_inputs(inputs))
-    with _settings(db, mock) as settings:
-        result, run_id = asyncio.run(_run_one(pipeline, record, settings, user_id))
-    click.echo(json.dumps(result.output, indent=2, ensure_ascii=False))
-    calls = sum(step.attempts for step in result.steps.values())
-    click.echo(f"run {run_id}: {result.status}, {calls} billed call(s), ${result.cost_usd:.6f}", err=True)
-    if result.status != "ok":
-        error = result.error
-        click.echo(
-            f"error: step '{error.step}' failed ({error.kind}) after {error.attempts} billed attempt(s); "
-            f"models tried: {', '.join(error.models) or 'none'}. Details are in the log above.",
-            err=True,
-        )
-        sys.exit(1)
-
-
-async def _run_one(
-    pipeline: Pipeline, record: dict, settings: Settings, user_id: str | None
-) -> tuple[RecordResult, str]:
-    async with pipeline.session(settings, user_id=user_id) as session:
-        return await session.run(record, key="1"), session.run_id
+cli.add_command(run)
 
 
 @cli.command()
@@ -194,7 +110,7 @@ def costs(by: str, run_id: str | None, since: str | None, output_format: str, db
     dimensions = tuple(name.strip() for name in by.split(",") if name.strip())
     with _open_store(db) as store:
         rows = store.cost_summary(dimensions, run_id=run_id, since=since)
-    click.echo(_format_rows(rows, output_format), nl=output_format != "csv")
+    click.echo(format_rows(rows, output_format, empty="no costs recorded"), nl=output_format != "csv")
 
 
 def _open_store(db: str | None) -> SQLiteStore:
@@ -214,7 +130,7 @@ def runs(limit: int, output_format: str, db: str | None) -> None:
     """The latest runs: status, records, calls and spend."""
     with _open_store(db) as store:
         rows = store.runs(limit)
-    click.echo(_format_rows(rows, output_format, total=False), nl=output_format != "csv")
+    click.echo(format_rows(rows, output_format, total=False, empty="no runs recorded"), nl=output_format != "csv")
 
 
 @cli.command()
@@ -238,44 +154,7 @@ def show(run_id: str, output_format: str, db: str | None) -> None:
     steps = [
         {key: value for key, value in row.items() if key not in ("output_json", "reasoning")} for row in detail["steps"]
     ]
-    click.echo(_format_rows(steps, "table", total=True))
-
-
-def _format_rows(rows: list[dict[str, Any]], output_format: str, *, total: bool = True) -> str:
-    if output_format == "json":
-        return json.dumps(rows, indent=2)
-    if not rows:
-        return "" if output_format == "csv" else "no costs recorded"
-    columns = list(rows[0])
-    if output_format == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buffer.getvalue()
-    cells = [[_cell(column, row[column]) for column in columns] for row in rows]
-    spent = sum(row.get("cost_usd") or 0 for row in rows)
-    widths = [max(len(column), *(len(line[index]) for line in cells)) for index, column in enumerate(columns)]
-    numeric = [isinstance(rows[0][column], int | float) for column in columns]
-
-    def fmt(values):
-        return "  ".join(
-            value.rjust(width) if is_number else value.ljust(width)
-            for value, width, is_number in zip(values, widths, numeric, strict=True)
-        ).rstrip()
-
-    lines = [fmt(columns), fmt(["-" * width for width in widths]), *(fmt(line) for line in cells)]
-    if total and "cost_usd" in columns:
-        lines.append(f"total: ${spent:.6f}")
-    return "\n".join(lines)
-
-
-def _cell(column: str, value: Any) -> str:
-    if value is None:
-        return "-"
-    if column == "cost_usd":
-        return f"${value:.6f}"
-    return str(value)
+    click.echo(format_rows(steps, "table", empty="no steps recorded"))
 
 
 def main() -> None:

@@ -7,7 +7,8 @@
     ├── RunStopped                    exit_code 3  no further call may be made in this run
     │   ├── ConfigurationError                     missing API key, unusable settings
     │   ├── AuthenticationError                    HTTP 401
-    │   └── CreditsExhausted                       HTTP 402
+    │   ├── CreditsExhausted                       HTTP 402
+    │   └── BudgetExceeded                         the next request could pass --max-cost
     ├── StoreError                    exit_code 1  the database could not be opened or written
     ├── CallError                     exit_code 1  one model call failed (raised inside a step)
     │   ├── TransientError                         429/408/5xx/timeouts/dropped connections, retries spent
@@ -95,6 +96,10 @@ class CreditsExhausted(RunStopped):
     pass
 
 
+class BudgetExceeded(RunStopped):
+    """The next request could take spend past --max-cost, so it was not sent."""
+
+
 class StoreError(PipelineError):
     pass
 
@@ -140,15 +145,22 @@ class BadReply(CallError):
 
 @dataclass(frozen=True)
 class FailureSummary:
-    """What a record's output may say about a failure: no provider text, no prompt."""
+    """What a record's output may say about a failure: no provider text, no prompt.
+
+    `message` is only ever the runner's own words (an input validation error), never a provider's.
+    """
 
     kind: str
     step: str
-    attempts: int
-    models: tuple[str, ...]
+    attempts: int = 0
+    models: tuple[str, ...] = ()
+    message: str | None = None
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "step": self.step, "attempts": self.attempts, "models": list(self.models)}
+        summary = {"kind": self.kind, "step": self.step, "attempts": self.attempts, "models": list(self.models)}
+        if self.message is not None:
+            summary["message"] = self.message
+        return summary
 
 
 class StepFailed(PipelineError):

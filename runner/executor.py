@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import secrets
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from aiolimiter import AsyncLimiter
 
+from .budget import Budget, worst_case_cost
 from .catalog import Catalog
-from .client import Reply
+from .client import Reply, Usage
 from .errors import FailureSummary, NoEndpointsError, RequestRejected, TransientError
 from .graph import StepGraph
 from .render import Renderer, RenderError
-from .request import build_body, repair_messages
-from .results import CostEvent, RecordResult, StepResult, utc_now
+from .request import build_body, encode_body, repair_messages
+from .results import CacheEntry, CostEvent, RecordResult, StepResult, utc_now
 from .spec import PipelineSpec, StepSpec, thaw
 from .validate import Verdict, check_reply, compile_validator
 
@@ -31,16 +33,37 @@ log = logging.getLogger("runner.executor")
 REPAIRABLE = frozenset({"invalid_json", "schema_mismatch"})
 
 
+CACHEABLE = frozenset({"ok", *REPAIRABLE})  # complete replies; filtered, failed or cut-off ones are asked again
+
+
 class ChatClient(Protocol):
-    async def chat(self, body: dict[str, Any], *, timeout_s: float, retries: int) -> Reply: ...
+    async def chat(
+        self, body: dict[str, Any], *, timeout_s: float, retries: int, content: bytes | None = None
+    ) -> Reply: ...
+
+
+class ReplyCache(Protocol):
+    def lookup(self, key: str) -> CacheEntry | None: ...
+
+
+def _ignore_cost(event: CostEvent, entry: CacheEntry | None) -> None:
+    return None
+
+
+def _ignore_step(record_key: str, result: StepResult) -> None:
+    return None
 
 
 @dataclass
 class Hooks:
-    """Where results go; the CLI wires these to the store, tests to lists."""
+    """Where results go; the session wires these to the store, tests to lists.
 
-    on_cost: Callable[[CostEvent], None] = lambda event: None
-    on_step: Callable[[str, StepResult], None] = lambda record_key, result: None
+    `on_cost(event, entry)`: one billed or cached reply; `entry` is set when the reply should be
+    kept in the response cache.
+    """
+
+    on_cost: Callable[[CostEvent, CacheEntry | None], None] = _ignore_cost
+    on_step: Callable[[str, StepResult], None] = _ignore_step
 
 
 @dataclass(frozen=True)
@@ -70,7 +93,11 @@ class Executor:
         *,
         run_id: str,
         hooks: Hooks | None = None,
+        cache: ReplyCache | None = None,
+        budget: Budget | None = None,
     ) -> None:
+        self._cache = cache
+        self._budget = budget
         self._spec = spec
         self._graph = graph
         self._renderer = renderer
@@ -89,22 +116,36 @@ class Executor:
                         model, AsyncLimiter(step.rate_limit.requests, step.rate_limit.per_seconds)
                     )
 
-    async def run_record(self, record: Mapping[str, Any], *, key: str, user_id: str | None) -> RecordResult:
+    async def run_record(self, record: Mapping[str, Any], *, key: str | int, user_id: str | None) -> RecordResult:
+        """Run every step the record needs; `key` is kept as given in the result, as text in events."""
+        result = await self._run_record(record, str(key), user_id)
+        return result if result.key == key else replace(result, key=key)
+
+    async def _run_record(self, record: Mapping[str, Any], key: str, user_id: str | None) -> RecordResult:
         context: dict[str, Any] = {"input": record, "steps": {}}
         results: dict[str, StepResult] = {}
         waiting = list(self._graph.order)
-        running: dict[asyncio.Task, str] = {}
+        running: dict[asyncio.Future, str] = {}
         failed = False
         try:
             while waiting or running:
+                starting = []
                 if not failed:
                     for step_id in [step_id for step_id in waiting if self._ready(step_id, results)]:
                         waiting.remove(step_id)
                         started = self._start(step_id, context, results, key, user_id)
-                        if isinstance(started, asyncio.Task):
-                            running[started] = step_id
-                        else:
+                        if isinstance(started, StepResult):
                             self._finish(key, started, context, results)
+                        else:
+                            starting.append(started)
+                if len(starting) == 1 and not running:
+                    # The common case of a chain: one step can run and nothing else is; no task needed.
+                    result = await starting[0]
+                    self._finish(key, result, context, results)
+                    failed = failed or result.status == "failed"
+                    continue
+                for coroutine in starting:
+                    running[asyncio.ensure_future(coroutine)] = "step"
                 if not running:
                     break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -126,8 +167,8 @@ class Executor:
     def _ready(self, step_id: str, results: Mapping[str, StepResult]) -> bool:
         return all(parent in results for parent in self._graph.parents[step_id])
 
-    def _start(self, step_id, context, results, key, user_id) -> asyncio.Task | StepResult:
-        """A task for a step that will run, or the result of one that will not."""
+    def _start(self, step_id, context, results, key, user_id) -> Coroutine[Any, Any, StepResult] | StepResult:
+        """The coroutine of a step that will run, or the result of one that will not."""
         step = self._steps[step_id].spec
         if any(results[parent].status != "ok" for parent in self._graph.parents[step_id]):
             return StepResult(step_id, "skipped")
@@ -137,7 +178,7 @@ class Executor:
         except RenderError as exc:
             log.error("record %s: %s", key, exc)
             return _failed(step_id, exc.kind, _Attempts())
-        return asyncio.ensure_future(self._run_step(self._steps[step_id], context, key, user_id))
+        return self._run_step(self._steps[step_id], context, key, user_id)
 
     def _finish(self, key: str, result: StepResult, context: dict, results: dict) -> None:
         results[result.step] = result
@@ -157,7 +198,8 @@ class Executor:
             log.error("record %s: %s", key, exc)
             summary = FailureSummary(kind=exc.kind, step="output", attempts=0, models=())
             return RecordResult(key, "failed", None, frozen, error=summary, run_id=self._run_id)
-        return RecordResult(key, "ok", output, frozen, run_id=self._run_id)
+        status = "skipped" if results and all(result.status == "skipped" for result in results.values()) else "ok"
+        return RecordResult(key, status, output, frozen, run_id=self._run_id)
 
     async def _run_step(self, prepared: _PreparedStep, context, key: str, user_id: str | None) -> StepResult:
         step = prepared.spec
@@ -186,7 +228,7 @@ class Executor:
                     server_fallbacks=step.fallback_models if server_mode else (),
                 )
                 try:
-                    reply = await self._send(model, body, step)
+                    reply, cache_key, hit = await self._call(model, body, step)
                 except RequestRejected as exc:
                     log.error("record %s step %s: %s; the step fails without trying other models", key, step.id, exc)
                     return _failed(step.id, exc.kind, attempts)
@@ -194,13 +236,14 @@ class Executor:
                     log.warning("record %s step %s: %s; trying the next model", key, step.id, exc)
                     last_kind = exc.kind
                     break
-                verdict = _judge(reply, prepared.validator)
+                verdict = hit.verdict if hit is not None else _judge(reply, prepared.validator)
                 if reply.billed:
                     attempts.count += 1
-                    attempts.cost_usd += reply.usage.cost_usd
-                    self._hooks.on_cost(
-                        self._cost_event(key, step, model, reply, verdict.outcome, attempts.count, user_id)
-                    )
+                    cached = hit is not None
+                    event = self._cost_event(key, step, model, reply, verdict.outcome, attempts.count, user_id, cached)
+                    attempts.cost_usd += event.usage.cost_usd
+                    keep = not cached and self._cache is not None and verdict.outcome in CACHEABLE
+                    self._hooks.on_cost(event, CacheEntry(cache_key, reply, verdict) if keep else None)
                 if verdict.ok:
                     return StepResult(
                         step.id,
@@ -222,15 +265,37 @@ class Executor:
                 break
         return _failed(step.id, last_kind, attempts)
 
-    async def _send(self, model: str, body: dict[str, Any], step: StepSpec) -> Reply:
-        limiter = self._limiters.get(model)
-        if limiter is not None:
-            await limiter.acquire()
-        return await self._client.chat(body, timeout_s=step.timeout_s, retries=step.retries)
+    async def _call(self, model: str, body: dict[str, Any], step: StepSpec) -> tuple[Reply, str, CacheEntry | None]:
+        """A reply from the cache, or from OpenRouter within the budget: (reply, cache key, cache hit)."""
+        key, content = encode_body(body)
+        if self._cache is not None:
+            hit = self._cache.lookup(key)
+            if hit is not None:
+                return hit.reply, key, hit
+        reserved = self._reserve(body, step) if self._budget is not None else 0.0
+        actual = 0.0
+        try:
+            limiter = self._limiters.get(model)
+            if limiter is not None:
+                await limiter.acquire()
+            reply = await self._client.chat(body, timeout_s=step.timeout_s, retries=step.retries, content=content)
+            actual = reply.usage.cost_usd if reply.usage else 0.0
+        finally:
+            if self._budget is not None:
+                self._budget.settle(reserved, actual)
+        return reply, key, None
 
-    def _cost_event(self, key, step: StepSpec, model, reply: Reply, outcome, attempt, user_id) -> CostEvent:
+    def _reserve(self, body: dict[str, Any], step: StepSpec) -> float:
+        models = body.get("models") or [body["model"]]
+        worst = max(worst_case_cost(body, self._catalog.models[model]) for model in models)
+        return self._budget.reserve(worst)
+
+    def _cost_event(self, key, step: StepSpec, model, reply: Reply, outcome, attempt, user_id, cached) -> CostEvent:
+        source = reply.generation_id or f"local-{secrets.token_hex(12)}"
         return CostEvent(
-            id=reply.generation_id or f"local-{uuid.uuid4().hex}",
+            # A cache hit has its own id, which names the generation it reused.
+            # A cache hit's own id: time-ordered (cheap to index), unique, naming the reply it reused.
+            id=f"cached-{time.time_ns():x}{secrets.token_hex(3)}-{source}" if cached else source,
             run_id=self._run_id,
             record_key=key,
             step=step.id,
@@ -238,11 +303,11 @@ class Executor:
             requested_model=model,
             model=reply.model or model,
             provider=reply.provider,
-            usage=reply.usage,
+            usage=Usage() if cached else reply.usage,
             user_id=user_id,
             attempt=attempt,
             outcome=outcome,
-            cached=False,
+            cached=cached,
             latency_ms=reply.latency_ms,
             created_at=utc_now(),
         )

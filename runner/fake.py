@@ -15,13 +15,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from .catalog import SNAPSHOT_PATH
 from .request import system_with_schema
 from .synth import synthesize
 
-MODELS_PATH = Path(__file__).with_name("data") / "models.json"
 SCHEMA_MARKER = system_with_schema(None, {}).split("\n")[0]
 REASONING_TOKENS = {"none": 0, "minimal": 16, "low": 64, "medium": 160, "high": 320, "xhigh": 480, "max": 640}
 
@@ -76,7 +75,7 @@ class FakeOpenRouter:
     ) -> None:
         self.latency_s = latency_s
         self.api_key = api_key
-        self.models = models if models is not None else json.loads(MODELS_PATH.read_text(encoding="utf-8"))["data"]
+        self.models = models if models is not None else json.loads(SNAPSHOT_PATH.read_text(encoding="utf-8"))["data"]
         self._by_id = {model["id"]: model for model in self.models}
         self.history: deque[Seen] = deque(maxlen=history_limit)
         self.faults: list[Fault] = []
@@ -89,6 +88,14 @@ class FakeOpenRouter:
         self.total_cost = 0.0
         self.in_flight = 0
         self.max_in_flight = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "chat_requests": self.chat_requests,
+            "billed_calls": self.billed_calls,
+            "total_cost": round(self.total_cost, 10),
+            "max_in_flight": self.max_in_flight,
+        }
 
     def enqueue(self, fault: Fault) -> Fault:
         self.faults.append(fault)
@@ -133,6 +140,8 @@ class FakeOpenRouter:
             return FakeResponse(200, {"data": generation}) if generation else _error(404, "Generation not found")
         if method == "GET" and path in ("key", "auth/key"):
             return FakeResponse(200, {"data": self._key_info()})
+        if method == "GET" and path == "_fake/stats":  # not OpenRouter's: what tests and benchmarks count
+            return FakeResponse(200, self.stats())
         if method == "POST" and path == "chat/completions":
             if not isinstance(body, dict):
                 return _error(400, "expected a JSON object")

@@ -88,7 +88,25 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((1, m001_initial),)
+def m002_response_cache(db: sqlite3.Connection) -> None:
+    """Replies keyed by a hash of the canonical request body, so a re-run never pays twice."""
+    db.execute(
+        """
+        CREATE TABLE response_cache (
+            key TEXT PRIMARY KEY,
+            generation_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            reply_json TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
+    (1, m001_initial),
+    (2, m002_response_cache),
+)
 
 
 def migrate(db: sqlite3.Connection) -> list[int]:

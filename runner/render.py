@@ -65,9 +65,17 @@ def _compile(environment: SandboxedEnvironment, template: Template) -> Compiled:
     match = _SINGLE_EXPRESSION.match(template.source)
     if match and _is_single_output(environment, template.source):
         expression = environment.compile_expression(match.group("expression"), undefined_to_none=False)
+        _flatten_globals(expression._template)
         return Compiled(template, lambda context: expression(**context), native=True)
     compiled = environment.from_string(template.source)
+    _flatten_globals(compiled)
     return Compiled(template, compiled.render, native=False)
+
+
+def _flatten_globals(compiled: jinja2.Template) -> None:
+    """Jinja copies a template's globals into every render's context; a plain dict copies far
+    faster than the ChainMap it starts as (a few microseconds a render, thousands of renders)."""
+    compiled.globals = dict(compiled.globals)
 
 
 def _is_single_output(environment: SandboxedEnvironment, source: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from enum import Enum
 from typing import Any
@@ -84,3 +85,18 @@ def repair_messages(messages: tuple[dict[str, str], ...], reply_text: str, probl
             ),
         },
     )
+
+
+def encode_body(body: dict[str, Any]) -> tuple[str, bytes]:
+    """The body as sent on the wire, and its response-cache key, from one JSON encoding.
+
+    The key hashes the body without the end user's id (`user`), as build_body lays it out: the
+    same step, messages and settings give the same key whoever the user is.
+    """
+    user = body.get("user")
+    without_user = body if user is None else {key: value for key, value in body.items() if key != "user"}
+    raw = json.dumps(without_user, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    key = hashlib.sha256(raw).hexdigest()
+    if user is None:
+        return key, raw
+    return key, raw[:-1] + b',"user":' + json.dumps(user, ensure_ascii=False).encode("utf-8") + b"}"

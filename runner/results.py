@@ -2,19 +2,58 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from .client import Usage
+from .client import Reply, Usage
 from .errors import FailureSummary
+from .validate import Verdict
 
 OUTCOMES = ("ok", "invalid_json", "schema_mismatch", "content_filter", "length", "error")
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO-8601 UTC with milliseconds, e.g. 2026-11-24T03:04:54.446Z (sorts as text)."""
+    now = time.time()
+    seconds = int(now)
+    return f"{_utc_second(seconds)}.{int((now - seconds) * 1000):03d}Z"
+
+
+@lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A reply kept in the response cache with the verdict it got: the key fixes the schema, so it holds."""
+
+    key: str
+    reply: Reply
+    verdict: Verdict
+
+    def to_json(self) -> str:
+        verdict = self.verdict
+        return json.dumps(
+            {
+                "reply": self.reply.to_cache(),
+                "outcome": verdict.outcome,
+                "value": verdict.value,
+                "problems": verdict.problems,
+            },
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, key: str, text: str) -> CacheEntry:
+        stored = json.loads(text)
+        verdict = Verdict(stored["outcome"], stored.get("value"), stored.get("problems", ""))
+        return cls(key, Reply.from_cache(stored["reply"]), verdict)
 
 
 @dataclass(frozen=True)
@@ -65,12 +104,13 @@ class StepResult:
 
 @dataclass(frozen=True)
 class RecordResult:
-    key: str
-    status: str  # ok | failed
+    key: str | int
+    status: str  # ok | failed | skipped (every step skipped by `when`)
     output: Any
     steps: Mapping[str, StepResult]
     error: FailureSummary | None = None
     run_id: str | None = None
+    resumed: bool = False  # finished by an earlier session of the run, read back from the store
 
     @property
     def cost_usd(self) -> float:
@@ -82,3 +122,45 @@ class RecordResult:
         if self.error is not None:
             line["error"] = self.error.as_dict()
         return line
+
+
+@dataclass
+class RunTotals:
+    """Running counts for progress and the final summary."""
+
+    records_ok: int = 0
+    records_failed: int = 0
+    records_skipped: int = 0
+    calls: int = 0  # billed replies
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def records(self) -> int:
+        return self.records_ok + self.records_failed + self.records_skipped
+
+    def add_cost(self, event: CostEvent) -> None:
+        if event.cached:
+            self.cache_hits += 1
+            return
+        self.calls += 1
+        self.prompt_tokens += event.usage.prompt_tokens
+        self.completion_tokens += event.usage.completion_tokens
+        self.cost_usd += event.usage.cost_usd
+
+    def add_record(self, result: RecordResult) -> None:
+        if result.status == "ok":
+            self.records_ok += 1
+        elif result.status == "skipped":
+            self.records_skipped += 1
+        else:
+            self.records_failed += 1
+
+    def summary(self) -> str:
+        return (
+            f"records: {self.records_ok} ok, {self.records_failed} failed, {self.records_skipped} skipped; "
+            f"calls: {self.calls} billed, {self.cache_hits} from cache; "
+            f"tokens: {self.prompt_tokens} prompt, {self.completion_tokens} completion; cost: ${self.cost_usd:.6f}"
+        )

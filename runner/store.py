@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import StoreError, UsageError
 from .migrations import migrate
-from .results import CostEvent, RecordResult, StepResult, utc_now
+from .results import CacheEntry, CostEvent, RecordResult, StepResult, utc_now
 
 DEFAULT_DB = ".pipeline/pipeline.db"
 
@@ -52,6 +52,8 @@ class SQLiteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=30000")
             migrate(self._db)
+            self._pending: dict[str, list[tuple]] = {}  # statement -> rows, written with executemany
+            self._pending_replies: dict[str, CacheEntry] = {}
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from None
 
@@ -62,12 +64,24 @@ class SQLiteStore:
         self.close()
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self.flush()
+        finally:
+            self._db.close()
 
     def _write(self, sql: str, parameters: tuple) -> None:
+        self._transaction([(sql, parameters)])
+
+    def _transaction(self, statements: list[tuple[str, tuple]] | dict[str, list[tuple]]) -> None:
+        batches = statements.items() if isinstance(statements, dict) else [(sql, [row]) for sql, row in statements]
         try:
-            self._db.execute(sql, parameters)
+            self._db.execute("BEGIN")
+            for sql, rows in batches:
+                self._db.executemany(sql, rows)
+            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise StoreError(f"cannot write to the database {self.path}: {exc}") from None
 
     def start_run(self, run_id: str, pipeline: str, pipeline_path: str, user_id: str | None) -> None:
@@ -77,47 +91,120 @@ class SQLiteStore:
             (run_id, pipeline, pipeline_path, user_id, utc_now()),
         )
 
-    def finish_run(self, run_id: str, status: str, records_ok: int, records_failed: int) -> None:
+    def resume_run(self, run_id: str, pipeline: str) -> None:
+        """Reopen a run; refused when it does not exist or belongs to another pipeline."""
+        found = self._query("SELECT pipeline FROM runs WHERE id = ?", (run_id,))
+        if not found:
+            raise UsageError(f"--resume {run_id}: no such run in {self.path}; `pipeline runs` lists them")
+        if found[0]["pipeline"] != pipeline:
+            raise UsageError(
+                f"--resume {run_id}: that run belongs to pipeline '{found[0]['pipeline']}', not '{pipeline}'"
+            )
+        self._write("UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", (run_id,))
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        self.flush()
         self._write(
-            "UPDATE runs SET status = ?, records_ok = ?, records_failed = ?, finished_at = ? WHERE id = ?",
-            (status, records_ok, records_failed, utc_now(), run_id),
+            "UPDATE runs SET status = ?, finished_at = ?,"
+            " records_ok = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status != 'failed'),"
+            " records_failed = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status = 'failed')"
+            " WHERE id = ?",
+            (status, utc_now(), run_id, run_id, run_id),
         )
 
-    def add_cost(self, event: CostEvent) -> None:
+    def run_spend(self, run_id: str) -> float:
+        row = self._db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM cost_records WHERE run_id = ?", (run_id,))
+        return float(row.fetchone()[0])
+
+    def add_cost(self, event: CostEvent, entry: CacheEntry | None = None) -> None:
+        """Queue one billed (or cached) reply, and the reply itself for the response cache.
+
+        The caller flushes soon (the session: at the end of the event-loop iteration), so a
+        reply reaches the disk within one iteration of arriving and is never paid for twice.
+        """
         usage = event.usage
-        self._write(
-            _INSERT_COST,
+        self._queue(
             (
-                event.id, event.run_id, event.record_key, event.step, event.module, event.requested_model,
-                event.model, event.provider, usage.prompt_tokens, usage.completion_tokens,
-                usage.reasoning_tokens, usage.cached_tokens, usage.total_tokens, usage.cost_usd,
-                event.user_id, event.attempt, event.outcome, int(event.cached), event.latency_ms,
-                event.created_at,
-            ),
+                _INSERT_COST,
+                (
+                    event.id, event.run_id, event.record_key, event.step, event.module, event.requested_model,
+                    event.model, event.provider, usage.prompt_tokens, usage.completion_tokens,
+                    usage.reasoning_tokens, usage.cached_tokens, usage.total_tokens, usage.cost_usd,
+                    event.user_id, event.attempt, event.outcome, int(event.cached), event.latency_ms,
+                    event.created_at,
+                ),
+            )
         )  # fmt: skip
+        if entry is not None:
+            self._pending_replies[entry.key] = entry
+            self._queue(
+                (
+                    "INSERT INTO response_cache (key, generation_id, model, reply_json, created_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                    (entry.key, event.id, event.model, entry.to_json(), event.created_at),
+                )
+            )
+
+    def cached_reply(self, cache_key: str) -> CacheEntry | None:
+        waiting = self._pending_replies.get(cache_key)
+        if waiting is not None:
+            return waiting
+        row = self._db.execute("SELECT reply_json FROM response_cache WHERE key = ?", (cache_key,)).fetchone()
+        return CacheEntry.from_json(cache_key, row[0]) if row else None
 
     def add_step(self, run_id: str, record_key: str, result: StepResult) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO step_results (run_id, record_key, step, status, output_json, model, cost_usd,"
-            " attempts, error_kind, reasoning, latency_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        """Queued; written at the next flush()."""
+        self._queue(
             (
-                run_id, record_key, result.step, result.status, json.dumps(result.output, ensure_ascii=False),
-                result.model, result.cost_usd, result.attempts, result.error.kind if result.error else None,
-                result.reasoning, result.latency_ms, utc_now(),
-            ),
+                "INSERT OR REPLACE INTO step_results (run_id, record_key, step, status, output_json, model, cost_usd,"
+                " attempts, error_kind, reasoning, latency_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id, record_key, result.step, result.status, json.dumps(result.output, ensure_ascii=False),
+                    result.model, result.cost_usd, result.attempts, result.error.kind if result.error else None,
+                    result.reasoning, result.latency_ms, utc_now(),
+                ),
+            )
         )  # fmt: skip
 
     def add_record(self, result: RecordResult) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO records (run_id, record_key, status, output_json, error_json, cost_usd, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        """Queued; flush() before the record is reported done."""
+        self._queue(
             (
-                result.run_id, result.key, result.status, json.dumps(result.output, ensure_ascii=False),
-                json.dumps(result.error.as_dict()) if result.error else None, result.cost_usd, utc_now(),
-            ),
+                "INSERT OR REPLACE INTO records (run_id, record_key, status, output_json, error_json, cost_usd,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    result.run_id, str(result.key), result.status, json.dumps(result.output, ensure_ascii=False),
+                    json.dumps(result.error.as_dict()) if result.error else None, result.cost_usd, utc_now(),
+                ),
+            )
         )  # fmt: skip
 
+    def _queue(self, statement: tuple[str, tuple]) -> None:
+        sql, row = statement
+        self._pending.setdefault(sql, []).append(row)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._pending)
+
+    def flush(self) -> None:
+        """Write everything queued in one transaction."""
+        if self._pending:
+            statements, self._pending = self._pending, {}
+            self._transaction(statements)
+            self._pending_replies.clear()
+
+    def finished_record(self, run_id: str, record_key: str) -> dict[str, Any] | None:
+        """A record this run already finished (ok or skipped), for --resume."""
+        found = self._query(
+            "SELECT status, output_json, error_json FROM records"
+            " WHERE run_id = ? AND record_key = ? AND status != 'failed'",
+            (run_id, record_key),
+        )
+        return found[0] if found else None
+
     def _query(self, sql: str, parameters: tuple = ()) -> list[dict[str, Any]]:
+        self.flush()  # read your own writes
         cursor = self._db.execute(sql, parameters)
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]

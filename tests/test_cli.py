@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
-from runner.cli import main, parse_inputs
+from runner.cli import main
 from runner.errors import UsageError
 from runner.fake import Fault
+from runner.runcmd import parse_inputs
 
 from .conftest import EXAMPLES, FIXTURES, ROOT, TEST_KEY, cost_rows
 
@@ -46,7 +47,7 @@ def test_every_example_runs_with_mock_and_costs_list_each_step(capsys, monkeypat
     assert result.code == 0, result.err
     output = json.loads(result.out)
     assert isinstance(output, dict) and output
-    assert "billed call(s)" in result.err
+    assert "1 ok, 0 failed" in result.err and "billed" in result.err
 
     costs = invoke(capsys, monkeypatch, "costs", "--format", "json")
     assert costs.code == 0, costs.err

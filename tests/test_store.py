@@ -58,8 +58,11 @@ def test_generation_id_is_unique(tmp_path):
 
 
 def test_outcome_must_be_a_known_value(tmp_path):
-    with SQLiteStore(tmp_path / "x.db") as store, pytest.raises(StoreError):
-        store.add_cost(event(outcome="weird"))
+    store = SQLiteStore(tmp_path / "x.db")
+    store.add_cost(event(outcome="weird"))
+    with pytest.raises(StoreError, match="CHECK constraint"):
+        store.flush()
+    store.close()
 
 
 def test_summary_groups_by_the_requested_dimensions(tmp_path):

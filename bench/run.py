@@ -1,0 +1,347 @@
+"""Benchmarks B1-B5 against the project's fake OpenRouter (in its own process); writes bench/RESULTS.md.
+
+    python bench/run.py                 # everything (about 10-15 minutes on 2 cores)
+    python bench/run.py --only B1,B5    # a subset
+    python bench/run.py --scale 0.1     # fewer records, for a quick look (targets still checked)
+
+Every measured program is a separate process; CPU time and peak RSS come from os.wait4 for
+exactly that process. "Startup" is the same command on an empty input file, subtracted where
+the benchmark says startup is excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PYTHON = sys.executable
+WORDS = [
+    "invoice",
+    "refund",
+    "login",
+    "password",
+    "crash",
+    "upload",
+    "export",
+    "billing",
+    "account",
+    "card",
+    "charge",
+    "twice",
+    "error",
+    "mobile",
+    "desktop",
+    "sync",
+    "delay",
+    "order",
+    "shipping",
+    "address",
+    "plan",
+    "upgrade",
+    "cancel",
+    "renewal",
+    "receipt",
+    "tax",
+]
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    cpu_s: float
+    max_rss_mb: float
+    exit_code: int
+
+
+def measure(command: list[str], env: dict[str, str]) -> Measured:
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    stderr = process.stderr.read().decode("utf-8", "replace") if process.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        raise SystemExit(f"{' '.join(command)} exited {code}:\n{stderr[-3000:]}")
+    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code)
+
+
+class FakeProcess:
+    def __init__(self, latency_ms: float) -> None:
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", "runner.fakeserver", "--latency-ms", str(latency_ms)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.base_url = self.process.stdout.readline().strip()
+
+    def stats(self) -> dict:
+        request = urllib.request.Request(self.base_url + "/_fake/stats", headers={"Authorization": "Bearer bench"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def __enter__(self) -> FakeProcess:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def write_records(path: Path, count: int) -> Path:
+    with path.open("w", encoding="utf-8") as out:
+        for index in range(count):
+            words = " ".join(WORDS[(index * 7 + offset * 3) % len(WORDS)] for offset in range(12))
+            out.write(json.dumps({"text": f"Message {index}: {words}"}) + "\n")
+    return path
+
+
+def runner_command(pipeline: str, inputs: Path, concurrency: int, db: Path, output: Path) -> list[str]:
+    return [
+        PYTHON, "-m", "runner", "run", f"bench/pipelines/{pipeline}.yaml", "--inputs", str(inputs),
+        "--concurrency", str(concurrency), "--db", str(db), "--output", str(output),
+    ]  # fmt: skip
+
+
+def baseline_command(base_url: str, inputs: Path, concurrency: int, db: Path, output: Path) -> list[str]:
+    return [
+        PYTHON, str(BENCH / "baseline.py"), "--base-url", base_url, "--inputs", str(inputs),
+        "--concurrency", str(concurrency), "--db", str(db), "--output", str(output),
+    ]  # fmt: skip
+
+
+def environment(base_url: str, work: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENROUTER_", "PIPELINE_"))}
+    env.update(OPENROUTER_API_KEY="bench", OPENROUTER_BASE_URL=base_url, PIPELINE_CACHE_DIR=str(work / "cache"))
+    return env
+
+
+class Bench:
+    def __init__(self, work: Path, scale: float) -> None:
+        self.work = work
+        self.scale = scale
+        self.rows: list[dict] = []
+        self.notes: list[str] = []
+
+    def scaled(self, count: int) -> int:
+        return max(10, int(count * self.scale))
+
+    def fresh(self, name: str) -> Path:
+        path = self.work / name
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        return path
+
+    def record(self, bench: str, measure_name: str, value: float, unit: str, target: str, ok: bool | None) -> None:
+        self.rows.append(
+            {"bench": bench, "measure": measure_name, "value": value, "unit": unit, "target": target, "ok": ok}
+        )
+        verdict = "" if ok is None else ("PASS" if ok else "FAIL")
+        print(f"{bench:3} {measure_name:52} {value:12.4f} {unit:10} {target:22} {verdict}", flush=True)
+
+    def latency_hiding(self, with_rerun: bool) -> None:
+        """B1 (and B5, which re-runs B1's finished run)."""
+        records = self.scaled(2000)
+        calls = records * 3
+        latency_s, concurrency = 0.1, 100
+        inputs = write_records(self.work / "b1.jsonl", records)
+        empty = write_records(self.work / "empty.jsonl", 0)
+        with FakeProcess(latency_s * 1000) as fake:
+            env = environment(fake.base_url, self.work)
+            db = self.fresh("b1.db")
+            out = self.work / "b1.out.jsonl"
+            startup = measure(runner_command("chain3", empty, concurrency, self.fresh("b1-empty.db"), out), env)
+            first = measure(runner_command("chain3", inputs, concurrency, db, out), env)
+            base_startup = measure(
+                baseline_command(fake.base_url, empty, concurrency, self.fresh("bl-empty.db"), out), env
+            )
+            base = measure(baseline_command(fake.base_url, inputs, concurrency, self.fresh("bl.db"), out), env)
+            ideal = calls * latency_s / concurrency
+            ours = ideal / (first.wall_s - startup.wall_s)
+            theirs = ideal / (base.wall_s - base_startup.wall_s)
+            self.record("B1", f"baseline efficiency ({calls} calls, 100 ms, c=100)", theirs, "ratio", "reference", None)
+            self.record("B1", "pipeline run efficiency", ours, "ratio", "reference", None)
+            self.record(
+                "B1", "pipeline / baseline efficiency", ours / theirs, "ratio", ">= 0.95", ours / theirs >= 0.95
+            )
+            if not with_rerun:
+                return
+            billed_before = fake.stats()["billed_calls"]
+            again = measure(runner_command("chain3", inputs, concurrency, db, self.work / "b5.out.jsonl"), env)
+            paid = fake.stats()["billed_calls"] - billed_before
+            share = (again.wall_s - startup.wall_s) / (first.wall_s - startup.wall_s)
+            self.record("B5", "paid calls when re-running the finished run", paid, "calls", "0", paid == 0)
+            self.record(
+                "B5", "re-run time / first run time (startup excluded)", share, "ratio", "<= 0.10", share <= 0.10
+            )
+            self.record("B5", "re-run wall time including startup", again.wall_s, "s", "info", None)
+
+    def overhead(self) -> None:
+        """B2: CPU per call at latency 0."""
+        records = self.scaled(6667)
+        calls = records * 3
+        concurrency = 64
+        inputs = write_records(self.work / "b2.jsonl", records)
+        empty = write_records(self.work / "empty.jsonl", 0)
+        with FakeProcess(0) as fake:
+            env = environment(fake.base_url, self.work)
+            out = self.work / "b2.out.jsonl"
+            startup = measure(runner_command("chain3", empty, concurrency, self.fresh("b2-empty.db"), out), env)
+            ours = measure(runner_command("chain3", inputs, concurrency, self.fresh("b2.db"), out), env)
+            base_startup = measure(
+                baseline_command(fake.base_url, empty, concurrency, self.fresh("b2b-empty.db"), out), env
+            )
+            base = measure(baseline_command(fake.base_url, inputs, concurrency, self.fresh("b2b.db"), out), env)
+        ours_ms = (ours.cpu_s - startup.cpu_s) / calls * 1000
+        base_ms = (base.cpu_s - base_startup.cpu_s) / calls * 1000
+        self.record("B2", f"baseline CPU per call ({calls} calls, c=64)", base_ms, "ms", "reference", None)
+        self.record("B2", "pipeline run CPU per call (startup excluded)", ours_ms, "ms", "reference", None)
+        self.record("B2", "pipeline run CPU per call (startup included)", ours.cpu_s / calls * 1000, "ms", "info", None)
+        self.record(
+            "B2", "pipeline / baseline CPU per call", ours_ms / base_ms, "ratio", "<= 2.5", ours_ms / base_ms <= 2.5
+        )
+
+    def memory(self) -> None:
+        """B3: peak RSS at 20,000 and 200,000 records."""
+        small, large = self.scaled(20_000), self.scaled(200_000)
+        with FakeProcess(0) as fake:
+            env = environment(fake.base_url, self.work)
+            peaks = {}
+            for count in (small, large):
+                inputs = write_records(self.work / f"b3-{count}.jsonl", count)
+                result = measure(
+                    runner_command("one_step", inputs, 64, self.fresh(f"b3-{count}.db"), self.work / "b3.out.jsonl"),
+                    env,
+                )
+                peaks[count] = result.max_rss_mb
+                self.record(
+                    "B3",
+                    f"peak RSS at {count} records (one step, latency 0)",
+                    result.max_rss_mb,
+                    "MB",
+                    "<= 200",
+                    result.max_rss_mb <= 200,
+                )
+                inputs.unlink()
+        growth = peaks[large] / peaks[small] - 1
+        self.record("B3", f"RSS growth {small} -> {large} records", growth * 100, "%", "<= 10", growth <= 0.10)
+
+    def one_record(self) -> None:
+        """B4: one record through a 5-step DAG with two branches, 200 ms a call."""
+        latency_s = 0.2
+        with FakeProcess(latency_s * 1000) as fake:
+            env = environment(fake.base_url, self.work)
+            script = (
+                "import asyncio, json, sys, time\n"
+                "from runner import load_pipeline\n"
+                "from runner.api import Settings\n"
+                "pipeline = load_pipeline('bench/pipelines/dag5.yaml')\n"
+                "settings = Settings.from_env(db=sys.argv[1])\n"
+                "async def main():\n"
+                "    async with pipeline.session(settings) as session:\n"
+                "        await session.run({'text': 'warm the connection'}, key='warm')\n"
+                "        started = time.perf_counter()\n"
+                "        result = await session.run({'text': 'one record'}, key='measured')\n"
+                "        print(json.dumps({'wall': time.perf_counter() - started, 'status': result.status}))\n"
+                "asyncio.run(main())\n"
+            )
+            completed = subprocess.run(
+                [PYTHON, "-c", script, str(self.fresh("b4.db"))],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            wall = json.loads(completed.stdout.strip().splitlines()[-1])["wall"]
+            cold = subprocess.run(
+                [PYTHON, "-c", script.replace("        await session.run({'text': 'warm the connection'}, key='warm')\n", ""), str(self.fresh("b4c.db"))],
+                env=env, cwd=ROOT, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            cold_wall = json.loads(cold.stdout.strip().splitlines()[-1])["wall"]
+        critical = 4 * latency_s
+        self.record(
+            "B4",
+            "one record, 5 steps, 2 branches: wall / critical path",
+            wall / critical,
+            "ratio",
+            "<= 1.05",
+            wall / critical <= 1.05,
+        )
+        self.record(
+            "B4",
+            "the same on a cold connection (first request of the process)",
+            cold_wall / critical,
+            "ratio",
+            "info",
+            None,
+        )
+
+    def write(self, command: str) -> None:
+        cpu = "unknown"
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        lines = [
+            "# Benchmark results",
+            "",
+            f"- command: `{command}`",
+            f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+            f"- machine: {os.cpu_count()} cores, {cpu}, {platform.platform()}, Python {platform.python_version()}",
+            f"- scale: {self.scale} (1.0 = the sizes the benchmarks name)",
+            "- the fake OpenRouter runs in its own process (`python -m runner.fakeserver`); every measured program is"
+            " another process, timed with os.wait4",
+            "",
+            "| bench | measure | value | unit | target | result |",
+            "| --- | --- | ---: | --- | --- | --- |",
+        ]
+        for row in self.rows:
+            verdict = "" if row["ok"] is None else ("pass" if row["ok"] else "**FAIL**")
+            lines.append(
+                f"| {row['bench']} | {row['measure']} | {row['value']:.4f} | {row['unit']} | {row['target']} | {verdict} |"
+            )
+        lines += ["", *self.notes]
+        (BENCH / "RESULTS.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="B1,B2,B3,B4,B5", help="comma-separated subset of B1..B5")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the record counts (quick looks)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    arguments = parser.parse_args()
+    wanted = {name.strip().upper() for name in arguments.only.split(",")}
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as folder:
+        bench = Bench(Path(folder), arguments.scale)
+        if wanted & {"B1", "B5"}:
+            bench.latency_hiding(with_rerun="B5" in wanted)
+        if "B2" in wanted:
+            bench.overhead()
+        if "B4" in wanted:
+            bench.one_record()
+        if "B3" in wanted:
+            bench.memory()
+        if not arguments.no_write:
+            bench.write("python bench/run.py " + " ".join(sys.argv[1:]))
+    failed = [row for row in bench.rows if row["ok"] is False]
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

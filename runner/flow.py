@@ -1,0 +1,105 @@
+"""How many requests may be in flight: a global cap, and a per-model cap that backs off on 429.
+
+The per-model cap follows AIMD: a 429 halves it (at most once per cool-down, so a burst of
+429s counts once), and every `cap` successful replies raise it by one, up to the global cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger("runner.flow")
+
+
+@dataclass
+class _Lane:
+    cap: int
+    active: int = 0
+    successes: int = 0
+    last_cut: float = float("-inf")
+    waiting: deque[asyncio.Future] = field(default_factory=deque)
+
+    def wake(self) -> None:
+        free = self.cap - self.active
+        while free > 0 and self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
+
+
+class RequestGate:
+    def __init__(
+        self, concurrency: int, *, cool_down_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self._global = asyncio.Semaphore(concurrency)
+        self._lanes: dict[str, _Lane] = {}
+        self._cool_down_s = cool_down_s
+        self._clock = clock
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def cap(self, model: str) -> int:
+        return self._lane(model).cap
+
+    def _lane(self, model: str) -> _Lane:
+        lane = self._lanes.get(model)
+        if lane is None:
+            lane = self._lanes[model] = _Lane(cap=self.concurrency)
+        return lane
+
+    @contextlib.asynccontextmanager
+    async def slot(self, model: str) -> AsyncIterator[None]:
+        lane = self._lane(model)
+        while lane.active >= lane.cap:
+            waiter = asyncio.get_running_loop().create_future()
+            lane.waiting.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                lane.wake()  # pass a wake-up we may have taken on to the next waiter
+                raise
+        lane.active += 1
+        try:
+            async with self._global:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    yield
+                finally:
+                    self.in_flight -= 1
+        finally:
+            lane.active -= 1
+            lane.wake()
+
+    def throttled(self, model: str) -> None:
+        """A 429 from this model: halve its cap."""
+        lane = self._lane(model)
+        now = self._clock()
+        if now - lane.last_cut < self._cool_down_s:
+            return
+        lane.last_cut = now
+        lane.successes = 0
+        if lane.cap > 1:
+            log.info("model %s is rate limited: concurrency %d -> %d", model, lane.cap, max(1, lane.cap // 2))
+        lane.cap = max(1, lane.cap // 2)
+
+    def succeeded(self, model: str) -> None:
+        """A reply from this model: recover its cap one step at a time."""
+        lane = self._lane(model)
+        if lane.cap >= self.concurrency:
+            return
+        lane.successes += 1
+        if lane.successes >= lane.cap:
+            lane.successes = 0
+            lane.cap += 1
+            lane.wake()

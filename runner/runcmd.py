@@ -1,0 +1,244 @@
+"""`pipeline run`: one record (`--input`) or a stream of them (`--inputs`), a dry run, a resume."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from .api import Pipeline, RunOptions, Settings, load_pipeline
+from .catalog import bundled_catalog, cache_path_for, load_catalog
+from .client import OpenRouterClient
+from .dryrun import estimate
+from .errors import CallError, ConfigurationError, RunStopped, UsageError
+from .inputs import InputItem, read_inputs
+from .progress import RunProgress
+from .reports import format_rows, money
+from .spec import thaw
+
+MOCK_API_KEY = "mock-key-not-secret"
+
+
+def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
+    """`--input '{"a": 1}'`, or repeated `--input key=value` (a string) / `--input key:=JSON`."""
+    record: dict[str, Any] = {}
+    for value in values:
+        stripped = value.strip()
+        if stripped.startswith("{"):
+            try:
+                parsed = json.loads(stripped)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"--input is not valid JSON: {exc.msg} at column {exc.colno}") from None
+            record.update(parsed)
+            continue
+        if ":=" in value and value.index(":=") < value.index("=") + 1:
+            name, raw = value.split(":=", 1)
+            try:
+                record[name.strip()] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"--input {name}:= needs a JSON value: {exc.msg}") from None
+            continue
+        if "=" not in value:
+            raise UsageError(f"--input {value!r}: use a JSON object, key=value (a string) or key:=JSON")
+        name, raw = value.split("=", 1)
+        if not name.strip():
+            raise UsageError(f"--input {value!r}: the key before '=' is empty")
+        record[name.strip()] = raw
+    return record
+
+
+@contextlib.contextmanager
+def connection(db: str | None, mock: bool, *, need_key: bool = True) -> Iterator[Settings]:
+    """Settings from the environment; with --mock, a fake OpenRouter on 127.0.0.1 for the run's length."""
+    settings = Settings.from_env(db=db)
+    if not mock:
+        if need_key and not settings.api_key:
+            raise ConfigurationError(
+                "OPENROUTER_API_KEY is not set: export it to call OpenRouter, or add --mock to run offline "
+                "against the built-in fake"
+            )
+        yield settings
+        return
+    from .fake import FakeOpenRouter
+    from .fakeserver import FakeServer
+
+    with FakeServer(FakeOpenRouter()) as server:
+        yield replace(settings, api_key=MOCK_API_KEY, base_url=server.base_url, models_cache=False)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--input", "inputs", multiple=True, metavar="JSON|KEY=VALUE", help="One input record (repeatable).")
+@click.option("--inputs", "inputs_path", metavar="DATA", help="Records from a .jsonl or .csv file, or - for stdin.")
+@click.option("--key-field", metavar="NAME", help="The field that keys each record (default: its line number).")
+@click.option("--output", "output_path", metavar="OUT.jsonl", help="Write one JSON line per record here.")
+@click.option("--ordered", is_flag=True, help="Write records in input order (a bounded reorder buffer).")
+@click.option(
+    "--concurrency", default=16, show_default=True, type=click.IntRange(1, 10_000), help="Model requests in flight."
+)
+@click.option("--user", "user_id", metavar="ID", help="End-user id, sent as `user` and stored with every cost.")
+@click.option("--db", metavar="PATH", help="SQLite file for costs and results (default: $PIPELINE_DB).")
+@click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Hard cap on the run's total cost.")
+@click.option("--dry-run", is_flag=True, help="Render every prompt, call nothing, estimate the cost.")
+@click.option("--mock", is_flag=True, help="Answer from the built-in fake OpenRouter: offline, no key, no cost.")
+@click.option("--no-cache", is_flag=True, help="Do not serve requests from the response cache.")
+@click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an earlier run without paying again.")
+def run(
+    file: str,
+    inputs: tuple[str, ...],
+    inputs_path: str | None,
+    key_field: str | None,
+    output_path: str | None,
+    ordered: bool,
+    concurrency: int,
+    user_id: str | None,
+    db: str | None,
+    max_cost: float | None,
+    dry_run: bool,
+    mock: bool,
+    no_cache: bool,
+    resume_id: str | None,
+) -> None:
+    """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
+    pipeline = load_pipeline(file)
+    if inputs and inputs_path:
+        raise UsageError("give --input (one record) or --inputs (a file of records), not both")
+    if not inputs and not inputs_path:
+        raise UsageError("give the record with --input JSON (or key=value), or a file of records with --inputs")
+    options = RunOptions(
+        concurrency=concurrency, use_cache=not no_cache, max_cost_usd=max_cost, resume=resume_id is not None
+    )
+    if dry_run:
+        items = _items(pipeline, inputs, inputs_path, key_field)
+        with connection(db, mock, need_key=False) as settings:
+            _print_estimate(pipeline, items, asyncio.run(_catalog(settings)))
+        return
+    if inputs:
+        record = pipeline.check_input(parse_inputs(inputs))
+        with connection(db, mock) as settings:
+            code = asyncio.run(_run_one(pipeline, record, settings, user_id, options, resume_id))
+    else:
+        items = _items(pipeline, (), inputs_path, key_field)
+        with connection(db, mock) as settings:
+            code = asyncio.run(
+                _run_batch(pipeline, items, settings, user_id, options, resume_id, output_path, ordered, inputs_path)
+            )
+    sys.exit(code)
+
+
+def _items(pipeline: Pipeline, inputs, inputs_path, key_field) -> Iterator[InputItem]:
+    if inputs:
+        return iter([InputItem(1, parse_inputs(inputs))])
+    schema = thaw(pipeline.spec.input_schema) if pipeline.spec.input_schema is not None else None
+    return read_inputs(inputs_path, key_field=key_field, input_schema=schema)
+
+
+async def _catalog(settings: Settings):
+    client = OpenRouterClient(api_key=settings.api_key, base_url=settings.base_url, require_key=False)
+    async with client:
+        try:
+            return await load_catalog(client, cache_path_for(settings.base_url) if settings.models_cache else None)
+        except CallError:
+            return bundled_catalog()
+
+
+def _print_estimate(pipeline: Pipeline, items, catalog) -> None:
+    result = estimate(pipeline.spec, pipeline.renderer, catalog, items, pipeline.check_input)
+    rows = [
+        {
+            "step": row.step,
+            "model": row.model,
+            "calls": row.calls,
+            "prompt_tokens": row.prompt_tokens,
+            "low_usd": row.low_usd if row.priced else None,
+            "high_usd": row.high_usd if row.priced else None,
+        }
+        for row in result.rows
+    ]
+    click.echo(format_rows(rows, "table", total=False))
+    click.echo(
+        f"{result.records} record(s), {sum(row.calls for row in result.rows)} possible call(s): "
+        f"estimated {money(result.low_usd)} - {money(result.high_usd)} "
+        "(prompt only - prompt plus max_tokens; fallbacks and re-asks not counted)"
+    )
+    if result.invalid_records:
+        click.echo(f"{result.invalid_records} record(s) do not match the input schema and would fail", err=True)
+    if result.render_errors:
+        click.echo(f"{result.render_errors} prompt(s) could not be rendered", err=True)
+    unpriced = sorted({row.model for row in result.rows if not row.priced})
+    if unpriced:
+        click.echo(f"no price in the model catalogue for: {', '.join(unpriced)}", err=True)
+
+
+async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> int:
+    async with pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options) as session:
+        try:
+            result = await session.run(record)
+        finally:
+            click.echo(f"run {session.run_id}: {session.totals.summary()}", err=True)
+    click.echo(json.dumps(result.output, indent=2, ensure_ascii=False))
+    if result.status == "failed":
+        error = result.error
+        click.echo(
+            f"error: step '{error.step}' failed ({error.kind}) after {error.attempts} billed attempt(s); "
+            f"models tried: {', '.join(error.models) or 'none'}. Details are in the log above.",
+            err=True,
+        )
+        return 1
+    return 0
+
+
+async def _run_batch(pipeline, items, settings, user_id, options, resume_id, output_path, ordered, inputs_path) -> int:
+    total = _count_records(inputs_path)
+    async with pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options) as session:
+        progress = RunProgress(session.totals, total_records=total)
+        stopped: RunStopped | None = None
+        try:
+            with _output(output_path) as out:
+                async for result in session.run_many(items, ordered=ordered, threaded_input=inputs_path == "-"):
+                    out.write(json.dumps(result.line(), ensure_ascii=False) + "\n")
+                    out.flush()
+                    progress.update()
+        except RunStopped as exc:
+            stopped = exc
+            session.stopped = exc
+        finally:
+            progress.close()
+            click.echo(f"run {session.run_id}: {session.totals.summary()}", err=True)
+    if stopped is not None:
+        click.echo(f"stopped: {stopped}", err=True)
+        click.echo(f"finish it later with: --resume {session.run_id}", err=True)
+        return stopped.exit_code
+    return 1 if session.totals.records_failed else 0
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(Path(path).open("w", encoding="utf-8"))
+        except OSError as exc:
+            raise UsageError(f"--output {path}: {exc.strerror or exc}") from None
+        yield handle
+
+
+def _count_records(inputs_path: str) -> int | None:
+    """The number of records, for the progress bar's ETA (a quick pass over the file)."""
+    if inputs_path == "-" or not sys.stderr.isatty():
+        return None
+    try:
+        with open(inputs_path, "rb") as handle:
+            lines = sum(1 for line in handle if line.strip())
+    except OSError:
+        return None
+    return lines - 1 if inputs_path.lower().endswith(".csv") else lines
