@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import ModelInfo
@@ -36,19 +37,36 @@ class Budget:
     spent_usd: float = 0.0
     reserved_usd: float = 0.0
     exhausted: bool = False
+    _waiters: list[asyncio.Future] = field(default_factory=list)
 
-    def reserve(self, amount: float) -> float:
-        """Reserve `amount` or raise BudgetExceeded; synchronous, so concurrent tasks cannot race it."""
-        if self.exhausted or self.spent_usd + self.reserved_usd + amount > self.max_cost_usd:
-            self.exhausted = True
-            raise BudgetExceeded(
-                f"--max-cost ${self.max_cost_usd:.4f} reached: ${self.spent_usd:.6f} spent, "
-                f"${self.reserved_usd:.6f} reserved by requests in flight, the next request could cost "
-                f"${amount:.6f}; finished records are kept, resume with a higher --max-cost"
-            )
-        self.reserved_usd += amount
-        return amount
+    async def reserve(self, amount: float) -> float:
+        """Reserve `amount`, waiting while requests in flight hold the room it needs.
+
+        Refused (BudgetExceeded, and every later request with it) once the spend itself leaves
+        no room: then the request could pass the cap whatever the others cost.
+        """
+        while True:
+            if self.exhausted or self.spent_usd + amount > self.max_cost_usd:
+                self.exhausted = True
+                self._wake()
+                raise BudgetExceeded(
+                    f"--max-cost ${self.max_cost_usd:.4f} reached: ${self.spent_usd:.6f} spent, the next request "
+                    f"could cost up to ${amount:.6f}; finished records are kept, resume with a higher --max-cost"
+                )
+            if self.spent_usd + self.reserved_usd + amount <= self.max_cost_usd:
+                self.reserved_usd += amount
+                return amount
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
 
     def settle(self, reserved: float, actual: float) -> None:
         self.reserved_usd = max(0.0, self.reserved_usd - reserved)
         self.spent_usd += actual
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -287,7 +287,10 @@ class OpenRouterClient:
         url = self._base_url.join(path)
         if params:
             url = url.copy_merge_params(params)
-        status, payload, headers = await self._send("GET", url, timeout_s, None)
+        try:
+            status, payload, headers = await self._send("GET", url, timeout_s, None)
+        except _Retryable as exc:
+            raise TransientError(f"GET /{path}: {exc.description}") from None
         if status != 200:
             error = _classify(status, payload, headers, None)
             if isinstance(error, _Retryable):

@@ -272,7 +272,7 @@ class Executor:
             hit = self._cache.lookup(key)
             if hit is not None:
                 return hit.reply, key, hit
-        reserved = self._reserve(body, step) if self._budget is not None else 0.0
+        reserved = await self._reserve(body) if self._budget is not None else 0.0
         actual = 0.0
         try:
             limiter = self._limiters.get(model)
@@ -285,10 +285,10 @@ class Executor:
                 self._budget.settle(reserved, actual)
         return reply, key, None
 
-    def _reserve(self, body: dict[str, Any], step: StepSpec) -> float:
+    async def _reserve(self, body: dict[str, Any]) -> float:
         models = body.get("models") or [body["model"]]
         worst = max(worst_case_cost(body, self._catalog.models[model]) for model in models)
-        return self._budget.reserve(worst)
+        return await self._budget.reserve(worst)
 
     def _cost_event(self, key, step: StepSpec, model, reply: Reply, outcome, attempt, user_id, cached) -> CostEvent:
         source = reply.generation_id or f"local-{secrets.token_hex(12)}"

@@ -3,12 +3,14 @@ from __future__ import annotations
 import copy
 import json
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
 
 from runner.api import Settings
+from runner.cli import main
 from runner.fake import FakeOpenRouter
 from runner.fakeserver import FakeServer, mock_transport
 
@@ -116,3 +118,21 @@ def write_pipeline(folder: Path, text: str, name: str = "p.yaml") -> Path:
     path = folder / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+class Outcome:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+
+def invoke(capsys, monkeypatch, *args: str) -> Outcome:
+    """Run the `pipeline` command in-process; returns its exit code, stdout and stderr."""
+    monkeypatch.setattr(sys, "argv", ["pipeline", *args])
+    capsys.readouterr()
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    captured = capsys.readouterr()
+    return Outcome(code, captured.out, captured.err)

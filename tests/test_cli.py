@@ -9,35 +9,17 @@ import sys
 
 import pytest
 
-from runner.cli import main
 from runner.errors import UsageError
 from runner.fake import Fault
 from runner.runcmd import parse_inputs
 
-from .conftest import EXAMPLES, FIXTURES, ROOT, TEST_KEY, cost_rows
+from .conftest import EXAMPLES, FIXTURES, ROOT, TEST_KEY, cost_rows, invoke
 
 EXAMPLE_INPUTS = {
     "ticket_triage": ['{"ticket": "I was charged twice for the Pro plan and the Mobile app crashes."}'],
     "product_copy": ["notes=Hand-made oak cutting board, 40x25cm, oil finish, 49 dollars", "max_words:=80"],
     "invoice_check": ["ocr_text=ACME Corp invoice 123: Widget 10.00, Gadget 5.50, total 15.50"],
 }
-
-
-class Outcome:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-
-def invoke(capsys, monkeypatch, *args: str) -> Outcome:
-    monkeypatch.setattr(sys, "argv", ["pipeline", *args])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return Outcome(code, captured.out, captured.err)
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_INPUTS))
