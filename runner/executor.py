@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -118,10 +118,9 @@ class Executor:
 
     async def run_record(self, record: Mapping[str, Any], *, key: str | int, user_id: str | None) -> RecordResult:
         """Run every step the record needs; `key` is kept as given in the result, as text in events."""
-        result = await self._run_record(record, str(key), user_id)
-        return result if result.key == key else replace(result, key=key)
+        return await self._run_record(record, key, str(key), user_id)
 
-    async def _run_record(self, record: Mapping[str, Any], key: str, user_id: str | None) -> RecordResult:
+    async def _run_record(self, record: Mapping[str, Any], given_key, key: str, user_id: str | None) -> RecordResult:
         context: dict[str, Any] = {"input": record, "steps": {}}
         results: dict[str, StepResult] = {}
         waiting = list(self._graph.order)
@@ -162,7 +161,7 @@ class Executor:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
-        return self._record(key, context, results)
+        return self._record(given_key, key, context, results)
 
     def _ready(self, step_id: str, results: Mapping[str, StepResult]) -> bool:
         return all(parent in results for parent in self._graph.parents[step_id])
@@ -185,21 +184,21 @@ class Executor:
         context["steps"][result.step] = result.view()
         self._hooks.on_step(key, result)
 
-    def _record(self, key: str, context: dict, results: dict[str, StepResult]) -> RecordResult:
+    def _record(self, given_key, key: str, context: dict, results: dict[str, StepResult]) -> RecordResult:
         failures = [
             results[step_id].error for step_id in self._graph.order if step_id in results and results[step_id].error
         ]
         frozen = MappingProxyType(dict(results))
         if failures:
-            return RecordResult(key, "failed", None, frozen, error=failures[0], run_id=self._run_id)
+            return RecordResult(given_key, "failed", None, frozen, error=failures[0], run_id=self._run_id)
         try:
             output = self._renderer.output(context)
         except RenderError as exc:
             log.error("record %s: %s", key, exc)
             summary = FailureSummary(kind=exc.kind, step="output", attempts=0, models=())
-            return RecordResult(key, "failed", None, frozen, error=summary, run_id=self._run_id)
+            return RecordResult(given_key, "failed", None, frozen, error=summary, run_id=self._run_id)
         status = "skipped" if results and all(result.status == "skipped" for result in results.values()) else "ok"
-        return RecordResult(key, status, output, frozen, run_id=self._run_id)
+        return RecordResult(given_key, status, output, frozen, run_id=self._run_id)
 
     async def _run_step(self, prepared: _PreparedStep, context, key: str, user_id: str | None) -> StepResult:
         step = prepared.spec

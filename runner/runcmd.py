@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import sys
 from collections.abc import Iterator
@@ -198,6 +199,9 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
 async def _run_batch(pipeline, items, settings, user_id, options, resume_id, output_path, ordered, inputs_path) -> int:
     total = _count_records(inputs_path)
     async with pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options) as session:
+        # What is loaded by now lives for the whole run: keep the cyclic GC from walking it again and again.
+        gc.collect()
+        gc.freeze()
         progress = RunProgress(session.totals, total_records=total)
         stopped: RunStopped | None = None
         try:
