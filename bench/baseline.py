@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import sqlite3
+import sys
 import time
 
 import aiohttp
@@ -126,6 +127,7 @@ async def main(arguments: argparse.Namespace) -> None:
     headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=arguments.concurrency)
     window = asyncio.Semaphore(arguments.concurrency * 2)
+    started = time.monotonic()
     async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
         with open(arguments.inputs, encoding="utf-8") as source, open(arguments.output, "w", encoding="utf-8") as out:
             tasks = set()
@@ -144,6 +146,7 @@ async def main(arguments: argparse.Namespace) -> None:
                 task.add_done_callback(tasks.discard)
             await asyncio.gather(*tasks)
     ledger.flush()
+    print(f"records done in {time.monotonic() - started:.2f}s", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,7 @@ class Measured:
     cpu_s: float
     max_rss_mb: float
     exit_code: int
+    run_s: float  # the program's own time for the records, startup excluded (its last "...s" on stderr)
 
 
 def measure(command: list[str], env: dict[str, str]) -> Measured:
@@ -74,7 +76,9 @@ def measure(command: list[str], env: dict[str, str]) -> Measured:
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 1):
         raise SystemExit(f"{' '.join(command)} exited {code}:\n{stderr[-3000:]}")
-    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code)
+    seconds = re.findall(r"(\d+\.\d+)s\b", stderr)
+    run_s = float(seconds[-1]) if seconds else wall
+    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code, run_s)
 
 
 class FakeProcess:
@@ -157,22 +161,19 @@ class Bench:
         calls = records * 3
         latency_s, concurrency = 0.1, 100
         inputs = write_records(self.work / "b1.jsonl", records)
-        empty = write_records(self.work / "empty.jsonl", 0)
         with FakeProcess(latency_s * 1000) as fake:
             env = environment(fake.base_url, self.work)
             db = self.fresh("b1.db")
             out = self.work / "b1.out.jsonl"
-            startup = measure(runner_command("chain3", empty, concurrency, self.fresh("b1-empty.db"), out), env)
+            # Startup is excluded: both programs report the time from their first record to their last.
             first = measure(runner_command("chain3", inputs, concurrency, db, out), env)
-            base_startup = measure(
-                baseline_command(fake.base_url, empty, concurrency, self.fresh("bl-empty.db"), out), env
-            )
             base = measure(baseline_command(fake.base_url, inputs, concurrency, self.fresh("bl.db"), out), env)
             ideal = calls * latency_s / concurrency
-            ours = ideal / (first.wall_s - startup.wall_s)
-            theirs = ideal / (base.wall_s - base_startup.wall_s)
+            ours = ideal / first.run_s
+            theirs = ideal / base.run_s
             self.record("B1", f"baseline efficiency ({calls} calls, 100 ms, c=100)", theirs, "ratio", "reference", None)
             self.record("B1", "pipeline run efficiency", ours, "ratio", "reference", None)
+            self.record("B1", "pipeline run time for the records (startup excluded)", first.run_s, "s", "info", None)
             self.record(
                 "B1", "pipeline / baseline efficiency", ours / theirs, "ratio", ">= 0.95", ours / theirs >= 0.95
             )
@@ -181,7 +182,7 @@ class Bench:
             billed_before = fake.stats()["billed_calls"]
             again = measure(runner_command("chain3", inputs, concurrency, db, self.work / "b5.out.jsonl"), env)
             paid = fake.stats()["billed_calls"] - billed_before
-            share = (again.wall_s - startup.wall_s) / (first.wall_s - startup.wall_s)
+            share = again.run_s / first.run_s
             self.record("B5", "paid calls when re-running the finished run", paid, "calls", "0", paid == 0)
             self.record(
                 "B5", "re-run time / first run time (startup excluded)", share, "ratio", "<= 0.10", share <= 0.10

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -136,6 +136,7 @@ class RunTotals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    started: float = field(default_factory=time.monotonic)  # reset when the records start flowing
 
     @property
     def records(self) -> int:
@@ -162,5 +163,6 @@ class RunTotals:
         return (
             f"records: {self.records_ok} ok, {self.records_failed} failed, {self.records_skipped} skipped; "
             f"calls: {self.calls} billed, {self.cache_hits} from cache; "
-            f"tokens: {self.prompt_tokens} prompt, {self.completion_tokens} completion; cost: ${self.cost_usd:.6f}"
+            f"tokens: {self.prompt_tokens} prompt, {self.completion_tokens} completion; cost: ${self.cost_usd:.6f}; "
+            f"{time.monotonic() - self.started:.2f}s"
         )

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import json
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -202,6 +203,7 @@ async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out
         # What is loaded by now lives for the whole run: keep the cyclic GC from walking it again and again.
         gc.collect()
         gc.freeze()
+        session.totals.started = time.monotonic()
         progress = RunProgress(session.totals, total_records=total)
         stopped: RunStopped | None = None
         try:
