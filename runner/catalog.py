@@ -93,6 +93,12 @@ def bundled_catalog() -> Catalog:
     return catalog_from_api(json.loads(SNAPSHOT_PATH.read_text(encoding="utf-8")))
 
 
+def offline_catalog(base_url: str) -> Catalog:
+    """For checks that must not touch the network: the disk cache at any age, else the bundled snapshot."""
+    cached = _read_cache(cache_path_for(base_url), float("inf"))
+    return catalog_from_api(cached) if cached is not None else bundled_catalog()
+
+
 def cache_path_for(base_url: str, cache_dir: str | None = None) -> Path:
     folder = Path(cache_dir or os.environ.get("PIPELINE_CACHE_DIR") or Path.home() / ".cache" / "pipeline")
     return folder / f"models-{sha256(base_url.encode()).hexdigest()[:16]}.json"

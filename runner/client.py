@@ -201,7 +201,7 @@ class OpenRouterClient:
             raise ConfigurationError(f"OPENROUTER_BASE_URL must start with https:// (or http://), not {base_url!r}")
         self._chat_url = self._base_url.join("chat/completions")
         self._headers = httpx.Headers(headers)
-        self._transport = transport if transport is not None else _production_transport(max_connections)
+        self._transport = transport if transport is not None else production_transport(max_connections)
         self._sleep = sleep
         self._wait = wait_random_exponential(multiplier=backoff_base_s, max=backoff_max_s)
         self._gate = gate
@@ -320,7 +320,7 @@ class OpenRouterClient:
         return response.status_code, payload, response.headers
 
 
-def _production_transport(max_connections: int) -> httpx.AsyncBaseTransport:
+def production_transport(max_connections: int) -> httpx.AsyncBaseTransport:
     # httpcore's pool costs milliseconds of CPU per call at high concurrency (encode/httpx #3215);
     # aiohttp's connector does not, so httpx sends through it.
     from httpx_aiohttp import AiohttpTransport

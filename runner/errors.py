@@ -82,6 +82,7 @@ class UsageError(PipelineError):
 
 class RunStopped(PipelineError):
     exit_code = 3
+    step: str | None = None  # the step that was running, when one was
 
 
 class ConfigurationError(RunStopped):

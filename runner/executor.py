@@ -20,7 +20,7 @@ from aiolimiter import AsyncLimiter
 from .budget import Budget, worst_case_cost
 from .catalog import Catalog
 from .client import Reply, Usage
-from .errors import FailureSummary, NoEndpointsError, RequestRejected, TransientError
+from .errors import FailureSummary, NoEndpointsError, RequestRejected, RunStopped, TransientError
 from .graph import StepGraph
 from .render import Renderer, RenderError
 from .request import build_body, encode_body, repair_messages
@@ -201,6 +201,13 @@ class Executor:
         return RecordResult(given_key, status, output, frozen, run_id=self._run_id)
 
     async def _run_step(self, prepared: _PreparedStep, context, key: str, user_id: str | None) -> StepResult:
+        try:
+            return await self._attempt_step(prepared, context, key, user_id)
+        except RunStopped as exc:
+            exc.step = exc.step or prepared.spec.id
+            raise
+
+    async def _attempt_step(self, prepared: _PreparedStep, context, key: str, user_id: str | None) -> StepResult:
         step = prepared.spec
         attempts = _Attempts()
         try:

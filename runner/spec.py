@@ -121,16 +121,17 @@ def pipeline_schema_validator() -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
-def load_spec(path: str | Path) -> PipelineSpec:
-    """Read, check and freeze one pipeline file. Raises SpecError (or SpecErrors) naming file and line."""
+def load_spec(path: str | Path, *, text: str | None = None) -> PipelineSpec:
+    """Read, check and freeze one pipeline file (or `text` given for it). Raises SpecError naming file and line."""
     file_path = Path(path)
     display = str(path)
-    try:
-        text = file_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError("file not found", path=display) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read the file: {exc}", path=display) from None
+    if text is None:
+        try:
+            text = file_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SpecError("file not found", path=display) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"cannot read the file: {exc}", path=display) from None
     data, source = load_yaml(text, display)
     if not isinstance(data, dict):
         raise SpecError("the top level must be a mapping with `name` and `steps`", path=display, line=1, column=1)
