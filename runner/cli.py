@@ -93,7 +93,7 @@ def validate(paths: tuple[str, ...], output_format: str, strict: bool) -> None:
             click.echo(_github_annotation(finding))
     else:
         for path, summary in summaries:
-            if not any(finding.path == path for finding in findings):
+            if not any(finding.path == path and finding.severity == "error" for finding in findings):
                 click.echo(f"{path}: ok ({summary})")
         for finding in findings:
             where = ":".join(str(part) for part in (finding.path, finding.line, finding.column) if part is not None)
