@@ -19,9 +19,10 @@ from typing import Any
 import httpx
 
 from .batch import stream_records
-from .budget import Budget
+from .budget import Budget, SharedBudget
 from .catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
 from .client import DEFAULT_BASE_URL, OpenRouterClient
+from .db import redact
 from .errors import ConfigurationError, FailureSummary, InputError, RunStopped, UsageError
 from .executor import Executor, Hooks
 from .flow import RequestGate
@@ -30,7 +31,7 @@ from .inputs import InputItem, aiter_items
 from .render import Renderer
 from .results import CacheEntry, CostEvent, RecordResult, RunTotals, StepResult
 from .spec import PipelineSpec, load_spec, thaw
-from .store import DEFAULT_DB, SQLiteStore
+from .store import DEFAULT_DB, Store
 from .validate import compile_validator
 
 
@@ -40,7 +41,8 @@ class Settings:
 
     api_key: str | None = None
     base_url: str = DEFAULT_BASE_URL
-    db: str | None = DEFAULT_DB  # None: record nothing
+    db: str | None = DEFAULT_DB  # a SQLite path or a postgresql:// URL; None: record nothing
+    db_schema: str | None = None  # PostgreSQL: keep the tables in this schema
     app_url: str | None = None
     app_name: str | None = None
     models_cache: bool = True
@@ -55,13 +57,15 @@ class Settings:
             api_key=environ.get("OPENROUTER_API_KEY") or None,
             base_url=environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL,
             db=environ.get("PIPELINE_DB") or DEFAULT_DB,
+            db_schema=environ.get("PIPELINE_DB_SCHEMA") or None,
             app_url=environ.get("PIPELINE_APP_URL") or None,
             app_name=environ.get("PIPELINE_APP_NAME") or None,
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 
     def __repr__(self) -> str:  # the key never shows up in a traceback or a log line
-        return f"Settings(base_url={self.base_url!r}, db={self.db!r}, api_key={'set' if self.api_key else 'unset'})"
+        db = redact(self.db) if self.db else None
+        return f"Settings(base_url={self.base_url!r}, db={db!r}, api_key={'set' if self.api_key else 'unset'})"
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
@@ -182,11 +186,11 @@ class Session:
         self.stopped: RunStopped | None = None
         self.catalog: Catalog = EMPTY_CATALOG
         self.gate: RequestGate | None = None
-        self.budget: Budget | None = None
+        self.budget: Budget | SharedBudget | None = None
         self._transport = transport
         self._extra_hooks = hooks
         self._client: OpenRouterClient | None = None
-        self._store: SQLiteStore | None = None
+        self._store: Store | None = None
         self._executor: Executor | None = None
         self._flush_scheduled = False
 
@@ -208,7 +212,7 @@ class Session:
             cache = cache_path_for(settings.base_url) if settings.models_cache else None
             self.catalog = await load_catalog(self._client, cache)
             if settings.db is not None:
-                self._store = SQLiteStore(settings.db)
+                self._store = Store(settings.db, schema=settings.db_schema)
                 if options.resume:
                     self._store.resume_run(self.run_id, self.pipeline.name)
                 else:
@@ -231,7 +235,7 @@ class Session:
         )
         return self
 
-    def _budget(self, max_cost_usd: float) -> Budget:
+    def _budget(self, max_cost_usd: float) -> Budget | SharedBudget:
         unpriced = sorted(
             {model for step in self.pipeline.spec.steps for model in step.models if model not in self.catalog.models}
         )
@@ -239,8 +243,11 @@ class Session:
             raise ConfigurationError(
                 f"--max-cost needs every model's price, and the model catalogue has none for {', '.join(unpriced)}"
             )
-        spent = self._store.run_spend(self.run_id) if self._store is not None and self.options.resume else 0.0
-        return Budget(max_cost_usd=max_cost_usd, spent_usd=spent)
+        if self._store is None:
+            return Budget(max_cost_usd=max_cost_usd)
+        # In the database, so that workers joining the run (--run-id) share one cap.
+        self._store.open_budget(self.run_id, max_cost_usd, fresh=self.options.resume)
+        return SharedBudget(self._store, self.run_id)
 
     async def __aexit__(self, exc_type, exc, traceback) -> None:
         if isinstance(exc, RunStopped):

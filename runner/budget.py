@@ -6,7 +6,7 @@ import asyncio
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .catalog import ModelInfo
 from .errors import BudgetExceeded
@@ -70,3 +70,36 @@ class Budget:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+class BudgetLedger(Protocol):
+    def try_reserve(self, run_id: str, amount: float) -> tuple[bool, float, float]: ...
+
+    def settle_budget(self, run_id: str, reserved: float, actual: float) -> None: ...
+
+
+class SharedBudget:
+    """Budget's contract, kept in the database: every worker on the run reserves from the same row."""
+
+    def __init__(self, ledger: BudgetLedger, run_id: str, *, poll_s: float = 0.02) -> None:
+        self._ledger = ledger
+        self._run_id = run_id
+        self._poll_s = poll_s
+        self.exhausted = False
+
+    async def reserve(self, amount: float) -> float:
+        while True:
+            if not self.exhausted:
+                reserved, spent, cap = self._ledger.try_reserve(self._run_id, amount)
+                if reserved:
+                    return amount
+                self.exhausted = spent + amount > cap
+            if self.exhausted:
+                raise BudgetExceeded(
+                    f"--max-cost ${cap:.4f} reached: ${spent:.6f} spent, the next request could cost up to "
+                    f"${amount:.6f}; finished records are kept, resume with a higher --max-cost"
+                )
+            await asyncio.sleep(self._poll_s)  # requests in flight (here or in other workers) hold the room
+
+    def settle(self, reserved: float, actual: float) -> None:
+        self._ledger.settle_budget(self._run_id, reserved, actual)

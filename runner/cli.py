@@ -12,11 +12,12 @@ import click
 
 from .api import Settings, load_pipeline
 from .catalog import offline_catalog
+from .db import is_postgres, redact
 from .errors import PipelineError, SpecError, SpecErrors, UsageError
 from .lint import Finding, lint
 from .reports import format_rows
 from .runcmd import run
-from .store import SQLiteStore
+from .store import Store
 from .testcmd import graph_command, test_command
 
 
@@ -56,6 +57,26 @@ def cli(verbose: int) -> None:
 cli.add_command(run)
 cli.add_command(test_command)
 cli.add_command(graph_command)
+
+
+@cli.group()
+def db() -> None:
+    """The database: migrate it ahead of a deployment."""
+
+
+@db.command()
+@click.option("--db", "target", metavar="PATH|URL", help="SQLite file or postgresql:// URL (default: $PIPELINE_DB).")
+@click.option("--db-schema", metavar="NAME", help="PostgreSQL schema of the tables ($PIPELINE_DB_SCHEMA).")
+def migrate(target: str | None, db_schema: str | None) -> None:
+    """Create or upgrade the tables (numbered migrations, each applied once)."""
+    settings = Settings.from_env(db=target, db_schema=db_schema)
+    with Store(settings.db, schema=settings.db_schema) as store:
+        applied = store.migrated
+    where = redact(settings.db) + (f" (schema {settings.db_schema})" if settings.db_schema else "")
+    if applied:
+        click.echo(f"{where}: applied migration(s) {', '.join(map(str, applied))}")
+    else:
+        click.echo(f"{where}: up to date")
 
 
 @cli.command()
@@ -147,20 +168,31 @@ def _pipeline_files(paths: tuple[str, ...]) -> list[str]:
 @click.option(
     "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
 )
-@click.option("--db", metavar="PATH", help="SQLite file (default: $PIPELINE_DB).")
-def costs(by: str, run_id: str | None, since: str | None, output_format: str, db: str | None) -> None:
+@click.option("--export", "export_format", type=click.Choice(["csv", "json"]), help="The same as --format csv|json.")
+@click.option("--db", metavar="PATH|URL", help="SQLite file or postgresql:// URL (default: $PIPELINE_DB).")
+@click.option("--db-schema", metavar="NAME", help="PostgreSQL schema of the tables ($PIPELINE_DB_SCHEMA).")
+def costs(
+    by: str,
+    run_id: str | None,
+    since: str | None,
+    output_format: str,
+    export_format: str | None,
+    db: str | None,
+    db_schema: str | None,
+) -> None:
     """What each step, module, model and user spent."""
+    output_format = export_format or output_format
     dimensions = tuple(name.strip() for name in by.split(",") if name.strip())
-    with _open_store(db) as store:
+    with _open_store(db, db_schema) as store:
         rows = store.cost_summary(dimensions, run_id=run_id, since=since)
     click.echo(format_rows(rows, output_format, empty="no costs recorded"), nl=output_format != "csv")
 
 
-def _open_store(db: str | None) -> SQLiteStore:
-    settings = Settings.from_env(db=db)
-    if not Path(settings.db).exists():
+def _open_store(db: str | None, schema: str | None = None) -> Store:
+    settings = Settings.from_env(db=db, db_schema=schema)
+    if not is_postgres(settings.db) and not Path(settings.db).exists():
         raise UsageError(f"no database at {settings.db}: run a pipeline first, or point --db / PIPELINE_DB at one")
-    return SQLiteStore(settings.db)
+    return Store(settings.db, schema=settings.db_schema)
 
 
 @cli.command()
@@ -168,10 +200,11 @@ def _open_store(db: str | None) -> SQLiteStore:
 @click.option(
     "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
 )
-@click.option("--db", metavar="PATH", help="SQLite file (default: $PIPELINE_DB).")
-def runs(limit: int, output_format: str, db: str | None) -> None:
+@click.option("--db", metavar="PATH|URL", help="SQLite file or postgresql:// URL (default: $PIPELINE_DB).")
+@click.option("--db-schema", metavar="NAME", help="PostgreSQL schema of the tables ($PIPELINE_DB_SCHEMA).")
+def runs(limit: int, output_format: str, db: str | None, db_schema: str | None) -> None:
     """The latest runs: status, records, calls and spend."""
-    with _open_store(db) as store:
+    with _open_store(db, db_schema) as store:
         rows = store.runs(limit)
     click.echo(format_rows(rows, output_format, total=False, empty="no runs recorded"), nl=output_format != "csv")
 
@@ -179,10 +212,11 @@ def runs(limit: int, output_format: str, db: str | None) -> None:
 @cli.command()
 @click.argument("run_id")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--db", metavar="PATH", help="SQLite file (default: $PIPELINE_DB).")
-def show(run_id: str, output_format: str, db: str | None) -> None:
+@click.option("--db", metavar="PATH|URL", help="SQLite file or postgresql:// URL (default: $PIPELINE_DB).")
+@click.option("--db-schema", metavar="NAME", help="PostgreSQL schema of the tables ($PIPELINE_DB_SCHEMA).")
+def show(run_id: str, output_format: str, db: str | None, db_schema: str | None) -> None:
     """One run: every record and step, with outputs of finished steps (nothing is lost on failure)."""
-    with _open_store(db) as store:
+    with _open_store(db, db_schema) as store:
         detail = store.run_detail(run_id)
     if detail is None:
         raise UsageError(f"no run {run_id!r} in this database; `pipeline runs` lists them")

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from aiolimiter import AsyncLimiter
 
-from .budget import Budget, worst_case_cost
+from .budget import Budget, SharedBudget, worst_case_cost
 from .catalog import Catalog
 from .client import Reply, Usage
 from .errors import FailureSummary, NoEndpointsError, RequestRejected, RunStopped, TransientError
@@ -94,7 +94,7 @@ class Executor:
         run_id: str,
         hooks: Hooks | None = None,
         cache: ReplyCache | None = None,
-        budget: Budget | None = None,
+        budget: Budget | SharedBudget | None = None,
     ) -> None:
         self._cache = cache
         self._budget = budget

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 
+from .db import Database
 from .results import utc_now
 
 
-def m001_initial(db: sqlite3.Connection) -> None:
+def m001_initial(db: Database) -> None:
+    real = db.dialect.real
     db.execute(
-        """
+        f"""
         CREATE TABLE cost_records (
             id TEXT PRIMARY KEY,
             run_id TEXT NOT NULL,
@@ -25,7 +26,7 @@ def m001_initial(db: sqlite3.Connection) -> None:
             reasoning_tokens INTEGER NOT NULL DEFAULT 0,
             cached_tokens INTEGER NOT NULL DEFAULT 0,
             total_tokens INTEGER NOT NULL DEFAULT 0,
-            cost_usd REAL NOT NULL DEFAULT 0,
+            cost_usd {real} NOT NULL DEFAULT 0,
             user_id TEXT,
             attempt INTEGER NOT NULL,
             outcome TEXT NOT NULL CHECK (outcome IN
@@ -54,7 +55,7 @@ def m001_initial(db: sqlite3.Connection) -> None:
         """
     )
     db.execute(
-        """
+        f"""
         CREATE TABLE step_results (
             run_id TEXT NOT NULL,
             record_key TEXT NOT NULL,
@@ -62,7 +63,7 @@ def m001_initial(db: sqlite3.Connection) -> None:
             status TEXT NOT NULL,
             output_json TEXT,
             model TEXT,
-            cost_usd REAL NOT NULL DEFAULT 0,
+            cost_usd {real} NOT NULL DEFAULT 0,
             attempts INTEGER NOT NULL DEFAULT 0,
             error_kind TEXT,
             reasoning TEXT,
@@ -73,14 +74,14 @@ def m001_initial(db: sqlite3.Connection) -> None:
         """
     )
     db.execute(
-        """
+        f"""
         CREATE TABLE records (
             run_id TEXT NOT NULL,
             record_key TEXT NOT NULL,
             status TEXT NOT NULL,
             output_json TEXT,
             error_json TEXT,
-            cost_usd REAL NOT NULL DEFAULT 0,
+            cost_usd {real} NOT NULL DEFAULT 0,
             created_at TEXT NOT NULL,
             PRIMARY KEY (run_id, record_key)
         )
@@ -88,7 +89,7 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-def m002_response_cache(db: sqlite3.Connection) -> None:
+def m002_response_cache(db: Database) -> None:
     """Replies keyed by a hash of the canonical request body, so a re-run never pays twice."""
     db.execute(
         """
@@ -103,36 +104,48 @@ def m002_response_cache(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
+def m003_budgets(db: Database) -> None:
+    """The --max-cost of a run, shared by every worker on it: reservations are atomic updates here."""
+    real = db.dialect.real
+    db.execute(
+        f"""
+        CREATE TABLE budgets (
+            run_id TEXT PRIMARY KEY,
+            max_cost_usd {real} NOT NULL,
+            spent_usd {real} NOT NULL DEFAULT 0,
+            reserved_usd {real} NOT NULL DEFAULT 0
+        )
+        """
+    )
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[Database], None]], ...] = (
     (1, m001_initial),
     (2, m002_response_cache),
+    (3, m003_budgets),
 )
 
 
-def migrate(db: sqlite3.Connection) -> list[int]:
-    """Apply the migrations this database has not seen, each in its own transaction; returns them."""
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations"
-        " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-    )
-    applied = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
+def migrate(db: Database) -> list[int]:
+    """Apply the migrations this database has not seen, under a lock; returns the ones applied."""
     done = []
-    for version, function in MIGRATIONS:
-        if version in applied:
-            continue
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if db.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
-                db.execute("ROLLBACK")  # another process applied it while we waited for the lock
+    with db.migration_lock():
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        applied = {row[0] for row in _applied(db)}  # another process may have migrated while we waited
+        for version, function in MIGRATIONS:
+            if version in applied:
                 continue
             function(db)
             db.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (version, function.__name__, utc_now()),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        done.append(version)
+            done.append(version)
     return done
+
+
+def _applied(db: Database) -> list[tuple]:
+    return [(row["version"],) for row in db.query("SELECT version FROM schema_migrations")]

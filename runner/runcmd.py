@@ -57,9 +57,11 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def connection(db: str | None, mock: bool, *, need_key: bool = True) -> Iterator[Settings]:
+def connection(
+    db: str | None, mock: bool, *, need_key: bool = True, db_schema: str | None = None
+) -> Iterator[Settings]:
     """Settings from the environment; with --mock, a fake OpenRouter on 127.0.0.1 for the run's length."""
-    settings = Settings.from_env(db=db)
+    settings = Settings.from_env(db=db, db_schema=db_schema)
     if not mock:
         if need_key and not settings.api_key:
             raise ConfigurationError(
@@ -92,6 +94,8 @@ def connection(db: str | None, mock: bool, *, need_key: bool = True) -> Iterator
 @click.option("--mock", is_flag=True, help="Answer from the built-in fake OpenRouter: offline, no key, no cost.")
 @click.option("--no-cache", is_flag=True, help="Do not serve requests from the response cache.")
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an earlier run without paying again.")
+@click.option("--run-id", "join_id", metavar="NAME", help="Name the run; workers given the same name share it.")
+@click.option("--db-schema", metavar="NAME", help="PostgreSQL: keep the tables in this schema ($PIPELINE_DB_SCHEMA).")
 def run(
     file: str,
     inputs: tuple[str, ...],
@@ -107,6 +111,8 @@ def run(
     mock: bool,
     no_cache: bool,
     resume_id: str | None,
+    join_id: str | None,
+    db_schema: str | None,
 ) -> None:
     """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
     pipeline = load_pipeline(file)
@@ -114,6 +120,8 @@ def run(
         raise UsageError("give --input (one record) or --inputs (a file of records), not both")
     if not inputs and not inputs_path:
         raise UsageError("give the record with --input JSON (or key=value), or a file of records with --inputs")
+    if resume_id and join_id:
+        raise UsageError("give --resume RUN_ID (finish a run) or --run-id NAME (start or join one), not both")
     options = RunOptions(
         concurrency=concurrency, use_cache=not no_cache, max_cost_usd=max_cost, resume=resume_id is not None
     )
@@ -124,13 +132,15 @@ def run(
         return
     if inputs:
         record = pipeline.check_input(parse_inputs(inputs))
-        with connection(db, mock) as settings:
-            code = asyncio.run(_run_one(pipeline, record, settings, user_id, options, resume_id))
+        with connection(db, mock, db_schema=db_schema) as settings:
+            code = asyncio.run(_run_one(pipeline, record, settings, user_id, options, resume_id or join_id))
     else:
         items = _items(pipeline, (), inputs_path, key_field)
-        with connection(db, mock) as settings:
+        with connection(db, mock, db_schema=db_schema) as settings:
             code = asyncio.run(
-                _run_batch(pipeline, items, settings, user_id, options, resume_id, output_path, ordered, inputs_path)
+                _run_batch(
+                    pipeline, items, settings, user_id, options, resume_id or join_id, output_path, ordered, inputs_path
+                )
             )
     sys.exit(code)
 

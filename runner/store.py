@@ -1,15 +1,15 @@
-"""The cost ledger and run history in SQLite (WAL mode), at PIPELINE_DB."""
+"""The cost ledger, response cache and run history, in SQLite (a file) or PostgreSQL (a URL)."""
 
 from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError, UsageError
+from .db import Database, open_database
+from .errors import UsageError
 from .migrations import migrate
 from .results import CacheEntry, CostEvent, RecordResult, StepResult, utc_now
 
@@ -27,6 +27,7 @@ GROUP_COLUMNS = {
     "provider": "provider",
 }
 
+COUNT_COLUMNS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "reasoning_tokens", "total_tokens")
 _COST_COLUMNS = (
     "id", "run_id", "record_key", "step", "module", "requested_model", "model", "provider",
     "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "total_tokens",
@@ -38,26 +39,25 @@ _INSERT_COST = (
 )
 
 
-class SQLiteStore:
-    """Opened as a context manager; migrations run on open."""
+class Store:
+    """Opened as a context manager; migrations run on open. `target` is a SQLite path or a postgresql:// URL."""
 
-    def __init__(self, path: str | Path) -> None:
-        if str(path).startswith(("postgres://", "postgresql://")):
-            raise StoreError("PostgreSQL is not supported yet; PIPELINE_DB / --db must be a SQLite file path")
-        self.path = Path(path)
+    def __init__(self, target: str | Path, *, schema: str | None = None) -> None:
+        self.target = str(target)
+        self._db: Database = open_database(target, schema)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            migrate(self._db)
-            self._pending: dict[str, list[tuple]] = {}  # statement -> rows, written with executemany
-            self._pending_replies: dict[str, CacheEntry] = {}
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the database {self.path}: {exc}") from None
+            self.migrated = migrate(self._db)
+        except BaseException:
+            self._db.close()
+            raise
+        self._pending: dict[str, list[tuple]] = {}  # statement -> rows, written with executemany
+        self._pending_replies: dict[str, CacheEntry] = {}
 
-    def __enter__(self) -> SQLiteStore:
+    @property
+    def backend(self) -> str:
+        return self._db.dialect.name
+
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -70,24 +70,16 @@ class SQLiteStore:
             self._db.close()
 
     def _write(self, sql: str, parameters: tuple) -> None:
-        self._transaction([(sql, parameters)])
-
-    def _transaction(self, statements: list[tuple[str, tuple]] | dict[str, list[tuple]]) -> None:
-        batches = statements.items() if isinstance(statements, dict) else [(sql, [row]) for sql, row in statements]
-        try:
-            self._db.execute("BEGIN")
-            for sql, rows in batches:
-                self._db.executemany(sql, rows)
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise StoreError(f"cannot write to the database {self.path}: {exc}") from None
+        self._db.transaction({sql: [parameters]})
 
     def start_run(self, run_id: str, pipeline: str, pipeline_path: str, user_id: str | None) -> None:
+        """Create the run, or join it when another worker already did (`--run-id`)."""
+        found = self._query("SELECT pipeline FROM runs WHERE id = ?", (run_id,))
+        if found and found[0]["pipeline"] != pipeline:
+            raise UsageError(f"run {run_id} belongs to pipeline '{found[0]['pipeline']}', not '{pipeline}'")
         self._write(
             "INSERT INTO runs (id, pipeline, pipeline_path, user_id, status, started_at)"
-            " VALUES (?, ?, ?, ?, 'running', ?)",
+            " VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL",
             (run_id, pipeline, pipeline_path, user_id, utc_now()),
         )
 
@@ -95,7 +87,7 @@ class SQLiteStore:
         """Reopen a run; refused when it does not exist or belongs to another pipeline."""
         found = self._query("SELECT pipeline FROM runs WHERE id = ?", (run_id,))
         if not found:
-            raise UsageError(f"--resume {run_id}: no such run in {self.path}; `pipeline runs` lists them")
+            raise UsageError(f"--resume {run_id}: no such run in {self._db.label}; `pipeline runs` lists them")
         if found[0]["pipeline"] != pipeline:
             raise UsageError(
                 f"--resume {run_id}: that run belongs to pipeline '{found[0]['pipeline']}', not '{pipeline}'"
@@ -113,8 +105,37 @@ class SQLiteStore:
         )
 
     def run_spend(self, run_id: str) -> float:
-        row = self._db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM cost_records WHERE run_id = ?", (run_id,))
-        return float(row.fetchone()[0])
+        self.flush()
+        row = self._db.one("SELECT COALESCE(SUM(cost_usd), 0) FROM cost_records WHERE run_id = ?", (run_id,))
+        return float(row[0])
+
+    def open_budget(self, run_id: str, max_cost_usd: float, *, fresh: bool) -> None:
+        """The run's shared budget row; `fresh` (a resume) forgets reservations a killed worker left."""
+        spent = self.run_spend(run_id)
+        self._write(
+            "INSERT INTO budgets (run_id, max_cost_usd, spent_usd, reserved_usd) VALUES (?, ?, ?, 0)"
+            " ON CONFLICT (run_id) DO UPDATE SET max_cost_usd = excluded.max_cost_usd",
+            (run_id, max_cost_usd, spent),
+        )
+        if fresh:
+            self._write("UPDATE budgets SET spent_usd = ?, reserved_usd = 0 WHERE run_id = ?", (spent, run_id))
+
+    def try_reserve(self, run_id: str, amount: float) -> tuple[bool, float, float]:
+        """Atomically reserve `amount` if spend plus reservations stay within the cap: (reserved, spent, cap)."""
+        changed = self._db.execute(
+            "UPDATE budgets SET reserved_usd = reserved_usd + ?"
+            " WHERE run_id = ? AND spent_usd + reserved_usd + ? <= max_cost_usd",
+            (amount, run_id, amount),
+        )
+        spent, cap = self._db.one("SELECT spent_usd, max_cost_usd FROM budgets WHERE run_id = ?", (run_id,))
+        return changed == 1, float(spent), float(cap)
+
+    def settle_budget(self, run_id: str, reserved: float, actual: float) -> None:
+        self._db.execute(
+            "UPDATE budgets SET spent_usd = spent_usd + ?,"
+            " reserved_usd = CASE WHEN reserved_usd > ? THEN reserved_usd - ? ELSE 0 END WHERE run_id = ?",
+            (actual, reserved, reserved, run_id),
+        )
 
     def add_cost(self, event: CostEvent, entry: CacheEntry | None = None) -> None:
         """Queue one billed (or cached) reply, and the reply itself for the response cache.
@@ -149,15 +170,19 @@ class SQLiteStore:
         waiting = self._pending_replies.get(cache_key)
         if waiting is not None:
             return waiting
-        row = self._db.execute("SELECT reply_json FROM response_cache WHERE key = ?", (cache_key,)).fetchone()
+        row = self._db.one("SELECT reply_json FROM response_cache WHERE key = ?", (cache_key,))
         return CacheEntry.from_json(cache_key, row[0]) if row else None
 
     def add_step(self, run_id: str, record_key: str, result: StepResult) -> None:
         """Queued; written at the next flush()."""
         self._queue(
             (
-                "INSERT OR REPLACE INTO step_results (run_id, record_key, step, status, output_json, model, cost_usd,"
-                " attempts, error_kind, reasoning, latency_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO step_results (run_id, record_key, step, status, output_json, model, cost_usd,"
+                " attempts, error_kind, reasoning, latency_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, record_key, step) DO UPDATE SET status = excluded.status,"
+                " output_json = excluded.output_json, model = excluded.model, cost_usd = excluded.cost_usd,"
+                " attempts = excluded.attempts, error_kind = excluded.error_kind, reasoning = excluded.reasoning,"
+                " latency_ms = excluded.latency_ms, created_at = excluded.created_at",
                 (
                     run_id, record_key, result.step, result.status, json.dumps(result.output, ensure_ascii=False),
                     result.model, result.cost_usd, result.attempts, result.error.kind if result.error else None,
@@ -170,8 +195,10 @@ class SQLiteStore:
         """Queued; flush() before the record is reported done."""
         self._queue(
             (
-                "INSERT OR REPLACE INTO records (run_id, record_key, status, output_json, error_json, cost_usd,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO records (run_id, record_key, status, output_json, error_json, cost_usd, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, record_key) DO UPDATE SET status = excluded.status,"
+                " output_json = excluded.output_json, error_json = excluded.error_json, cost_usd = excluded.cost_usd,"
+                " created_at = excluded.created_at",
                 (
                     result.run_id, str(result.key), result.status, json.dumps(result.output, ensure_ascii=False),
                     json.dumps(result.error.as_dict()) if result.error else None, result.cost_usd, utc_now(),
@@ -191,7 +218,7 @@ class SQLiteStore:
         """Write everything queued in one transaction."""
         if self._pending:
             statements, self._pending = self._pending, {}
-            self._transaction(statements)
+            self._db.transaction(statements)
             self._pending_replies.clear()
 
     def finished_record(self, run_id: str, record_key: str) -> dict[str, Any] | None:
@@ -205,16 +232,14 @@ class SQLiteStore:
 
     def _query(self, sql: str, parameters: tuple = ()) -> list[dict[str, Any]]:
         self.flush()  # read your own writes
-        cursor = self._db.execute(sql, parameters)
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor]
+        return self._db.query(sql, parameters)
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest runs with their spend, newest first."""
         return self._query(
             "SELECT r.id, r.pipeline, r.status, r.records_ok, r.records_failed,"
             " (SELECT COUNT(*) FROM cost_records c WHERE c.run_id = r.id) AS calls,"
-            " (SELECT ROUND(COALESCE(SUM(cost_usd), 0), 10) FROM cost_records c WHERE c.run_id = r.id) AS cost_usd,"
+            " (SELECT COALESCE(SUM(cost_usd), 0) FROM cost_records c WHERE c.run_id = r.id) AS cost_usd,"
             " r.started_at, r.finished_at FROM runs r ORDER BY r.started_at DESC LIMIT ?",
             (limit,),
         )
@@ -225,12 +250,13 @@ class SQLiteStore:
         if not found:
             return None
         records = self._query(
-            "SELECT record_key, status, output_json, error_json, cost_usd FROM records WHERE run_id = ? ORDER BY rowid",
+            "SELECT record_key, status, output_json, error_json, cost_usd FROM records"
+            " WHERE run_id = ? ORDER BY created_at, record_key",
             (run_id,),
         )
         steps = self._query(
             "SELECT record_key, step, status, model, attempts, cost_usd, error_kind, output_json, reasoning"
-            " FROM step_results WHERE run_id = ? ORDER BY rowid",
+            " FROM step_results WHERE run_id = ? ORDER BY created_at, record_key, step",
             (run_id,),
         )
         return {"run": found[0], "records": records, "steps": steps}
@@ -253,10 +279,22 @@ class SQLiteStore:
             f"SELECT {', '.join([*keys, ''])}"
             "COUNT(*) AS calls, SUM(cached) AS cache_hits, SUM(prompt_tokens) AS prompt_tokens,"
             " SUM(completion_tokens) AS completion_tokens, SUM(reasoning_tokens) AS reasoning_tokens,"
-            " SUM(total_tokens) AS total_tokens, ROUND(SUM(cost_usd), 10) AS cost_usd"
+            " SUM(total_tokens) AS total_tokens, SUM(cost_usd) AS cost_usd"
             f" FROM cost_records {where} {group}"
         )
-        return [row for row in self._query(sql, parameters) if row["calls"]]
+        rows = [row for row in self._query(sql, parameters) if row["calls"]]
+        for row in rows:  # the same numbers from either backend
+            for name in (
+                "calls",
+                "cache_hits",
+                "prompt_tokens",
+                "completion_tokens",
+                "reasoning_tokens",
+                "total_tokens",
+            ):
+                row[name] = int(row[name] or 0)
+            row["cost_usd"] = round(float(row["cost_usd"] or 0), 10)
+        return rows
 
 
 def _filters(run_id: str | None, since: str | None) -> tuple[str, tuple]:

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sqlite3
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -136,3 +138,44 @@ def invoke(capsys, monkeypatch, *args: str) -> Outcome:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     captured = capsys.readouterr()
     return Outcome(code, captured.out, captured.err)
+
+
+POSTGRES_URL = os.environ.get("PIPELINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_HELP = (
+    f"PostgreSQL is not reachable at {POSTGRES_URL}: start it (pg_ctlcluster <version> main start) or point "
+    "PIPELINE_TEST_POSTGRES_URL at a server to run the PostgreSQL tests"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL tests' server; skipped with a reason when absent, a failure when CI requires it."""
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            pass
+    except Exception as exc:
+        if os.environ.get("PIPELINE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{POSTGRES_HELP} ({exc})")
+        pytest.skip(POSTGRES_HELP)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_schema(postgres_url):
+    """A fresh schema for one test, dropped afterwards, so runs never see each other's tables."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request, tmp_path):
+    """(target, schema) of a fresh database on each backend."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db"), None
+    return request.getfixturevalue("postgres_url"), request.getfixturevalue("postgres_schema")
