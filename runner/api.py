@@ -212,7 +212,7 @@ class Session:
             cache = cache_path_for(settings.base_url) if settings.models_cache else None
             self.catalog = await load_catalog(self._client, cache)
             if settings.db is not None:
-                self._store = Store(settings.db, schema=settings.db_schema, background=True)
+                self._store = Store(settings.db, schema=settings.db_schema)
                 if options.resume:
                     self._store.resume_run(self.run_id, self.pipeline.name)
                 else:
@@ -293,11 +293,7 @@ class Session:
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self._store is not None:
-            self._store.submit()
-
-    async def _drain(self) -> None:
-        if self._store is not None:
-            await self._store.drain()
+            self._store.flush()
 
     def _on_step(self, record_key: str, result: StepResult) -> None:
         if self._store is not None:
@@ -309,7 +305,7 @@ class Session:
         """One record; an invalid record raises InputError (nothing is called)."""
         checked = self.pipeline.check_input(record, key=str(key))
         result = await self._finish_record(await self._executor.run_record(checked, key=key, user_id=self.user_id))
-        await self._drain()
+        self._flush()
         return result
 
     async def run_item(self, item: InputItem) -> RecordResult:
@@ -351,7 +347,7 @@ class Session:
     async def _flushed(self, batches: AsyncIterator[list[RecordResult]]) -> AsyncIterator[RecordResult]:
         """Every record is on disk before it is reported done: one write for each batch that finished together."""
         async for batch in batches:
-            await self._drain()
+            self._flush()
             for result in batch:
                 yield result
 

@@ -76,13 +76,12 @@ class Database:
 class SQLiteDatabase(Database):
     dialect = SQLITE
 
-    def __init__(self, path: str | Path, *, threaded: bool = False) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.label = str(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # `threaded`: opened here, used by the background writer's thread (one thread at a time).
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=not threaded)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=30000")
@@ -205,8 +204,8 @@ class PostgresDatabase(Database):
         self._db.close()
 
 
-def open_database(target: str | Path, schema: str | None = None, *, threaded: bool = False) -> Database:
+def open_database(target: str | Path, schema: str | None = None) -> Database:
     """A file path opens SQLite; a postgresql:// URL opens PostgreSQL (tables in `schema` when given)."""
     if is_postgres(str(target)):
         return PostgresDatabase(str(target), schema)
-    return SQLiteDatabase(target, threaded=threaded)
+    return SQLiteDatabase(target)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from collections import deque
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +12,6 @@ from .db import Database, open_database
 from .errors import UsageError
 from .migrations import migrate
 from .results import CacheEntry, CostEvent, RecordResult, StepResult, utc_now
-from .writer import BackgroundWriter
 
 DEFAULT_DB = ".pipeline/pipeline.db"
 
@@ -31,7 +27,6 @@ GROUP_COLUMNS = {
     "provider": "provider",
 }
 
-MAX_BATCHES_IN_FLIGHT = 8
 COUNT_COLUMNS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "reasoning_tokens", "total_tokens")
 _COST_COLUMNS = (
     "id", "run_id", "record_key", "step", "module", "requested_model", "model", "provider",
@@ -47,19 +42,16 @@ _INSERT_COST = (
 class Store:
     """Opened as a context manager; migrations run on open. `target` is a SQLite path or a postgresql:// URL."""
 
-    def __init__(self, target: str | Path, *, schema: str | None = None, background: bool = False) -> None:
+    def __init__(self, target: str | Path, *, schema: str | None = None) -> None:
         self.target = str(target)
         self._db: Database = open_database(target, schema)
         try:
             self.migrated = migrate(self._db)
-            self._writer = BackgroundWriter(open_database(target, schema, threaded=True)) if background else None
         except BaseException:
             self._db.close()
             raise
-        self._billing: dict[str, list[tuple]] = {}  # cost rows and cache entries: statement -> rows
-        self._pending_replies: dict[str, CacheEntry] = {}  # queued cache entries, visible to lookups
-        self._pending: dict[str, list[tuple]] = {}  # step and record rows, for the writer thread
-        self._writing: deque[Future] = deque()  # batches the writer thread has not finished
+        self._pending: dict[str, list[tuple]] = {}  # statement -> rows, written with executemany
+        self._pending_replies: dict[str, CacheEntry] = {}
 
     @property
     def backend(self) -> str:
@@ -75,8 +67,6 @@ class Store:
         try:
             self.flush()
         finally:
-            if self._writer is not None:
-                self._writer.close()
             self._db.close()
 
     def _write(self, sql: str, parameters: tuple) -> None:
@@ -150,12 +140,11 @@ class Store:
     def add_cost(self, event: CostEvent, entry: CacheEntry | None = None) -> None:
         """Queue one billed (or cached) reply, and the reply itself for the response cache.
 
-        These rows are written by flush_billing(), in this thread: the session calls it once per
-        event-loop iteration, so a paid reply is on disk within one iteration of arriving and a
-        crash cannot make the run pay for it twice. Step and record rows go to the writer thread.
+        The caller flushes soon (the session: at the end of the event-loop iteration), so a
+        reply reaches the disk within one iteration of arriving and is never paid for twice.
         """
         usage = event.usage
-        self._queue_billing(
+        self._queue(
             (
                 _INSERT_COST,
                 (
@@ -169,7 +158,7 @@ class Store:
         )  # fmt: skip
         if entry is not None:
             self._pending_replies[entry.key] = entry
-            self._queue_billing(
+            self._queue(
                 (
                     "INSERT INTO response_cache (key, generation_id, model, reply_json, created_at)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
@@ -221,49 +210,16 @@ class Store:
         sql, row = statement
         self._pending.setdefault(sql, []).append(row)
 
-    def _queue_billing(self, statement: tuple[str, tuple]) -> None:
-        sql, row = statement
-        self._billing.setdefault(sql, []).append(row)
-
-    def flush_billing(self) -> None:
-        """Write the queued cost rows and cache entries now, in one transaction."""
-        if self._billing:
-            statements, self._billing = self._billing, {}
-            self._db.transaction(statements)
-            self._pending_replies.clear()
+    @property
+    def dirty(self) -> bool:
+        return bool(self._pending)
 
     def flush(self) -> None:
-        """Write everything queued, now, in this thread (after whatever the writer holds)."""
-        self.flush_billing()
-        while self._writing:
-            self._writing.popleft().result()  # a failed batch raises its StoreError here
+        """Write everything queued in one transaction."""
         if self._pending:
             statements, self._pending = self._pending, {}
             self._db.transaction(statements)
-
-    def submit(self) -> None:
-        """Write the billing rows now; hand step and record rows to the writer thread (or write them too)."""
-        self.flush_billing()
-        if not self._pending:
-            return
-        if self._writer is None:
-            self.flush()
-            return
-        self._writing.append(self._writer.submit(self._pending))
-        self._pending = {}
-        while self._writing and self._writing[0].done():
-            self._writing.popleft().result()
-        if len(self._writing) > MAX_BATCHES_IN_FLIGHT:  # a bounded queue: wait for the oldest batch
-            self._writing.popleft().result()
-
-    async def drain(self) -> None:
-        """Everything queued is on disk when this returns (raises the writer's StoreError, if any)."""
-        self.submit()
-        while self._writing:
-            future = self._writing[0]
-            await asyncio.wrap_future(future)
-            if self._writing and self._writing[0] is future:  # submit() may have retired it meanwhile
-                self._writing.popleft()
+            self._pending_replies.clear()
 
     def finished_record(self, run_id: str, record_key: str) -> dict[str, Any] | None:
         """A record this run already finished (ok or skipped), for --resume."""
