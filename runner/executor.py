@@ -19,10 +19,10 @@ from aiolimiter import AsyncLimiter
 
 from .budget import Budget, SharedBudget, worst_case_cost
 from .catalog import Catalog
-from .client import Reply, Usage
 from .errors import FailureSummary, NoEndpointsError, RequestRejected, RunStopped, TransientError
 from .graph import StepGraph
 from .render import Renderer, RenderError
+from .reply import Reply, Usage
 from .request import build_body, encode_body, repair_messages
 from .results import CacheEntry, CostEvent, RecordResult, StepResult, utc_now
 from .spec import PipelineSpec, StepSpec, thaw

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from .client import Reply, Usage
 from .errors import FailureSummary
+from .reply import Reply, Usage
 from .validate import Verdict
 
 OUTCOMES = ("ok", "invalid_json", "schema_mismatch", "content_filter", "length", "error")

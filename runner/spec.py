@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -14,6 +13,7 @@ import jsonschema
 from jsonschema import Draft202012Validator
 
 from .errors import SpecError, SpecErrors
+from .explain import explain
 from .schemas import strict_mode_problems
 from .yamlmarks import SourceMap, load_yaml
 
@@ -143,72 +143,11 @@ def _check_against_schema(data: dict, source: SourceMap) -> None:
     errors = sorted(pipeline_schema_validator().iter_errors(data), key=lambda error: list(error.absolute_path))
     problems = []
     for error in errors:
-        problems.extend(_explain(error, data, source))
+        problems.extend(explain(error, source))
     if problems:
         unique = {(p.line, p.column, p.reason): p for p in problems}
         ordered = sorted(unique.values(), key=lambda p: (p.line or 0, p.column or 0))
         raise ordered[0] if len(ordered) == 1 else SpecErrors(ordered)
-
-
-def _explain(error: jsonschema.ValidationError, data: dict, source: SourceMap) -> list[SpecError]:
-    """Turn a schema error into a message that names the field as written and says how to fix it."""
-    location = tuple(error.absolute_path)
-    where = _describe(location)
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(error.schema.get("properties", {}))
-        found = []
-        for key in error.instance:
-            if key in allowed:
-                continue
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            fix = f"did you mean '{hint[0]}'?" if hint else f"allowed keys: {', '.join(allowed)}"
-            found.append(
-                source.error(f"unknown key '{key}' {where}; {fix}", (*location, key), key=True, field=str(key))
-            )
-        return found
-    if error.validator == "anyOf" and error.context:
-        best = jsonschema.exceptions.best_match(error.context)
-        return _explain(best, data, source) if best is not error else []
-    if error.validator == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return [source.error(f"missing required key '{missing}' {where}", location, key=True, field=missing)]
-    if error.validator == "enum":
-        choices = ", ".join(repr(choice) for choice in error.validator_value)
-        return [source.error(f"{_field(location)} must be one of {choices}, not {error.instance!r}", location)]
-    if error.validator == "not" and location and location[-1] == "reasoning":
-        return [source.error("reasoning takes `effort` or `max_tokens`, not both", location, field="reasoning")]
-    if error.validator == "pattern" and location and (location[-1] == "model" or "fallback_models" in location):
-        return [
-            source.error(
-                f"{_field(location)} {error.instance!r} is not an OpenRouter model id (expected provider/model, "
-                "e.g. google/gemini-2.5-flash)",
-                location,
-            )
-        ]
-    if error.validator == "pattern" and "propertyNames" in error.schema_path:
-        return [
-            source.error(
-                f"step id '{error.instance}' may use only a-z, 0-9 and _", (*location, error.instance), key=True
-            )
-        ]
-    if error.validator == "pattern" and location == ("name",):
-        return [source.error(f"name {error.instance!r} may use only a-z, 0-9, '-' and '_'", location)]
-    return [source.error(f"{_field(location)}: {error.message}", location, field=_field(location))]
-
-
-def _describe(location: tuple) -> str:
-    if not location:
-        return "at the top level"
-    if location[0] == "steps" and len(location) >= 2:
-        rest = ".".join(str(part) for part in location[2:])
-        return f"in step '{location[1]}'" + (f" ({rest})" if rest else "")
-    return "in " + ".".join(str(part) for part in location)
-
-
-def _field(location: tuple) -> str:
-    if location and location[0] == "steps" and len(location) >= 3:
-        return f"step '{location[1]}': " + ".".join(str(part) for part in location[2:])
-    return ".".join(str(part) for part in location) or "the file"
 
 
 def _build(data: dict, source: SourceMap, folder: Path) -> PipelineSpec:

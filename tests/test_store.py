@@ -4,10 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from runner.client import Usage
 from runner.db import open_database
 from runner.errors import StoreError, UsageError
 from runner.migrations import MIGRATIONS, migrate
+from runner.reply import Usage
 from runner.results import CostEvent
 from runner.store import Store, since_timestamp
 
