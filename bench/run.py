@@ -231,8 +231,8 @@ class Bench:
                 "pipeline / baseline CPU per call, PostgreSQL",
                 pg_ms / base_ms,
                 "ratio",
-                "<= 2.5",
-                pg_ms / base_ms <= 2.5,
+                "info (no target: the issue asks for the figure)",
+                None,
             )
             self.record(
                 "B2", "records time, PostgreSQL / SQLite", postgres[1].run_s / ours.run_s, "ratio", "info", None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -10,95 +11,36 @@ from runner.api import load_pipeline
 from runner.catalog import bundled_catalog
 from runner.lint import lint
 
-from .conftest import EXAMPLES, invoke, write_pipeline
+from .conftest import EXAMPLES, FIXTURES, invoke, write_pipeline
 
-SCHEMA = (
-    "    schema:\n      type: object\n      additionalProperties: false\n      required: [kind]\n"
-    "      properties:\n        kind: {type: string, enum: [spam, ham]}\n"
-)
+LINT = sorted((FIXTURES / "lint").glob("*.yaml"))
 
 
-def findings(tmp_path, text):
-    pipeline = load_pipeline(write_pipeline(tmp_path, text))
-    return lint(pipeline.spec, pipeline.graph, bundled_catalog())
+def _expectations(path):
+    text = path.read_text()
+    severity = re.search(r"^# expect-severity: (\w+)$", text, re.MULTILINE).group(1)
+    line = int(re.search(r"^# expect-line: (\d+)$", text, re.MULTILINE).group(1))
+    words = [word.strip() for word in re.search(r"^# expect: (.+)$", text, re.MULTILINE).group(1).split("|")]
+    return severity, line, words
 
 
-@pytest.mark.parametrize(
-    ("name", "text", "severity", "line", "words"),
-    [
-        (
-            "unknown model",
-            "name: x\nsteps:\n  a:\n    model: google/gemini-2.5-flsh\n    prompt: hi\n",
-            "error",
-            4,
-            ["unknown model 'google/gemini-2.5-flsh'", "did you mean google/gemini-2.5-flash"],
-        ),
-        (
-            "unknown fallback model",
-            "name: x\ndefaults:\n  model: google/gemini-2.5-flash\n  fallback_models: [openai/gpt-9]\nsteps:\n  a:\n    prompt: hi\n",
-            "error",
-            4,
-            ["unknown model 'openai/gpt-9' in `fallback_models`"],
-        ),
-        (
-            "no structured outputs",
-            "name: x\nsteps:\n  a:\n    model: meta-llama/llama-3.1-8b-instruct\n    prompt: hi\n" + SCHEMA,
-            "warning",
-            4,
-            ["no strict structured outputs", "JSON mode"],
-        ),
-        (
-            "max_tokens too high",
-            "name: x\nsteps:\n  a:\n    model: openai/gpt-4o-mini\n    max_tokens: 50000\n    reasoning: {effort: none}\n    prompt: hi\n",
-            "error",
-            5,
-            ["max_tokens 50000 is above the 16384", "set max_tokens to at most 16384"],
-        ),
-        (
-            "reasoning unsupported",
-            "name: x\nsteps:\n  a:\n    model: openai/gpt-4o-mini\n    reasoning: {effort: high}\n    prompt: hi\n",
-            "warning",
-            5,
-            ["does not take reasoning settings"],
-        ),
-        (
-            "when never true",
-            "name: x\ndefaults: {model: google/gemini-2.5-flash}\nsteps:\n  a:\n    prompt: hi\n"
-            + SCHEMA
-            + "  b:\n    when: \"{{ steps.a.output.kind == 'sapm' }}\"\n    prompt: hi\noutput: '{{ steps.b.output }}'\n",
-            "error",
-            13,
-            ["compares steps.a.output.kind to 'sapm'", "never true", "'spam', 'ham'"],
-        ),
-        (
-            "when always true",
-            "name: x\ndefaults: {model: google/gemini-2.5-flash}\nsteps:\n  a:\n    prompt: hi\n"
-            + SCHEMA
-            + "  b:\n    when: \"steps.a.output.kind != 'junk'\"\n    prompt: hi\noutput: '{{ steps.b.output }}'\n",
-            "warning",
-            13,
-            ["always true"],
-        ),
-        (
-            "output reaches nothing",
-            "name: x\ndefaults: {model: google/gemini-2.5-flash}\nsteps:\n  a:\n    prompt: hi\n  b:\n    prompt: hi\n"
-            "output: '{{ steps.a.output }}'\n",
-            "warning",
-            6,
-            ["step 'b': its output reaches nothing"],
-        ),
-    ],
-    ids=lambda value: value if isinstance(value, str) and " " in value and len(value) < 30 else None,
-)
-def test_each_rule(tmp_path, name, text, severity, line, words):
+def test_every_rule_has_a_fixture():
+    assert len(LINT) >= 8
+
+
+@pytest.mark.parametrize("path", LINT, ids=[path.stem for path in LINT])
+def test_each_rule(path):
+    severity, line, words = _expectations(path)
+    pipeline = load_pipeline(path)
     found = [
-        finding for finding in findings(tmp_path, text) if finding.severity == severity and words[0] in finding.message
+        finding
+        for finding in lint(pipeline.spec, pipeline.graph, bundled_catalog())
+        if finding.severity == severity and words[0] in finding.message
     ]
-    assert found, name
-    message = found[0].message
+    assert found, path.name
     for word in words:
-        assert word in message, message
-    assert found[0].line == line
+        assert word in found[0].message, found[0].message
+    assert found[0].line == line and found[0].path == str(path)
 
 
 def test_examples_have_no_errors():
