@@ -219,8 +219,12 @@ class Bench:
                 ),
                 key=lambda run: run.cpu_s,
             )
-            base_startup = measure(
-                baseline_command(fake.base_url, empty, concurrency, self.fresh("b2b-empty.db"), out), env
+            base_startup = min(
+                (
+                    measure(baseline_command(fake.base_url, empty, concurrency, self.fresh("b2b-empty.db"), out), env)
+                    for _ in range(self.repeat)
+                ),
+                key=lambda run: run.cpu_s,
             )
             base = min(
                 (
