@@ -1,0 +1,98 @@
+"""Request flow: the global and per-model caps, slow-down on 429, rate limits, progress output."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+from runner.api import load_pipeline
+from runner.fakeserver import mock_transport
+from runner.flow import RequestGate
+from runner.progress import RunProgress
+from runner.results import RunTotals
+
+from .conftest import write_pipeline
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_429_halves_the_model_cap_once_per_cool_down_then_it_recovers():
+    clock = Clock()
+    gate = RequestGate(16, cool_down_s=1.0, clock=clock)
+    gate.throttled("m")
+    assert gate.cap("m") == 8
+    gate.throttled("m")  # the same burst of 429s
+    assert gate.cap("m") == 8
+    clock.now = 2.0
+    gate.throttled("m")
+    assert gate.cap("m") == 4 and gate.cap("other") == 16
+    for _ in range(4):
+        gate.succeeded("m")
+    assert gate.cap("m") == 5  # one step up after `cap` good replies
+    for _ in range(200):
+        gate.succeeded("m")
+    assert gate.cap("m") == 16  # never above the global cap
+
+
+def test_slots_respect_the_model_cap_and_the_global_cap():
+    async def scenario():
+        gate = RequestGate(4)
+        gate.throttled("slow")  # cap 2 for "slow"
+        active = {"slow": 0, "fast": 0}
+        peak = {"slow": 0, "fast": 0}
+
+        async def call(model):
+            async with gate.slot(model):
+                active[model] += 1
+                peak[model] = max(peak[model], active[model])
+                await asyncio.sleep(0.01)
+                active[model] -= 1
+
+        await asyncio.gather(*(call("slow") for _ in range(6)), *(call("fast") for _ in range(6)))
+        return gate, peak
+
+    gate, peak = asyncio.run(scenario())
+    assert peak["slow"] == 2
+    assert gate.max_in_flight == 4
+
+
+def test_rate_limit_spaces_requests_to_a_model(tmp_path, fake, settings):
+    path = write_pipeline(
+        tmp_path,
+        "name: limited\ndefaults:\n  model: google/gemini-2.5-flash-lite\n  rate_limit: {requests: 2, per_seconds: 0.4}\n"
+        "steps:\n  a:\n    prompt: '{{ input.text }}'\n",
+    )
+    pipeline = load_pipeline(path)
+
+    async def run_all():
+        started = time.monotonic()
+        results = [
+            r
+            async for r in pipeline.run_many(
+                ({"text": f"t{i}"} for i in range(6)), concurrency=6, settings=settings, transport=mock_transport(fake)
+            )
+        ]
+        return results, time.monotonic() - started
+
+    results, elapsed = asyncio.run(run_all())
+    assert all(result.status == "ok" for result in results)
+    # Six requests at two per 0.4 s cannot all go out in less than about 0.8 s (a lower bound, not a speed target).
+    assert elapsed >= 0.7
+
+
+def test_plain_progress_lines_when_stderr_is_not_a_terminal():
+    stream = io.StringIO()
+    totals = RunTotals(records_ok=3, records_failed=1, calls=8, cache_hits=2, cost_usd=0.0123)
+    progress = RunProgress(totals, total_records=10, stream=stream, every_s=0.0)
+    progress.update()
+    progress.close()
+    line = stream.getvalue()
+    assert line.startswith("progress: 4 records done, 1 failed")
+    assert "2 cached" in line and "$0.0123" in line
