@@ -86,18 +86,20 @@ class SharedBudget:
         self._run_id = run_id
         self._poll_s = poll_s
         self.exhausted = False
+        self._spent = 0.0  # as the database last said, for the message
+        self._cap = 0.0
 
     async def reserve(self, amount: float) -> float:
         while True:
             if not self.exhausted:
-                reserved, spent, cap = self._ledger.try_reserve(self._run_id, amount)
+                reserved, self._spent, self._cap = self._ledger.try_reserve(self._run_id, amount)
                 if reserved:
                     return amount
-                self.exhausted = spent + amount > cap
+                self.exhausted = self._spent + amount > self._cap
             if self.exhausted:
                 raise BudgetExceeded(
-                    f"--max-cost ${cap:.4f} reached: ${spent:.6f} spent, the next request could cost up to "
-                    f"${amount:.6f}; finished records are kept, resume with a higher --max-cost"
+                    f"--max-cost ${self._cap:.4f} reached: ${self._spent:.6f} spent, the next request could cost up "
+                    f"to ${amount:.6f}; finished records are kept, resume with a higher --max-cost"
                 )
             await asyncio.sleep(self._poll_s)  # requests in flight (here or in other workers) hold the room
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from .budget import estimate_prompt_tokens
 from .catalog import Catalog
-from .errors import InputError
+from .errors import InputError, RenderError
 from .inputs import InputItem
-from .render import Renderer, RenderError
+from .render import Renderer
 from .request import build_body
 from .spec import PipelineSpec, thaw
 from .synth import synthesize

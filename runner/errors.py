@@ -13,12 +13,12 @@
     ├── CallError                     exit_code 1  one model call failed (raised inside a step)
     │   ├── TransientError                         429/408/5xx/timeouts/dropped connections, retries spent
     │   ├── NoEndpointsError                       404: no provider can serve the parameters
-    │   ├── RequestRejected                        400, or 403 moderation: the step fails at once
-    │   └── BadReply                               a billed reply that cannot be used
-    └── StepFailed                    exit_code 1  a step used every model and attempt it had
+    │   └── RequestRejected                        400, or 403 moderation: the step fails at once
+    ├── RenderError                   exit_code 1  a template failed at run time (undefined, sandbox)
+    └── (cassette.py) CassetteMiss is a RunStopped: a replayed request the cassette does not hold
 
 Errors carry their context as attributes; `str()` gives the message a user reads.
-Raw provider text stays in the logs: `summary()` is what goes into outputs.
+Raw provider text stays in the logs: a FailureSummary is what goes into outputs.
 """
 
 from __future__ import annotations
@@ -101,6 +101,16 @@ class BudgetExceeded(RunStopped):
     """The next request could take spend past --max-cost, so it was not sent."""
 
 
+class RenderError(PipelineError):
+    """A template failed at run time (an undefined variable, a sandbox violation)."""
+
+    kind = "render_error"
+
+    def __init__(self, message: str, *, step: str | None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
 class StoreError(PipelineError):
     pass
 
@@ -136,14 +146,6 @@ class RequestRejected(CallError):
     kind = "rejected"
 
 
-class BadReply(CallError):
-    """A billed reply that cannot be used: `kind` is the cost record's outcome."""
-
-    def __init__(self, message: str, *, kind: str, model: str | None = None) -> None:
-        super().__init__(message, model=model)
-        self.kind = kind
-
-
 @dataclass(frozen=True)
 class FailureSummary:
     """What a record's output may say about a failure: no provider text, no prompt.
@@ -162,12 +164,3 @@ class FailureSummary:
         if self.message is not None:
             summary["message"] = self.message
         return summary
-
-
-class StepFailed(PipelineError):
-    def __init__(self, step: str, kind: str, attempts: int, models: tuple[str, ...], detail: str) -> None:
-        tried = ", ".join(models) if models else "none"
-        super().__init__(f"step '{step}' failed ({kind}) after {attempts} attempt(s); models tried: {tried}")
-        self.step = step
-        self.summary = FailureSummary(kind=kind, step=step, attempts=attempts, models=models)
-        self.detail = detail

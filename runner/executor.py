@@ -19,9 +19,9 @@ from aiolimiter import AsyncLimiter
 
 from .budget import Budget, SharedBudget, worst_case_cost
 from .catalog import Catalog
-from .errors import FailureSummary, NoEndpointsError, RequestRejected, RunStopped, TransientError
+from .errors import FailureSummary, NoEndpointsError, RenderError, RequestRejected, RunStopped, TransientError
 from .graph import StepGraph
-from .render import Renderer, RenderError
+from .render import Renderer
 from .reply import Reply, Usage
 from .request import build_body, encode_body, repair_messages
 from .results import CacheEntry, CostEvent, RecordResult, StepResult, utc_now
@@ -98,7 +98,6 @@ class Executor:
     ) -> None:
         self._cache = cache
         self._budget = budget
-        self._spec = spec
         self._graph = graph
         self._renderer = renderer
         self._client = client

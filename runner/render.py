@@ -16,22 +16,12 @@ import jinja2
 from jinja2 import StrictUndefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from .errors import PipelineError
+from .errors import RenderError
 from .graph import StepGraph
 from .spec import PipelineSpec, StepSpec, Template, thaw
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{-?(?P<expression>.*?)-?\}\}\s*$", re.DOTALL)
 _FALSE_WORDS = frozenset({"", "false", "no", "0", "none", "null", "off"})
-
-
-class RenderError(PipelineError):
-    """A template failed at run time (an undefined variable, a sandbox violation)."""
-
-    kind = "render_error"
-
-    def __init__(self, message: str, *, step: str | None) -> None:
-        super().__init__(message)
-        self.step = step
 
 
 class _DataFirstSandbox(SandboxedEnvironment):
@@ -58,7 +48,6 @@ class Compiled:
 
     template: Template
     evaluate: Callable[[Mapping[str, Any]], Any]
-    native: bool
 
 
 def _compile(environment: SandboxedEnvironment, template: Template) -> Compiled:
@@ -66,10 +55,10 @@ def _compile(environment: SandboxedEnvironment, template: Template) -> Compiled:
     if match and _is_single_output(environment, template.source):
         expression = environment.compile_expression(match.group("expression"), undefined_to_none=False)
         _flatten_globals(expression._template)
-        return Compiled(template, lambda context: expression(**context), native=True)
+        return Compiled(template, lambda context: expression(**context))
     compiled = environment.from_string(template.source)
     _flatten_globals(compiled)
-    return Compiled(template, compiled.render, native=False)
+    return Compiled(template, compiled.render)
 
 
 def _flatten_globals(compiled: jinja2.Template) -> None:

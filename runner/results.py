@@ -14,8 +14,6 @@ from .errors import FailureSummary
 from .reply import Reply, Usage
 from .validate import Verdict
 
-OUTCOMES = ("ok", "invalid_json", "schema_mismatch", "content_filter", "length", "error")
-
 
 def utc_now() -> str:
     """ISO-8601 UTC with milliseconds, e.g. 2026-11-24T03:04:54.446Z (sorts as text)."""

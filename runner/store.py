@@ -210,10 +210,6 @@ class Store:
         sql, row = statement
         self._pending.setdefault(sql, []).append(row)
 
-    @property
-    def dirty(self) -> bool:
-        return bool(self._pending)
-
     def flush(self) -> None:
         """Write everything queued in one transaction."""
         if self._pending:
@@ -284,14 +280,7 @@ class Store:
         )
         rows = [row for row in self._query(sql, parameters) if row["calls"]]
         for row in rows:  # the same numbers from either backend
-            for name in (
-                "calls",
-                "cache_hits",
-                "prompt_tokens",
-                "completion_tokens",
-                "reasoning_tokens",
-                "total_tokens",
-            ):
+            for name in COUNT_COLUMNS:
                 row[name] = int(row[name] or 0)
             row["cost_usd"] = round(float(row["cost_usd"] or 0), 10)
         return rows

@@ -1,4 +1,4 @@
-"""Request flow: the global and per-model caps, slow-down on 429, rate limits, progress output."""
+"""Request flow: the global and per-model caps, slow-down on 429, rate limits, shared budgets, progress output."""
 
 from __future__ import annotations
 
@@ -96,3 +96,44 @@ def test_plain_progress_lines_when_stderr_is_not_a_terminal():
     line = stream.getvalue()
     assert line.startswith("progress: 4 records done, 1 failed")
     assert "2 cached" in line and "$0.0123" in line
+
+
+class Ledger:
+    """A budgets row in memory, with the store's contract."""
+
+    def __init__(self, cap: float) -> None:
+        self.cap, self.spent, self.reserved = cap, 0.0, 0.0
+
+    def try_reserve(self, run_id, amount):
+        if self.spent + self.reserved + amount <= self.cap:
+            self.reserved += amount
+            return True, self.spent, self.cap
+        return False, self.spent, self.cap
+
+    def settle_budget(self, run_id, reserved, actual):
+        self.reserved -= reserved
+        self.spent += actual
+
+
+def test_shared_budget_waits_for_room_then_refuses_every_later_request():
+    import pytest
+
+    from runner.budget import SharedBudget
+    from runner.errors import BudgetExceeded
+
+    async def scenario():
+        ledger = Ledger(cap=1.0)
+        first, second = SharedBudget(ledger, "run", poll_s=0.001), SharedBudget(ledger, "run", poll_s=0.001)
+        held = await first.reserve(0.7)
+        waiting = asyncio.ensure_future(second.reserve(0.5))  # 0.7 + 0.5 > 1.0: must wait
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        first.settle(held, 0.2)  # the first request cost 0.2: room for 0.5 now
+        assert await waiting == 0.5
+        second.settle(0.5, 0.4)
+        with pytest.raises(BudgetExceeded, match=r"--max-cost \$1.0000 reached: \$0.600000 spent"):
+            await first.reserve(0.5)  # 0.6 + 0.5 > 1.0 whatever else happens
+        with pytest.raises(BudgetExceeded):
+            await first.reserve(0.01)  # once refused, every later request is too
+
+    asyncio.run(scenario())

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from runner.api import load_pipeline
-from runner.render import RenderError
+from runner.errors import RenderError
 
 from .conftest import EXAMPLES, write_pipeline
 
