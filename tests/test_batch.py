@@ -324,17 +324,6 @@ def test_killed_run_resumes_without_paying_twice(tmp_path, fake_server):
 
     env["PIPELINE_DB"] = str(tmp_path / "clean.db")
     clean = tmp_path / "clean.jsonl"
-    straight = [
-        sys.executable,
-        "-m",
-        "runner",
-        "run",
-        str(CHAIN),
-        "--inputs",
-        data,
-        "--output",
-        str(clean),
-        "--ordered",
-    ]
+    straight = [*command[: command.index("--concurrency")], "--output", str(clean), "--ordered"]
     assert subprocess.run(straight, cwd=ROOT, env=env, capture_output=True, timeout=120).returncode == 0
     assert lines(out) == lines(clean)

@@ -151,30 +151,20 @@ def test_shipped_examples_pass_in_replay(capsys, monkeypatch):
         assert "0 failed" in result.err
 
 
+def run_example(capsys, monkeypatch, example, *extra):
+    """`pipeline test` on the copied ticket_triage example and its cases."""
+    pipeline, cases = example / "ticket_triage.yaml", example / "ticket_triage.cases.yaml"
+    return invoke(capsys, monkeypatch, "test", str(pipeline), "--cases", str(cases), *extra)
+
+
 def test_mock_mode_runs_without_a_cassette(capsys, monkeypatch, example):
-    result = invoke(
-        capsys,
-        monkeypatch,
-        "test",
-        str(example / "ticket_triage.yaml"),
-        "--cases",
-        str(example / "ticket_triage.cases.yaml"),
-        "--mode",
-        "mock",
-    )
+    result = run_example(capsys, monkeypatch, example, "--mode", "mock")
     assert result.code == 0, result.out
     assert "PASS double charge gets a label and a reply" in result.out
 
 
 def test_replay_without_a_cassette_says_how_to_record(capsys, monkeypatch, example):
-    result = invoke(
-        capsys,
-        monkeypatch,
-        "test",
-        str(example / "ticket_triage.yaml"),
-        "--cases",
-        str(example / "ticket_triage.cases.yaml"),
-    )
+    result = run_example(capsys, monkeypatch, example)
     assert result.code == 2 and "no cassette at" in result.err and "--record" in result.err
 
 
