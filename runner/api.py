@@ -49,6 +49,7 @@ class Settings:
     max_connections: int = 100
     backoff_base_s: float = 0.5  # transport retries wait ~base * 2**n with full jitter, capped
     backoff_max_s: float = 30.0
+    generation_wait_s: float = 10.0  # how long GET /generation is retried for a reply without usage.cost
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -207,6 +208,7 @@ class Session:
             backoff_base_s=settings.backoff_base_s,
             backoff_max_s=settings.backoff_max_s,
             gate=self.gate,
+            generation_wait_s=settings.generation_wait_s,
         )
         try:
             cache = cache_path_for(settings.base_url) if settings.models_cache else None

@@ -24,9 +24,13 @@ def estimate_prompt_tokens(messages: list[dict[str, Any]] | tuple[dict[str, Any]
 
 
 def worst_case_cost(body: dict[str, Any], info: ModelInfo) -> float:
-    """Prompt tokens at the prompt price plus max_tokens (reasoning included) at the completion price."""
+    """Prompt tokens at the prompt price plus max_tokens (reasoning included) at the completion price.
+
+    A body without max_tokens (the model does not take it) is bounded by the model's own output limit.
+    """
     prompt_tokens = estimate_prompt_tokens(body["messages"], body.get("response_format"))
-    return prompt_tokens * info.prompt_price + body.get("max_tokens", 0) * info.completion_price + info.request_price
+    max_tokens = body.get("max_tokens") or info.max_completion_tokens or info.context_length or 0
+    return prompt_tokens * info.prompt_price + max_tokens * info.completion_price + info.request_price
 
 
 @dataclass

@@ -15,7 +15,7 @@ from .catalog import offline_catalog
 from .db import is_postgres, redact
 from .errors import PipelineError, SpecError, SpecErrors, UsageError
 from .lint import Finding, lint
-from .reports import format_rows
+from .reports import format_rows, money
 from .runcmd import run
 from .store import Store
 from .testcmd import graph_command, test_command
@@ -169,6 +169,9 @@ def _pipeline_files(paths: tuple[str, ...]) -> list[str]:
     "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
 )
 @click.option("--export", "export_format", type=click.Choice(["csv", "json"]), help="The same as --format csv|json.")
+@click.option(
+    "--upstream", is_flag=True, help="Add what providers billed (upstream_usd; BYOK spend) and the BYOK calls."
+)
 @click.option("--db", metavar="PATH|URL", help="SQLite file or postgresql:// URL (default: $PIPELINE_DB).")
 @click.option("--db-schema", metavar="NAME", help="PostgreSQL schema of the tables ($PIPELINE_DB_SCHEMA).")
 def costs(
@@ -177,6 +180,7 @@ def costs(
     since: str | None,
     output_format: str,
     export_format: str | None,
+    upstream: bool,
     db: str | None,
     db_schema: str | None,
 ) -> None:
@@ -184,8 +188,17 @@ def costs(
     output_format = export_format or output_format
     dimensions = tuple(name.strip() for name in by.split(",") if name.strip())
     with _open_store(db, db_schema) as store:
-        rows = store.cost_summary(dimensions, run_id=run_id, since=since)
+        rows = store.cost_summary(dimensions, run_id=run_id, since=since, upstream=upstream)
     click.echo(format_rows(rows, output_format, empty="no costs recorded"), nl=output_format != "csv")
+    if output_format == "table" and upstream and rows:
+        click.echo(f"upstream total: {money(sum(row['upstream_usd'] or 0 for row in rows))} (billed by providers)")
+    duplicates = sum(row.get("duplicates", 0) for row in rows)
+    if duplicates:
+        click.echo(
+            f"{duplicates} cost row(s) arrived under a generation id already recorded: kept under suffixed ids"
+            " (column duplicate_of) and counted in the spend",
+            err=True,
+        )
 
 
 def _open_store(db: str | None, schema: str | None = None) -> Store:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
@@ -30,23 +31,32 @@ from .errors import (
     TransientError,
 )
 from .flow import RequestGate
-from .reply import Reply, Usage
+from .reply import Generation, Reply, Usage
 
 log = logging.getLogger("runner.client")
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 MAX_RETRY_AFTER_S = 60.0
+GENERATION_TIMEOUT_S = 15.0
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
 class _Retryable(Exception):
     """Internal: one transport attempt failed in a way worth retrying."""
 
-    def __init__(self, description: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        description: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        unreachable: bool = False,
+    ) -> None:
         super().__init__(description)
         self.description = description
         self.status = status
         self.retry_after = retry_after
+        self.unreachable = unreachable  # nothing answered at the address: refused, or no such host
 
 
 class OpenRouterClient:
@@ -71,6 +81,7 @@ class OpenRouterClient:
         backoff_max_s: float = 30.0,
         gate: RequestGate | None = None,
         require_key: bool = True,
+        generation_wait_s: float = 10.0,
     ) -> None:
         if require_key and not api_key:
             raise ConfigurationError(
@@ -99,6 +110,7 @@ class OpenRouterClient:
         self._sleep = sleep
         self._wait = wait_random_exponential(multiplier=backoff_base_s, max=backoff_max_s)
         self._gate = gate
+        self._generation_wait_s = generation_wait_s
 
     async def __aenter__(self) -> OpenRouterClient:
         return self
@@ -184,6 +196,10 @@ class OpenRouterClient:
         try:
             status, payload, headers = await self._send("GET", url, timeout_s, None)
         except _Retryable as exc:
+            if exc.unreachable:
+                raise ConfigurationError(
+                    f"cannot reach OpenRouter at {self._base_url}: {exc.description}; check OPENROUTER_BASE_URL"
+                ) from None
             raise TransientError(f"GET /{path}: {exc.description}") from None
         if status != 200:
             error = _classify(status, payload, headers, None)
@@ -191,6 +207,35 @@ class OpenRouterClient:
                 raise TransientError(f"GET /{path}: {error.description}", status=status)
             raise error
         return payload
+
+    async def generation(self, generation_id: str) -> Generation | None:
+        """GET /generation?id=: what OpenRouter recorded for a reply (its cost when `usage.cost` was missing).
+
+        Right after a reply OpenRouter may still be indexing it and answer 404: it is asked again
+        with doubling waits for up to `generation_wait_s` in all. None when no record came back.
+        """
+        url = self._base_url.join("generation").copy_merge_params({"id": generation_id})
+        waited, delay = 0.0, self._generation_wait_s / 32  # 10 s: six tries over about 9.7 s
+        while True:
+            try:
+                status, payload, _ = await self._send("GET", url, GENERATION_TIMEOUT_S, None)
+                problem = f"HTTP {status}"
+            except _Retryable as exc:
+                status, payload, problem = None, None, exc.description
+            if status == 200:
+                found = Generation.from_body(payload, generation_id)
+                if found is not None:
+                    return found
+                problem = "HTTP 200 without a generation record"
+            elif status is not None and status != 404 and status not in RETRYABLE_STATUS:
+                break  # 400, 401, 403, ...: asking again will not help
+            if delay <= 0 or waited + delay > self._generation_wait_s:
+                break
+            await self._sleep(delay)
+            waited += delay
+            delay *= 2
+        log.warning("GET /generation?id=%s gave no record (%s, after %.1fs)", generation_id, problem, waited)
+        return None
 
     async def _send(
         self, method: str, url: httpx.URL, timeout_s: float, content: bytes | None
@@ -215,6 +260,8 @@ class OpenRouterClient:
         except httpx.HTTPError as exc:
             raise _map_transport_error(exc) from None
         except (aiohttp.ClientError, OSError) as exc:
+            if _is_unreachable(exc):
+                raise _Retryable(_unreachable_reason(exc), unreachable=True) from None
             raise _Retryable(f"connection failed: {type(exc).__name__}: {exc}") from None
         try:
             payload = json.loads(raw) if raw else None
@@ -247,11 +294,30 @@ def _map_transport_error(exc: httpx.HTTPError | httpx.InvalidURL) -> Exception:
     """Every httpx exception becomes a retryable failure or a configuration stop."""
     if isinstance(exc, httpx.UnsupportedProtocol):
         return ConfigurationError(f"OPENROUTER_BASE_URL is not usable: {exc}")
+    if isinstance(exc, httpx.ConnectError) or _is_unreachable(exc.__cause__):
+        # httpx-aiohttp reports a refused connection as ConnectTimeout: the cause tells the truth.
+        return _Retryable(_unreachable_reason(exc.__cause__ or exc), unreachable=True)
     if isinstance(exc, httpx.TimeoutException):
         return _Retryable(f"timed out ({type(exc).__name__})")
     if isinstance(exc, httpx.TransportError):
         return _Retryable(f"connection failed ({type(exc).__name__}: {exc})")
     return _Retryable(f"HTTP failure ({type(exc).__name__}: {exc})")
+
+
+def _is_unreachable(exc: BaseException | None) -> bool:
+    """Nothing listens at the address, or the host name does not resolve (not a slow server)."""
+    return isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError | socket.gaierror)
+
+
+def _unreachable_reason(exc: BaseException) -> str:
+    """The operating system's reason, said plainly: connection refused, or no such host."""
+    cause = getattr(exc, "os_error", None) or exc  # aiohttp's connector errors wrap the OSError
+    host = f" ({exc.host}:{exc.port})" if isinstance(exc, aiohttp.ClientConnectorError) else ""
+    if isinstance(cause, ConnectionRefusedError):
+        return f"connection refused{host}: nothing listens there"
+    if isinstance(cause, socket.gaierror):
+        return f"the host name does not resolve{host}: {cause.strerror or cause}"
+    return f"cannot connect{host}: {cause}"
 
 
 def map_httpx_exception(exc: Exception) -> Exception:
@@ -285,11 +351,23 @@ def _classify(status: int, payload: Any, headers: httpx.Headers, model: str | No
         )
     if status in RETRYABLE_STATUS:
         return _Retryable(detail, status=status, retry_after=_retry_after(headers))
+    if status == 404 and not error:
+        # OpenRouter answers a 404 with its {"error": {...}} body; anything else is another server.
+        return ConfigurationError(
+            f"HTTP 404 from a server that is not an OpenRouter API (answer: {_excerpt(payload)}):"
+            " check OPENROUTER_BASE_URL"
+        )
     if status == 404:
         return NoEndpointsError(f"{model}: {detail}", model=model, status=status)
     if status == 403:
         return RequestRejected(f"{model}: the request was flagged by moderation (HTTP 403)", model=model, status=status)
     return RequestRejected(f"{model}: the request was rejected (HTTP {status})", model=model, status=status)
+
+
+def _excerpt(payload: Any) -> str:
+    text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    text = " ".join(text.split())
+    return repr(text[:120] + ("..." if len(text) > 120 else ""))
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

@@ -61,8 +61,8 @@ class Database:
         """Run one statement in its own transaction; returns the rows it changed."""
         raise NotImplementedError
 
-    def transaction(self, batches: Mapping[str, list[tuple]]) -> None:
-        """All rows of all statements, in one transaction (executemany per statement)."""
+    def transaction(self, batches: Mapping[str, list[tuple]]) -> dict[str, int]:
+        """All rows of all statements, in one transaction (executemany per statement); rows changed by each."""
         raise NotImplementedError
 
     def migration_lock(self) -> contextlib.AbstractContextManager[None]:
@@ -111,9 +111,9 @@ class SQLiteDatabase(Database):
     def transaction(self, batches):
         try:
             self._db.execute("BEGIN")
-            for sql, rows in batches.items():
-                self._db.executemany(sql, rows)
+            changed = {sql: self._db.executemany(sql, rows).rowcount for sql, rows in batches.items()}
             self._db.execute("COMMIT")
+            return changed
         except sqlite3.Error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
@@ -185,9 +185,12 @@ class PostgresDatabase(Database):
 
     def transaction(self, batches):
         try:
+            changed = {}
             with self._db.transaction(), self._db.cursor() as cursor:
                 for sql, rows in batches.items():
                     cursor.executemany(_postgres_sql(sql), rows)
+                    changed[sql] = cursor.rowcount
+            return changed
         except self._psycopg.Error as exc:
             raise self._fail("write to", exc) from None
 

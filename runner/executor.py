@@ -17,12 +17,13 @@ from typing import Any, Protocol
 
 from aiolimiter import AsyncLimiter
 
+from .billing import Billed, bill
 from .budget import Budget, SharedBudget, worst_case_cost
 from .catalog import Catalog
 from .errors import FailureSummary, NoEndpointsError, RenderError, RequestRejected, RunStopped, TransientError
 from .graph import StepGraph
 from .render import Renderer
-from .reply import Reply, Usage
+from .reply import Generation, Reply, Usage
 from .request import build_body, encode_body, repair_messages
 from .results import CacheEntry, CostEvent, RecordResult, StepResult, utc_now
 from .spec import PipelineSpec, StepSpec, thaw
@@ -40,6 +41,8 @@ class ChatClient(Protocol):
     async def chat(
         self, body: dict[str, Any], *, timeout_s: float, retries: int, content: bytes | None = None
     ) -> Reply: ...
+
+    async def generation(self, generation_id: str) -> Generation | None: ...
 
 
 class ReplyCache(Protocol):
@@ -220,6 +223,7 @@ class Executor:
         for model in candidates:
             attempts.models.append(model)
             mode = self._catalog.output_mode(model, prepared.schema is not None)
+            info = self._catalog.models.get(model)
             conversation = messages
             repairs_left = step.repair_attempts
             while True:
@@ -231,9 +235,10 @@ class Executor:
                     mode=mode,
                     user_id=user_id,
                     server_fallbacks=step.fallback_models if server_mode else (),
+                    supported_parameters=info.supported_parameters if info is not None else None,
                 )
                 try:
-                    reply, cache_key, hit = await self._call(model, body, step)
+                    billed, cache_key, hit = await self._call(model, body, step)
                 except RequestRejected as exc:
                     log.error("record %s step %s: %s; the step fails without trying other models", key, step.id, exc)
                     return _failed(step.id, exc.kind, attempts)
@@ -241,11 +246,12 @@ class Executor:
                     log.warning("record %s step %s: %s; trying the next model", key, step.id, exc)
                     last_kind = exc.kind
                     break
+                reply = billed.reply
                 verdict = hit.verdict if hit is not None else _judge(reply, prepared.validator)
                 if reply.billed:
                     attempts.count += 1
                     cached = hit is not None
-                    event = self._cost_event(key, step, model, reply, verdict.outcome, attempts.count, user_id, cached)
+                    event = self._cost_event(key, step, model, billed, verdict.outcome, attempts.count, user_id, cached)
                     attempts.cost_usd += event.usage.cost_usd
                     keep = not cached and self._cache is not None and verdict.outcome in CACHEABLE
                     self._hooks.on_cost(event, CacheEntry(cache_key, reply, verdict) if keep else None)
@@ -270,13 +276,17 @@ class Executor:
                 break
         return _failed(step.id, last_kind, attempts)
 
-    async def _call(self, model: str, body: dict[str, Any], step: StepSpec) -> tuple[Reply, str, CacheEntry | None]:
-        """A reply from the cache, or from OpenRouter within the budget: (reply, cache key, cache hit)."""
+    async def _call(self, model: str, body: dict[str, Any], step: StepSpec) -> tuple[Billed, str, CacheEntry | None]:
+        """A reply from the cache, or from OpenRouter within the budget: (billed reply, cache key, cache hit).
+
+        The budget settles at the cost that will be recorded, looked up or estimated when the
+        reply came without `usage.cost`.
+        """
         key, content = encode_body(body)
         if self._cache is not None:
             hit = self._cache.lookup(key)
             if hit is not None:
-                return hit.reply, key, hit
+                return Billed(hit.reply, "usage"), key, hit
         reserved = await self._reserve(body) if self._budget is not None else 0.0
         actual = 0.0
         try:
@@ -284,18 +294,20 @@ class Executor:
             if limiter is not None:
                 await limiter.acquire()
             reply = await self._client.chat(body, timeout_s=step.timeout_s, retries=step.retries, content=content)
-            actual = reply.usage.cost_usd if reply.usage else 0.0
+            billed = await bill(reply, model, self._client, self._catalog)
+            actual = billed.reply.usage.cost_usd if billed.reply.usage else 0.0
         finally:
             if self._budget is not None:
                 self._budget.settle(reserved, actual)
-        return reply, key, None
+        return billed, key, None
 
     async def _reserve(self, body: dict[str, Any]) -> float:
         models = body.get("models") or [body["model"]]
         worst = max(worst_case_cost(body, self._catalog.models[model]) for model in models)
         return await self._budget.reserve(worst)
 
-    def _cost_event(self, key, step: StepSpec, model, reply: Reply, outcome, attempt, user_id, cached) -> CostEvent:
+    def _cost_event(self, key, step: StepSpec, model, billed: Billed, outcome, attempt, user_id, cached) -> CostEvent:
+        reply = billed.reply
         source = reply.generation_id or f"local-{secrets.token_hex(12)}"
         return CostEvent(
             # A cache hit has its own id, which names the generation it reused.
@@ -315,6 +327,9 @@ class Executor:
             cached=cached,
             latency_ms=reply.latency_ms,
             created_at=utc_now(),
+            cost_source=billed.cost_source,
+            native_finish_reason=reply.native_finish_reason,
+            generation=None if cached else billed.generation,
         )
 
 
@@ -326,6 +341,14 @@ def _judge(reply: Reply, validator) -> Verdict:
         return Verdict("content_filter", problems="the reply was withheld by a content filter")
     if reply.finish_reason == "length":
         return Verdict("length", problems="the reply was cut off at max_tokens")
+    # Nothing to parse or repair: re-asking with an empty assistant turn wastes a paid call
+    # (and some providers reject one), so these fall back like a provider error.
+    if not reply.has_choice:
+        return Verdict("error", problems="the reply had no choices")
+    if reply.tool_calls and not (reply.content or "").strip():
+        return Verdict("error", problems=f"the reply only called tools ({', '.join(reply.tool_calls)}), none offered")
+    if reply.content is None or not reply.content.strip():
+        return Verdict("error", problems="the reply was empty")
     verdict = check_reply(reply.content, validator)
     if validator is None and not verdict.ok:
         return Verdict("error", problems=verdict.problems)

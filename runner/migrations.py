@@ -119,10 +119,47 @@ def m003_budgets(db: Database) -> None:
     )
 
 
+def m004_cost_sources(db: Database) -> None:
+    """Where each cost came from, BYOK and provider-billed spend, duplicates kept, and looked-up generations."""
+    real = db.dialect.real
+    for column in (
+        "cache_write_tokens INTEGER NOT NULL DEFAULT 0",
+        "is_byok INTEGER NOT NULL DEFAULT 0 CHECK (is_byok IN (0, 1))",
+        f"upstream_cost_usd {real}",
+        "cost_source TEXT NOT NULL DEFAULT 'usage' CHECK (cost_source IN ('usage', 'generation', 'batch', 'estimate'))",
+        "native_finish_reason TEXT",
+        "duplicate_of TEXT",  # a second row OpenRouter billed under an id already recorded: kept, never dropped
+    ):
+        db.execute(f"ALTER TABLE cost_records ADD COLUMN {column}")
+    db.execute(
+        f"""
+        CREATE TABLE generations (
+            id TEXT PRIMARY KEY,
+            latency_ms INTEGER,
+            generation_time_ms INTEGER,
+            provider_name TEXT,
+            provider_responses TEXT,
+            native_tokens_prompt INTEGER,
+            native_tokens_completion INTEGER,
+            native_tokens_reasoning INTEGER,
+            native_tokens_cached INTEGER,
+            cache_discount {real},
+            upstream_cost_usd {real},
+            total_cost_usd {real},
+            is_byok INTEGER NOT NULL DEFAULT 0 CHECK (is_byok IN (0, 1)),
+            finish_reason TEXT,
+            native_finish_reason TEXT,
+            fetched_at TEXT NOT NULL
+        )
+        """
+    )
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Database], None]], ...] = (
     (1, m001_initial),
     (2, m002_response_cache),
     (3, m003_budgets),
+    (4, m004_cost_sources),
 )
 
 

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Usage:
+    """`usage` of a reply. `cost_usd` is None when OpenRouter billed the reply but sent no `cost`."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0
     cached_tokens: int = 0
     total_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0
+    cache_write_tokens: int = 0
+    is_byok: bool = False
+    upstream_cost_usd: float | None = None  # what the provider charged (billed by it, for BYOK)
 
     @classmethod
     def from_body(cls, usage: dict[str, Any]) -> Usage:
         prompt_details = usage.get("prompt_tokens_details") or {}
         completion_details = usage.get("completion_tokens_details") or {}
+        cost_details = usage.get("cost_details") or {}
         prompt = _int(usage.get("prompt_tokens"))
         completion = _int(usage.get("completion_tokens"))
         return cls(
@@ -27,7 +34,10 @@ class Usage:
             reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
             cached_tokens=_int(prompt_details.get("cached_tokens")),
             total_tokens=_int(usage.get("total_tokens")) or prompt + completion,
-            cost_usd=float(usage.get("cost") or 0.0),
+            cost_usd=_money(usage.get("cost")),
+            cache_write_tokens=_int(prompt_details.get("cache_write_tokens")),
+            is_byok=usage.get("is_byok") is True,
+            upstream_cost_usd=_money(cost_details.get("upstream_inference_cost")),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -38,11 +48,19 @@ class Usage:
             "cached_tokens": self.cached_tokens,
             "total_tokens": self.total_tokens,
             "cost_usd": self.cost_usd,
+            "cache_write_tokens": self.cache_write_tokens,
+            "is_byok": self.is_byok,
+            "upstream_cost_usd": self.upstream_cost_usd,
         }
 
 
 def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) else 0
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _money(value: Any) -> float | None:
+    """A dollar amount as sent, or None when absent: a missing cost is never a silent 0."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,8 @@ class Reply:
     usage: Usage | None
     error: dict[str, Any] | None
     latency_ms: int
+    has_choice: bool = True  # False when the body carried no `choices` at all
+    tool_calls: tuple[str, ...] = ()  # names of the functions the reply asked to call
 
     @classmethod
     def from_body(cls, body: dict[str, Any], latency_ms: int) -> Reply:
@@ -81,6 +101,8 @@ class Reply:
             usage=Usage.from_body(usage) if isinstance(usage, dict) else None,
             error=error if isinstance(error, dict) else ({"message": str(error)} if error else None),
             latency_ms=latency_ms,
+            has_choice=bool(choice),
+            tool_calls=_tool_names(message.get("tool_calls")),
         )
 
     @property
@@ -114,3 +136,67 @@ class Reply:
             error=None,
             latency_ms=0,
         )
+
+
+def _tool_names(tool_calls: Any) -> tuple[str, ...]:
+    if not isinstance(tool_calls, list):
+        return ()
+    names = []
+    for call in tool_calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        names.append(str(function.get("name")) if isinstance(function, dict) else "?")
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """`GET /generation?id=`: what OpenRouter recorded about one generation (a `generations` row)."""
+
+    id: str
+    total_cost_usd: float | None
+    upstream_cost_usd: float | None
+    cache_discount: float | None
+    is_byok: bool
+    provider_name: str | None
+    provider_responses: str | None  # JSON text: every provider attempt with its status
+    latency_ms: int | None
+    generation_time_ms: int | None
+    native_tokens_prompt: int | None
+    native_tokens_completion: int | None
+    native_tokens_reasoning: int | None
+    native_tokens_cached: int | None
+    finish_reason: str | None
+    native_finish_reason: str | None
+
+    @classmethod
+    def from_body(cls, body: Any, generation_id: str) -> Generation | None:
+        """The `data` of the answer; None when it is not a generation record."""
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            return None
+        responses = data.get("provider_responses")
+        return cls(
+            id=str(data.get("id") or generation_id),
+            total_cost_usd=_money(data.get("total_cost")),
+            upstream_cost_usd=_money(data.get("upstream_inference_cost")),
+            cache_discount=_money(data.get("cache_discount")),
+            is_byok=data.get("is_byok") is True,
+            provider_name=_text(data.get("provider_name")),
+            provider_responses=json.dumps(responses, ensure_ascii=False) if responses is not None else None,
+            latency_ms=_optional_int(data.get("latency")),
+            generation_time_ms=_optional_int(data.get("generation_time")),
+            native_tokens_prompt=_optional_int(data.get("native_tokens_prompt")),
+            native_tokens_completion=_optional_int(data.get("native_tokens_completion")),
+            native_tokens_reasoning=_optional_int(data.get("native_tokens_reasoning")),
+            native_tokens_cached=_optional_int(data.get("native_tokens_cached")),
+            finish_reason=_text(data.get("finish_reason")),
+            native_finish_reason=_text(data.get("native_finish_reason")),
+        )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else _int(value)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -36,10 +36,14 @@ def build_body(
     mode: OutputMode,
     user_id: str | None,
     server_fallbacks: tuple[str, ...] = (),
+    supported_parameters: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """The JSON body of POST /chat/completions; only fields of OpenRouter's published API.
 
     `schema` is the step's output schema as plain JSON (thawed once per run, not per call).
+    `supported_parameters` is the model's catalogue list: a tuning parameter it does not list is
+    left out (with `provider.require_parameters` it would make OpenRouter answer 404). Unknown
+    (None or empty): everything is sent.
     """
     wire_messages = [dict(message) for message in messages]
     if mode in (OutputMode.JSON_OBJECT, OutputMode.PROMPT) and schema is not None:
@@ -47,14 +51,12 @@ def build_body(
             wire_messages[0]["content"] = system_with_schema(wire_messages[0]["content"], schema)
         else:
             wire_messages.insert(0, {"role": "system", "content": system_with_schema(None, schema)})
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": wire_messages,
-        "temperature": step.temperature,
-        "max_tokens": step.max_tokens,
-        "reasoning": step.reasoning.as_body(),
-        "stream": False,
-    }
+    body: dict[str, Any] = {"model": model, "messages": wire_messages}
+    tuning = {"temperature": step.temperature, "max_tokens": step.max_tokens, "reasoning": step.reasoning.as_body()}
+    for name, value in tuning.items():
+        if not supported_parameters or name in supported_parameters:
+            body[name] = value
+    body["stream"] = False
     if server_fallbacks:
         body["models"] = [model, *server_fallbacks]
     if user_id is not None:

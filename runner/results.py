@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from .errors import FailureSummary
-from .reply import Reply, Usage
+from .reply import Generation, Reply, Usage
 from .validate import Verdict
 
 
@@ -73,6 +73,9 @@ class CostEvent:
     cached: bool
     latency_ms: int
     created_at: str
+    cost_source: str = "usage"  # where usage.cost_usd came from: usage | generation | estimate | batch
+    native_finish_reason: str | None = None
+    generation: Generation | None = None  # the record looked up for the cost: a `generations` row
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ class RunTotals:
         self.calls += 1
         self.prompt_tokens += event.usage.prompt_tokens
         self.completion_tokens += event.usage.completion_tokens
-        self.cost_usd += event.usage.cost_usd
+        self.cost_usd += event.usage.cost_usd or 0.0
 
     def add_record(self, result: RecordResult) -> None:
         if result.status == "ok":

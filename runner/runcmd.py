@@ -157,7 +157,7 @@ async def _catalog(settings: Settings):
     async with client:
         try:
             return await load_catalog(client, cache_path_for(settings.base_url) if settings.models_cache else None)
-        except CallError:
+        except (CallError, ConfigurationError):  # a dry run calls nothing: an unreachable API does not stop it
             return bundled_catalog()
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,8 @@ from .db import Database, open_database
 from .errors import UsageError
 from .migrations import migrate
 from .results import CacheEntry, CostEvent, RecordResult, StepResult, utc_now
+
+log = logging.getLogger("runner.store")
 
 DEFAULT_DB = ".pipeline/pipeline.db"
 
@@ -25,6 +29,7 @@ GROUP_COLUMNS = {
     "day": "substr(created_at, 1, 10)",
     "outcome": "outcome",
     "provider": "provider",
+    "cost_source": "cost_source",
 }
 
 COUNT_COLUMNS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "reasoning_tokens", "total_tokens")
@@ -32,10 +37,27 @@ _COST_COLUMNS = (
     "id", "run_id", "record_key", "step", "module", "requested_model", "model", "provider",
     "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "total_tokens",
     "cost_usd", "user_id", "attempt", "outcome", "cached", "latency_ms", "created_at",
+    "cache_write_tokens", "is_byok", "upstream_cost_usd", "cost_source", "native_finish_reason",
 )  # fmt: skip
+# A row whose id is already recorded is skipped here, noticed by the row count and kept under a
+# suffixed id with `duplicate_of` (Store._keep_duplicates): a billed reply is never dropped.
 _INSERT_COST = (
     f"INSERT INTO cost_records ({', '.join(_COST_COLUMNS)}) VALUES ({', '.join('?' for _ in _COST_COLUMNS)})"
     " ON CONFLICT (id) DO NOTHING"
+)
+_INSERT_DUPLICATE = (
+    f"INSERT INTO cost_records ({', '.join(_COST_COLUMNS)}, duplicate_of)"
+    f" VALUES ({', '.join('?' for _ in _COST_COLUMNS)}, ?)"
+)
+_GENERATION_COLUMNS = (
+    "id", "latency_ms", "generation_time_ms", "provider_name", "provider_responses", "native_tokens_prompt",
+    "native_tokens_completion", "native_tokens_reasoning", "native_tokens_cached", "cache_discount",
+    "upstream_cost_usd", "total_cost_usd", "is_byok", "finish_reason", "native_finish_reason", "fetched_at",
+)  # fmt: skip
+_INSERT_GENERATION = (
+    f"INSERT INTO generations ({', '.join(_GENERATION_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in _GENERATION_COLUMNS)}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _GENERATION_COLUMNS[1:])
 )
 
 
@@ -150,12 +172,27 @@ class Store:
                 (
                     event.id, event.run_id, event.record_key, event.step, event.module, event.requested_model,
                     event.model, event.provider, usage.prompt_tokens, usage.completion_tokens,
-                    usage.reasoning_tokens, usage.cached_tokens, usage.total_tokens, usage.cost_usd,
+                    usage.reasoning_tokens, usage.cached_tokens, usage.total_tokens, usage.cost_usd or 0.0,
                     event.user_id, event.attempt, event.outcome, int(event.cached), event.latency_ms,
-                    event.created_at,
+                    event.created_at, usage.cache_write_tokens, int(usage.is_byok), usage.upstream_cost_usd,
+                    event.cost_source, event.native_finish_reason,
                 ),
             )
         )  # fmt: skip
+        found = event.generation
+        if found is not None:
+            self._queue(
+                (
+                    _INSERT_GENERATION,
+                    (
+                        found.id, found.latency_ms, found.generation_time_ms, found.provider_name,
+                        found.provider_responses, found.native_tokens_prompt, found.native_tokens_completion,
+                        found.native_tokens_reasoning, found.native_tokens_cached, found.cache_discount,
+                        found.upstream_cost_usd, found.total_cost_usd, int(found.is_byok), found.finish_reason,
+                        found.native_finish_reason, utc_now(),
+                    ),
+                )
+            )  # fmt: skip
         if entry is not None:
             self._pending_replies[entry.key] = entry
             self._queue(
@@ -214,8 +251,41 @@ class Store:
         """Write everything queued in one transaction."""
         if self._pending:
             statements, self._pending = self._pending, {}
-            self._db.transaction(statements)
+            changed = self._db.transaction(statements)
             self._pending_replies.clear()
+            costs = statements.get(_INSERT_COST)
+            if costs and changed.get(_INSERT_COST, len(costs)) < len(costs):
+                self._keep_duplicates(costs)
+
+    def _keep_duplicates(self, rows: list[tuple]) -> None:
+        """Cost rows the ledger skipped because their id was taken: logged as errors and stored under a new id.
+
+        A row equal in every column to the stored one is the same reply written again, not a duplicate.
+        """
+        ids = sorted({row[0] for row in rows})
+        stored: dict[str, tuple] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found = self._db.query(
+                f"SELECT {', '.join(_COST_COLUMNS)} FROM cost_records WHERE id IN ({', '.join('?' for _ in chunk)})",
+                tuple(chunk),
+            )
+            stored.update({row["id"]: tuple(row[name] for name in _COST_COLUMNS) for row in found})
+        kept = []
+        for row in rows:
+            original = stored.get(row[0])
+            if original is None or original == tuple(row):
+                continue
+            new_id = f"{row[0]}#dup-{secrets.token_hex(4)}"
+            log.error(
+                "duplicate generation id %s: run %s, record %s, step %s (attempt %s) was billed under an id already"
+                " recorded for run %s, record %s, step %s (attempt %s); kept as %s with duplicate_of = %s",
+                row[0], row[1], row[2], row[3], row[15], original[1], original[2], original[3], original[15],
+                new_id, row[0],
+            )  # fmt: skip
+            kept.append((new_id, *row[1:], row[0]))
+        if kept:
+            self._db.transaction({_INSERT_DUPLICATE: kept})
 
     def finished_record(self, run_id: str, record_key: str) -> dict[str, Any] | None:
         """A record this run already finished (ok or skipped), for --resume."""
@@ -262,9 +332,13 @@ class Store:
         return self._query(f"SELECT * FROM cost_records {where} ORDER BY created_at, id", parameters)
 
     def cost_summary(
-        self, by: tuple[str, ...], *, run_id: str | None = None, since: str | None = None
+        self, by: tuple[str, ...], *, run_id: str | None = None, since: str | None = None, upstream: bool = False
     ) -> list[dict[str, Any]]:
-        """Spend grouped by the named dimensions (step, module, model, user, day, ...)."""
+        """Spend grouped by the named dimensions (step, module, model, user, day, ...).
+
+        `upstream` adds what providers billed (`upstream_usd`, for BYOK outside OpenRouter's
+        `cost_usd`) and the BYOK calls; `duplicates` and `estimated` appear when any row has them.
+        """
         unknown = [name for name in by if name not in GROUP_COLUMNS]
         if unknown:
             raise UsageError(f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUP_COLUMNS)}")
@@ -275,14 +349,23 @@ class Store:
             f"SELECT {', '.join([*keys, ''])}"
             "COUNT(*) AS calls, SUM(cached) AS cache_hits, SUM(prompt_tokens) AS prompt_tokens,"
             " SUM(completion_tokens) AS completion_tokens, SUM(reasoning_tokens) AS reasoning_tokens,"
-            " SUM(total_tokens) AS total_tokens, SUM(cost_usd) AS cost_usd"
+            " SUM(total_tokens) AS total_tokens, SUM(cost_usd) AS cost_usd,"
+            " SUM(upstream_cost_usd) AS upstream_usd, SUM(is_byok) AS byok_calls,"
+            " SUM(CASE WHEN cost_source = 'estimate' THEN 1 ELSE 0 END) AS estimated,"
+            " SUM(CASE WHEN duplicate_of IS NULL THEN 0 ELSE 1 END) AS duplicates"
             f" FROM cost_records {where} {group}"
         )
         rows = [row for row in self._query(sql, parameters) if row["calls"]]
         for row in rows:  # the same numbers from either backend
-            for name in COUNT_COLUMNS:
+            for name in (*COUNT_COLUMNS, "byok_calls", "estimated", "duplicates"):
                 row[name] = int(row[name] or 0)
             row["cost_usd"] = round(float(row["cost_usd"] or 0), 10)
+            row["upstream_usd"] = None if row["upstream_usd"] is None else round(float(row["upstream_usd"]), 10)
+        optional = [] if upstream else ["upstream_usd", "byok_calls"]
+        optional += [name for name in ("estimated", "duplicates") if not any(row[name] for row in rows)]
+        for row in rows:
+            for name in optional:
+                del row[name]
         return rows
 
 

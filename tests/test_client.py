@@ -173,3 +173,48 @@ def test_key_never_appears_in_errors(fake):
     with pytest.raises(AuthenticationError) as caught:
         asyncio.run(_chat(_client(fake)))
     assert TEST_KEY not in str(caught.value) and TEST_KEY not in repr(caught.value)
+
+
+def _generation_client(answers: list[httpx.Response], sleep: SleepRecorder, wait_s: float = 10.0):
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    client = OpenRouterClient(
+        api_key=TEST_KEY,
+        base_url="https://openrouter.test/api/v1",
+        transport=httpx.MockTransport(handler),
+        sleep=sleep,
+        generation_wait_s=wait_s,
+    )
+    return client, asked
+
+
+NOT_YET = httpx.Response(404, json={"error": {"code": 404, "message": "Generation not found"}})
+
+
+def test_generation_lookup_waits_while_openrouter_indexes_the_reply():
+    record = {"data": {"id": "gen-9", "total_cost": 0.0021, "upstream_inference_cost": 0.002, "is_byok": True}}
+    sleep = SleepRecorder()
+    client, asked = _generation_client([NOT_YET, NOT_YET, httpx.Response(200, json=record)], sleep)
+    found = asyncio.run(client.generation("gen-9"))
+    assert (found.total_cost_usd, found.upstream_cost_usd, found.is_byok) == (0.0021, 0.002, True)
+    assert asked == ["https://openrouter.test/api/v1/generation?id=gen-9"] * 3
+    assert sleep.waits == [0.3125, 0.625]  # doubling
+
+
+def test_generation_lookup_gives_up_within_its_time(caplog):
+    sleep = SleepRecorder()
+    client, asked = _generation_client([NOT_YET], sleep, wait_s=10.0)
+    assert asyncio.run(client.generation("gen-9")) is None
+    assert len(asked) == 6 and sum(sleep.waits) <= 10.0
+    assert "gen-9" in caplog.text and "HTTP 404" in caplog.text
+
+
+def test_generation_lookup_does_not_repeat_a_final_error():
+    sleep = SleepRecorder()
+    client, asked = _generation_client([httpx.Response(401, json={"error": {"code": 401, "message": "no"}})], sleep)
+    assert asyncio.run(client.generation("gen-9")) is None
+    assert len(asked) == 1 and sleep.waits == []

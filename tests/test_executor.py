@@ -278,3 +278,17 @@ def test_step_results_and_record_are_stored(label, fake, settings, db_path):
     assert step[:3] == ("ok", PRIMARY, 1) and json.loads(step[3]) == result.steps["label"].output
     assert record == ("ok", json.dumps(result.output))
     assert run_row == ("ok", 1)
+
+
+def test_reasoning_goes_only_to_models_that_list_it(tmp_path, fake, settings):
+    """`reasoning` to a model without it, with provider.require_parameters, is a 404 on OpenRouter."""
+    text = LABEL.replace(
+        "retries: 2", "retries: 2\n  reasoning: {effort: none}\n  provider: {require_parameters: true}"
+    )
+    without = load_pipeline(
+        write_pipeline(tmp_path, text.replace(PRIMARY, "mistralai/mistral-7b-instruct", 1), "a.yaml")
+    )
+    assert run(without, fake, settings).status == "ok"
+    assert "reasoning" not in fake.chat_bodies()[-1] and fake.chat_bodies()[-1]["temperature"] == 1.0
+    assert run(load_pipeline(write_pipeline(tmp_path, text, "b.yaml")), fake, settings).status == "ok"
+    assert fake.chat_bodies()[-1]["reasoning"] == {"effort": "none"}

@@ -11,12 +11,22 @@ from runner.reply import Usage
 from runner.results import CostEvent
 from runner.store import Store, since_timestamp
 
+from .conftest import invoke
+
 DESIGN_COLUMNS = [
     ("id", "TEXT"), ("run_id", "TEXT"), ("record_key", "TEXT"), ("step", "TEXT"), ("module", "TEXT"),
     ("requested_model", "TEXT"), ("model", "TEXT"), ("provider", "TEXT"), ("prompt_tokens", "INTEGER"),
     ("completion_tokens", "INTEGER"), ("reasoning_tokens", "INTEGER"), ("cached_tokens", "INTEGER"),
     ("total_tokens", "INTEGER"), ("cost_usd", "REAL"), ("user_id", "TEXT"), ("attempt", "INTEGER"),
     ("outcome", "TEXT"), ("cached", "INTEGER"), ("latency_ms", "INTEGER"), ("created_at", "TEXT"),
+    # m004: DESIGN.md §4's later columns, and where a duplicate generation id was kept
+    ("cache_write_tokens", "INTEGER"), ("is_byok", "INTEGER"), ("upstream_cost_usd", "REAL"),
+    ("cost_source", "TEXT"), ("native_finish_reason", "TEXT"), ("duplicate_of", "TEXT"),
+]  # fmt: skip
+GENERATIONS_COLUMNS = [
+    "id", "latency_ms", "generation_time_ms", "provider_name", "provider_responses", "native_tokens_prompt",
+    "native_tokens_completion", "native_tokens_reasoning", "native_tokens_cached", "cache_discount",
+    "upstream_cost_usd", "total_cost_usd", "is_byok", "finish_reason", "native_finish_reason", "fetched_at",
 ]  # fmt: skip
 
 
@@ -39,6 +49,7 @@ def test_migrations_create_design_tables_on_a_blank_database(backend):
     with Store(target, schema=schema) as store:
         if store.backend == "sqlite":
             columns = [(row["name"], row["type"]) for row in store._db.query("PRAGMA table_info(cost_records)")]
+            generations = [row["name"] for row in store._db.query("PRAGMA table_info(generations)")]
             tables = {row["name"] for row in store._db.query("SELECT name FROM sqlite_master WHERE type='table'")}
             assert store._db.one("PRAGMA journal_mode")[0] == "wal"
             assert columns == DESIGN_COLUMNS
@@ -56,6 +67,14 @@ def test_migrations_create_design_tables_on_a_blank_database(backend):
             }
             expected = [(name, POSTGRES_TYPES[kind]) for name, kind in DESIGN_COLUMNS]
             assert [(row["column_name"], row["data_type"]) for row in columns] == expected
+            generations = [
+                row["column_name"]
+                for row in store._db.query(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_name = 'generations' AND table_schema = ? ORDER BY ordinal_position",
+                    (schema,),
+                )
+            ]
     assert {
         "cost_records",
         "runs",
@@ -64,7 +83,9 @@ def test_migrations_create_design_tables_on_a_blank_database(backend):
         "response_cache",
         "budgets",
         "schema_migrations",
+        "generations",
     } <= tables
+    assert generations == GENERATIONS_COLUMNS
 
 
 def test_migrations_apply_once(backend):
@@ -79,11 +100,73 @@ def test_migrations_apply_once(backend):
     assert versions == [number for number, _ in MIGRATIONS]
 
 
-def test_generation_id_is_unique(backend):
+def test_the_same_row_written_twice_is_one_row(backend, caplog):
     with Store(backend[0], schema=backend[1]) as store:
         store.add_cost(event())
         store.add_cost(event())
+        store.flush()
+        store.add_cost(event())  # a later flush writing the same reply again
         assert len(store.cost_rows()) == 1
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("same_flush", [True, False])
+def test_a_second_reply_under_a_recorded_generation_id_is_kept_and_logged(backend, caplog, same_flush):
+    first = event(id="gen-dup", usage=Usage(10, 5, 0, 0, 15, 0.25))
+    second = event(id="gen-dup", run_id="run-b", step="reply", usage=Usage(20, 10, 0, 0, 30, 0.5), attempt=2)
+    with Store(backend[0], schema=backend[1]) as store:
+        store.add_cost(first)
+        if not same_flush:
+            store.flush()
+        store.add_cost(second)
+        rows = store.cost_rows()
+        summary = store.cost_summary(())
+    assert sorted((row["run_id"], row["step"], row["cost_usd"]) for row in rows) == [
+        ("run-a", "classify", 0.25),
+        ("run-b", "reply", 0.5),
+    ]
+    kept = next(row for row in rows if row["run_id"] == "run-b")
+    assert kept["id"].startswith("gen-dup#dup-") and kept["duplicate_of"] == "gen-dup"
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and all(word in errors[0] for word in ("gen-dup", "run-b", "reply", kept["id"]))
+    assert summary[0]["duplicates"] == 1 and summary[0]["calls"] == 2 and summary[0]["cost_usd"] == 0.75
+
+
+def test_costs_command_shows_duplicates(backend, capsys, monkeypatch):
+    with Store(backend[0], schema=backend[1]) as store:
+        store.add_cost(event(id="gen-dup"))
+        store.add_cost(event(id="gen-dup", record_key="2"))
+    schema_args = ("--db-schema", backend[1]) if backend[1] else ()
+    result = invoke(capsys, monkeypatch, "costs", "--by", "step", "--db", backend[0], *schema_args)
+    assert result.code == 0, result.err
+    header = result.out.splitlines()[0].split()
+    assert "duplicates" in header and result.out.splitlines()[2].split()[header.index("duplicates")] == "1"
+    assert "kept under suffixed ids" in result.err
+
+
+def test_byok_upstream_spend_and_cost_sources_are_stored(backend):
+    byok = Usage(100, 50, 0, 0, 150, 0.0002, cache_write_tokens=40, is_byok=True, upstream_cost_usd=0.004)
+    with Store(backend[0], schema=backend[1]) as store:
+        store.add_cost(event(id="g1", usage=byok, native_finish_reason="STOP"))
+        store.add_cost(event(id="g2", usage=Usage(10, 5, 0, 0, 15, 0.001), cost_source="estimate"))
+        rows = {row["id"]: row for row in store.cost_rows()}
+        plain = store.cost_summary(())
+        upstream = store.cost_summary((), upstream=True)
+        by_source = {row["cost_source"]: row["calls"] for row in store.cost_summary(("cost_source",))}
+    assert (rows["g1"]["is_byok"], rows["g1"]["upstream_cost_usd"], rows["g1"]["cache_write_tokens"]) == (1, 0.004, 40)
+    assert rows["g1"]["native_finish_reason"] == "STOP" and rows["g1"]["cost_source"] == "usage"
+    assert rows["g2"]["cost_source"] == "estimate" and rows["g2"]["upstream_cost_usd"] is None
+    assert "upstream_usd" not in plain[0] and plain[0]["estimated"] == 1
+    assert upstream[0]["upstream_usd"] == 0.004 and upstream[0]["byok_calls"] == 1
+    assert by_source == {"usage": 1, "estimate": 1}
+
+
+def test_cost_source_must_be_a_known_value(backend):
+    store = Store(backend[0], schema=backend[1])
+    store.add_cost(event(cost_source="guess"))
+    with pytest.raises(StoreError, match=r"(?i)check constraint"):
+        store.flush()
+    store.close()
 
 
 def test_outcome_must_be_a_known_value(backend):
