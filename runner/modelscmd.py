@@ -16,6 +16,7 @@ SOURCES = {
     "live": "from {base_url}/models",
     "cache": "from the disk cache of {base_url}/models",
     "bundled": "from the snapshot bundled with the runner",
+    "none": "as the catalogue's answer held no model list",
 }
 
 
@@ -44,7 +45,7 @@ def models_command(search: str | None, output_format: str, mock: bool) -> None:
         rows = [_for_display(row) for row in rows]
     empty = f"no model's id or name contains {search!r}" if search else "the catalogue is empty"
     click.echo(format_rows(rows, output_format, total=False, empty=empty), nl=output_format != "csv")
-    where = SOURCES.get(catalog.source, catalog.source).format(base_url=settings.base_url.rstrip("/"))
+    where = SOURCES[catalog.source].format(base_url=settings.base_url.rstrip("/"))
     hint = "" if settings.api_key or mock else " (set OPENROUTER_API_KEY for the live catalogue)"
     click.echo(f"{len(rows)} of {len(catalog.models)} models, {where}{hint}", err=True)
 
