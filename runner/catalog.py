@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from hashlib import sha256
+from importlib.resources import files
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -30,11 +31,14 @@ class ModelInfo:
     context_length: int | None
     max_completion_tokens: int | None
     supported_parameters: frozenset[str]
+    name: str = ""
+    input_modalities: tuple[str, ...] = ()  # text, image, file, audio, video
 
     @classmethod
     def from_api(cls, entry: Mapping[str, Any]) -> ModelInfo:
         pricing = entry.get("pricing") or {}
         top = entry.get("top_provider") or {}
+        architecture = entry.get("architecture") or {}
         return cls(
             id=entry["id"],
             prompt_price=_price(pricing.get("prompt")),
@@ -43,6 +47,10 @@ class ModelInfo:
             context_length=entry.get("context_length"),
             max_completion_tokens=top.get("max_completion_tokens"),
             supported_parameters=frozenset(entry.get("supported_parameters") or ()),
+            name=entry.get("name") if isinstance(entry.get("name"), str) else "",
+            input_modalities=tuple(
+                item for item in architecture.get("input_modalities") or () if isinstance(item, str)
+            ),
         )
 
 
@@ -56,6 +64,7 @@ def _price(value: Any) -> float:
 @dataclass(frozen=True)
 class Catalog:
     models: Mapping[str, ModelInfo]
+    source: str = "live"  # where it came from: live (GET /models), cache (the disk cache), bundled (the snapshot)
 
     def output_mode(self, model: str, has_schema: bool) -> OutputMode:
         """Strict structured outputs where the model has them; JSON mode, or the prompt alone, otherwise."""
@@ -71,10 +80,10 @@ class Catalog:
         return OutputMode.PROMPT
 
 
-EMPTY_CATALOG = Catalog(MappingProxyType({}))
+EMPTY_CATALOG = Catalog(MappingProxyType({}), "none")
 
 
-def catalog_from_api(payload: Any) -> Catalog:
+def catalog_from_api(payload: Any, source: str = "live") -> Catalog:
     entries = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(entries, list):
         return EMPTY_CATALOG
@@ -82,21 +91,26 @@ def catalog_from_api(payload: Any) -> Catalog:
     for entry in entries:
         if isinstance(entry, dict) and isinstance(entry.get("id"), str):
             models[entry["id"]] = ModelInfo.from_api(entry)
-    return Catalog(MappingProxyType(models))
+    return Catalog(MappingProxyType(models), source)
 
 
-SNAPSHOT_PATH = Path(__file__).with_name("data") / "models.json"
+# A Traversable, not a file path: read through importlib.resources, it is found inside any installed wheel.
+SNAPSHOT_PATH = files(__package__) / "data" / "models.json"
 
 
 def bundled_catalog() -> Catalog:
     """The catalogue snapshot shipped with the runner, for when there is no network and no cache."""
-    return catalog_from_api(json.loads(SNAPSHOT_PATH.read_text(encoding="utf-8")))
+    return catalog_from_api(json.loads(SNAPSHOT_PATH.read_text(encoding="utf-8")), "bundled")
 
 
 def offline_catalog(base_url: str) -> Catalog:
     """For checks that must not touch the network: the disk cache at any age, else the bundled snapshot."""
-    cached = _read_cache(cache_path_for(base_url), float("inf"))
-    return catalog_from_api(cached) if cached is not None else bundled_catalog()
+    return _cached_or_bundled(cache_path_for(base_url))
+
+
+def _cached_or_bundled(cache_path: Path | None) -> Catalog:
+    cached = _read_cache(cache_path, float("inf")) if cache_path is not None else None
+    return catalog_from_api(cached, "cache") if cached is not None else bundled_catalog()
 
 
 def cache_path_for(base_url: str, cache_dir: str | None = None) -> Path:
@@ -107,18 +121,18 @@ def cache_path_for(base_url: str, cache_dir: str | None = None) -> Path:
 async def load_catalog(client, cache_path: Path | None, ttl_s: float = DEFAULT_TTL_S) -> Catalog:
     """The catalogue from the disk cache when fresh, else from GET /models (then cached).
 
-    Without either (offline, a failing endpoint) the run goes on with an empty catalogue:
-    every schema step then asks for strict structured outputs.
+    When the endpoint fails (offline, an outage) the disk cache serves at any age, else the
+    snapshot bundled with the runner.
     """
     if cache_path is not None:
         cached = _read_cache(cache_path, ttl_s)
         if cached is not None:
-            return catalog_from_api(cached)
+            return catalog_from_api(cached, "cache")
     try:
         payload = await client.get_json("models")
     except CallError as exc:
-        log.warning("could not fetch the model catalogue (%s); using the snapshot bundled with the runner", exc)
-        return bundled_catalog()
+        log.warning("could not fetch the model catalogue (%s); using the disk cache or the bundled snapshot", exc)
+        return _cached_or_bundled(cache_path)
     if cache_path is not None:
         _write_cache(cache_path, payload)
     return catalog_from_api(payload)

@@ -15,6 +15,7 @@ from .catalog import offline_catalog
 from .db import is_postgres, redact
 from .errors import PipelineError, SpecError, SpecErrors, UsageError
 from .lint import Finding, lint
+from .modelscmd import models_command
 from .reports import format_rows, money
 from .runcmd import run
 from .store import Store
@@ -57,6 +58,7 @@ def cli(verbose: int) -> None:
 cli.add_command(run)
 cli.add_command(test_command)
 cli.add_command(graph_command)
+cli.add_command(models_command)
 
 
 @cli.group()

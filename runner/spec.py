@@ -1,10 +1,11 @@
-"""The pipeline file: YAML -> checked against schemas/pipeline.schema.json -> frozen dataclasses."""
+"""The pipeline file: YAML -> checked against runner/data/pipeline.schema.json -> frozen dataclasses."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -17,7 +18,8 @@ from .explain import explain
 from .schemas import strict_mode_problems
 from .yamlmarks import SourceMap, load_yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "pipeline.schema.json"
+# Read through importlib.resources: the schema ships inside the package, so an installed wheel finds it too.
+SCHEMA_PATH = files(__package__) / "data" / "pipeline.schema.json"
 
 # Values a step gets when neither it nor `defaults` sets them. Temperature, reasoning and
 # max_tokens are always sent explicitly, so a run never depends on a provider's defaults.
