@@ -10,6 +10,7 @@ import click
 from .api import Settings
 from .catalog import Catalog, ModelInfo, bundled_catalog, cache_path_for, load_catalog, offline_catalog
 from .client import OpenRouterClient
+from .errors import ConfigurationError
 from .reports import format_rows
 
 SOURCES = {
@@ -58,7 +59,11 @@ async def _live_catalog(settings: Settings) -> Catalog:
         app_name=settings.app_name,
     )
     async with client:
-        return await load_catalog(client, cache_path_for(settings.base_url) if settings.models_cache else None)
+        try:
+            return await load_catalog(client, cache_path_for(settings.base_url) if settings.models_cache else None)
+        except ConfigurationError as exc:  # nothing listens there: a listing can still come from disk
+            click.echo(f"could not fetch the model catalogue ({exc}); using the disk cache or the snapshot", err=True)
+            return offline_catalog(settings.base_url)
 
 
 def model_rows(catalog: Catalog, search: str | None = None) -> list[dict[str, Any]]:
