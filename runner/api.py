@@ -64,11 +64,31 @@ class Settings:
             app_url=environ.get("PIPELINE_APP_URL") or None,
             app_name=environ.get("PIPELINE_APP_NAME") or None,
         )
+        _check_header_values(settings)
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 
     def __repr__(self) -> str:  # the key never shows up in a traceback or a log line
         db = redact(self.db) if self.db else None
         return f"Settings(base_url={self.base_url!r}, db={db!r}, api_key={'set' if self.api_key else 'unset'})"
+
+
+def _check_header_values(settings: Settings) -> None:
+    """Values sent as HTTP headers must be printable ASCII; say which variable is wrong (never the key itself)."""
+    key = settings.api_key
+    if key is not None and not (_printable_ascii(key) and " " not in key):
+        raise ConfigurationError(
+            "OPENROUTER_API_KEY contains a space, a line break or another character an API key cannot have "
+            "(often a trailing newline from a file or a copy): set it to the key alone"
+        )
+    for variable, value in (("PIPELINE_APP_URL", settings.app_url), ("PIPELINE_APP_NAME", settings.app_name)):
+        if value is not None and not _printable_ascii(value):
+            raise ConfigurationError(
+                f"{variable} is sent as an HTTP header and must be printable ASCII text: {value!r} is not"
+            )
+
+
+def _printable_ascii(text: str) -> bool:
+    return text.isascii() and text.isprintable() and text == text.strip()
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
