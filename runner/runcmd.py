@@ -251,7 +251,8 @@ def _write_line(out: TextIO, line: dict[str, Any]) -> None:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise OutputError("the output pipe was closed", closed_pipe=True) from None
     except OSError as exc:
-        raise OutputError(f"cannot write the output: {exc.strerror or exc}") from None
+        where = "stdout" if out is sys.stdout else f"--output {getattr(out, 'name', '')}"
+        raise OutputError(f"cannot write to {where}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager

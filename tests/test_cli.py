@@ -354,7 +354,7 @@ def test_a_full_disk_stops_the_run_and_keeps_its_records(capsys, monkeypatch, tm
     data.write_text("".join(json.dumps({"text": f"message {index}"}) + "\n" for index in range(5)))
     result = invoke(capsys, monkeypatch, "run", str(CHAIN), "--mock", "--inputs", str(data), "--output", "/dev/full")
     assert result.code == 3
-    assert "cannot write the output: No space left on device" in result.err and "Traceback" not in result.err
+    assert "cannot write to --output /dev/full: No space left on device" in result.err and "Traceback" not in result.err
     [run_id] = run_ids(db_path)
     assert f"--resume {run_id}" in result.err
     with sqlite3.connect(db_path) as db:
