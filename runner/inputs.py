@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+
+log = logging.getLogger("runner.inputs")
 
 CSV_CELL_LIMIT = 128 * 1024  # characters; csv's own default limit, now checked per row by the reader
 _CSV_SUFFIXES = (".csv",)
@@ -118,9 +121,9 @@ class _Keys:
             return self.problem(line, f"line {line} has no usable --key-field '{self.key_field}'")
         first = self.first_line.setdefault(str(key), line)
         if first != line:
-            return self.problem(
-                line, f"line {line}: duplicate key {key!r} (first on line {first}); this record was not run"
-            )
+            message = f"line {line}: duplicate key {key!r} (first on line {first}); this record was not run"
+            log.warning("--key-field %s: %s", self.key_field, message)  # a data error to fix, not a model failure
+            return self.problem(line, message)
         return InputItem(key, record)
 
 

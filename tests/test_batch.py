@@ -402,6 +402,7 @@ def test_duplicate_keys_fail_and_the_database_agrees_with_the_output(capsys, mon
         counts = db.execute("SELECT records_ok, records_failed FROM runs").fetchone()
     assert counts == (3, 2)
     assert "3 ok, 2 failed" in result.err
+    assert "--key-field id: line 3: duplicate key 'a' (first on line 1)" in result.err  # said where the user looks
     assert not any("second a" in json.dumps(body) for body in live.chat_bodies())
 
 
