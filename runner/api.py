@@ -75,20 +75,14 @@ class Settings:
 def _check_header_values(settings: Settings) -> None:
     """Values sent as HTTP headers must be printable ASCII; say which variable is wrong (never the key itself)."""
     key = settings.api_key
-    if key is not None and not (_printable_ascii(key) and " " not in key):
+    if key is not None and not (key.isascii() and key.isprintable() and " " not in key):
         raise ConfigurationError(
             "OPENROUTER_API_KEY contains a space, a line break or another character an API key cannot have "
             "(often a trailing newline from a file or a copy): set it to the key alone"
         )
     for variable, value in (("PIPELINE_APP_URL", settings.app_url), ("PIPELINE_APP_NAME", settings.app_name)):
-        if value is not None and not _printable_ascii(value):
-            raise ConfigurationError(
-                f"{variable} is sent as an HTTP header and must be printable ASCII text: {value!r} is not"
-            )
-
-
-def _printable_ascii(text: str) -> bool:
-    return text.isascii() and text.isprintable() and text == text.strip()
+        if value is not None and not (value.isascii() and value.isprintable() and value == value.strip()):
+            raise ConfigurationError(f"{variable} is sent as an HTTP header and must be printable ASCII, not {value!r}")
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
@@ -342,12 +336,7 @@ class Session:
                 self.totals.add_record(result)
                 return result
             if stored is not None:
-                _log.warning(
-                    "record %s differs from the one run %s finished under that key (the input was edited): "
-                    "running it again instead of serving the earlier answer",
-                    item.key,
-                    self.run_id,
-                )
+                _log.warning("record %s changed since run %s answered it: running it again", item.key, self.run_id)
         problem = item.problem
         if problem is None:
             try:

@@ -422,7 +422,7 @@ def test_resume_runs_an_edited_record_again_instead_of_serving_its_old_answer(
     write_jsonl(path, edited)
     resumed = run_batch(capsys, monkeypatch, data, "--output", str(out), "--ordered", "--resume", run_id)
     assert resumed.code == 0, resumed.err
-    assert "record 2 differs from the one run" in resumed.err
+    assert "record 2 changed since run" in resumed.err
     new = lines(out)
     assert new[0] == old[0] and new[2] == old[2]
     assert any("cancel my subscription" in json.dumps(body) for body in live.chat_bodies())

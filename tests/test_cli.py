@@ -403,7 +403,11 @@ def test_a_closed_stdout_pipe_stops_quietly(tmp_path, fake_server):
     ("variable", "value", "words"),
     [
         ("OPENROUTER_API_KEY", TEST_KEY + "\n", "OPENROUTER_API_KEY contains a space, a line break"),
-        ("PIPELINE_APP_NAME", "Tri\u00e4ge Bot", "PIPELINE_APP_NAME is sent as an HTTP header"),
+        (
+            "PIPELINE_APP_NAME",
+            "Tri\u00e4ge Bot",
+            "PIPELINE_APP_NAME is sent as an HTTP header and must be printable ASCII",
+        ),
     ],
     ids=["key-with-newline", "non-ascii-app-name"],
 )
