@@ -51,9 +51,10 @@ def is_stream(source: str) -> bool:
     if source == "-":
         return True
     try:
-        return not stat.S_ISREG(os.stat(source).st_mode) and not Path(source).is_dir()
+        mode = os.stat(source).st_mode
     except OSError:
         return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def read_inputs(
@@ -109,8 +110,9 @@ class _Keys:
     def problem(self, line: int, message: str) -> InputItem:
         if self.key_field is None:
             return InputItem(line, None, message)
-        key = f"line {line}"
-        self.first_line.setdefault(key, line)
+        key, suffix = f"line {line}", 1
+        while self.first_line.setdefault(key, line) != line:  # a real key spelled "line N" came first
+            key, suffix = f"line {line} ({suffix})", suffix + 1
         return InputItem(key, None, message)
 
     def item(self, record: dict[str, Any], line: int) -> InputItem:

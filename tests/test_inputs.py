@@ -119,6 +119,11 @@ def test_duplicate_keys_fail_the_later_record_and_keys_stay_unique(tmp_path):
     assert len({str(key) for key, _, _ in items}) == len(items)
 
 
+def test_a_failed_record_never_takes_a_key_already_used(tmp_path):
+    path = write_bytes(tmp_path / "in.jsonl", b'{"id": "line 2"}\n{"text": "no id"}\n')
+    assert [key for key, _, _ in read(path, key_field="id")] == ["line 2", "line 2 (1)"]
+
+
 def test_line_number_keys_need_no_bookkeeping(tmp_path):
     path = write_bytes(tmp_path / "in.jsonl", b'{"id": "a"}\n{"id": "a"}\n')
     assert [(key, problem) for key, _, problem in read(path)] == [(1, None), (2, None)]
