@@ -167,3 +167,14 @@ def test_the_fingerprint_follows_content_not_key_order():
     assert record_fingerprint({"a": 1, "b": [1, 2]}) == record_fingerprint({"b": [1, 2], "a": 1})
     assert record_fingerprint({"a": 1}) != record_fingerprint({"a": 2})
     assert record_fingerprint({"a": 1}) != record_fingerprint({"a": "1"})
+
+
+def test_stdin_is_read_as_bytes_so_a_bad_byte_fails_one_line(monkeypatch):
+    import io
+    import sys
+
+    data = b'\xef\xbb\xbf{"text": "one"}\n{"text": "\xff"}\n{"text": "three"}\n'
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+    items = read("-")
+    assert [(key, record) for key, record, _ in items] == [(1, {"text": "one"}), (2, None), (3, {"text": "three"})]
+    assert "line 2 is not valid UTF-8 text (byte 0xff" in items[1][2]
