@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
@@ -27,12 +28,14 @@ from .errors import ConfigurationError, FailureSummary, InputError, RunStopped, 
 from .executor import Executor, Hooks
 from .flow import RequestGate
 from .graph import StepGraph, build_graph
-from .inputs import InputItem, aiter_items
+from .inputs import InputItem, aiter_items, record_fingerprint
 from .render import Renderer
 from .results import CacheEntry, CostEvent, RecordResult, RunTotals, StepResult
 from .spec import PipelineSpec, load_spec, thaw
 from .store import DEFAULT_DB, Store
 from .validate import compile_validator
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,25 @@ class Settings:
             app_url=environ.get("PIPELINE_APP_URL") or None,
             app_name=environ.get("PIPELINE_APP_NAME") or None,
         )
+        _check_header_values(settings)
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 
     def __repr__(self) -> str:  # the key never shows up in a traceback or a log line
         db = redact(self.db) if self.db else None
         return f"Settings(base_url={self.base_url!r}, db={db!r}, api_key={'set' if self.api_key else 'unset'})"
+
+
+def _check_header_values(settings: Settings) -> None:
+    """Values sent as HTTP headers must be printable ASCII; say which variable is wrong (never the key itself)."""
+    key = settings.api_key
+    if key is not None and not (key.isascii() and key.isprintable() and " " not in key):
+        raise ConfigurationError(
+            "OPENROUTER_API_KEY contains a space, a line break or another character an API key cannot have "
+            "(often a trailing newline from a file or a copy): set it to the key alone"
+        )
+    for variable, value in (("PIPELINE_APP_URL", settings.app_url), ("PIPELINE_APP_NAME", settings.app_name)):
+        if value is not None and not (value.isascii() and value.isprintable() and value == value.strip()):
+            raise ConfigurationError(f"{variable} is sent as an HTTP header and must be printable ASCII, not {value!r}")
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
@@ -306,18 +323,22 @@ class Session:
     async def run(self, record: Mapping[str, Any], *, key: str | int = 1) -> RecordResult:
         """One record; an invalid record raises InputError (nothing is called)."""
         checked = self.pipeline.check_input(record, key=str(key))
-        result = await self._finish_record(await self._executor.run_record(checked, key=key, user_id=self.user_id))
+        result = await self._executor.run_record(checked, key=key, user_id=self.user_id)
+        result = await self._finish_record(result, record_fingerprint(checked))
         self._flush()
         return result
 
     async def run_item(self, item: InputItem) -> RecordResult:
         """One record of a batch: an invalid record becomes a failed result and the batch goes on."""
+        fingerprint = record_fingerprint(item.record) if item.problem is None and item.record is not None else None
         if self.options.resume and self._store is not None:
             stored = self._store.finished_record(self.run_id, str(item.key))
-            if stored is not None:
+            if stored is not None and _same_input(stored, fingerprint):
                 result = _stored_result(item.key, stored, self.run_id)
                 self.totals.add_record(result)
                 return result
+            if stored is not None:
+                _log.warning("record %s changed since run %s answered it: running it again", item.key, self.run_id)
         problem = item.problem
         if problem is None:
             try:
@@ -327,14 +348,16 @@ class Session:
         if problem is not None:
             summary = FailureSummary(kind="invalid_input", step="input", message=problem)
             return await self._finish_record(
-                RecordResult(item.key, "failed", None, MappingProxyType({}), error=summary, run_id=self.run_id)
+                RecordResult(item.key, "failed", None, MappingProxyType({}), error=summary, run_id=self.run_id),
+                fingerprint,
             )
-        return await self._finish_record(await self._executor.run_record(record, key=item.key, user_id=self.user_id))
+        result = await self._executor.run_record(record, key=item.key, user_id=self.user_id)
+        return await self._finish_record(result, fingerprint)
 
-    async def _finish_record(self, result: RecordResult) -> RecordResult:
+    async def _finish_record(self, result: RecordResult, fingerprint: str | None = None) -> RecordResult:
         self.totals.add_record(result)
         if self._store is not None:
-            self._store.add_record(result)
+            self._store.add_record(result, fingerprint)
         return result
 
     def run_many(
@@ -348,10 +371,20 @@ class Session:
 
     async def _flushed(self, batches: AsyncIterator[list[RecordResult]]) -> AsyncIterator[RecordResult]:
         """Every record is on disk before it is reported done: one write for each batch that finished together."""
-        async for batch in batches:
-            self._flush()
-            for result in batch:
-                yield result
+        try:
+            async for batch in batches:
+                self._flush()
+                for result in batch:
+                    yield result
+        finally:  # a caller that stops reading stops the records in flight now, not at garbage collection
+            await batches.aclose()
+
+
+def _same_input(stored: Mapping[str, Any], fingerprint: str | None) -> bool:
+    """The stored answer belongs to this record: same content (rows from before fingerprints: same key)."""
+    if fingerprint is None:  # the record cannot be read now: it is not the one that was answered
+        return False
+    return stored["fingerprint"] is None or stored["fingerprint"] == fingerprint
 
 
 def _stored_result(key: str | int, stored: Mapping[str, Any], run_id: str) -> RecordResult:

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError
+from .errors import DatabaseUnavailable, StoreError
 
 POSTGRES_PREFIXES = ("postgres://", "postgresql://")
 _LOCK_KEY = int.from_bytes(hashlib.sha256(b"pipeline-runner migrations").digest()[:8], "big", signed=True)
@@ -79,14 +79,21 @@ class SQLiteDatabase(Database):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.label = str(path)
+        if self.path.is_dir():
+            raise DatabaseUnavailable(f"cannot open the database {self.label}: it is a folder; give a file path")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise DatabaseUnavailable(f"cannot open the database {self.label}: {exc}") from None
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=30000")
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the database {self.label}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            reason = "it is not a SQLite database" if "not a database" in str(exc) else str(exc)
+            raise DatabaseUnavailable(f"cannot open the database {self.label}: {reason}") from None
 
     def query(self, sql, parameters=()):
         try:
@@ -157,11 +164,11 @@ class PostgresDatabase(Database):
                     self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
                     self._db.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
                 self._db.execute(psycopg.sql.SQL("SET search_path TO {}").format(name))
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot open the database {self.label}: {str(exc).strip()}") from None
+        except psycopg.Error as exc:  # an unknown role or database, a refused connection: one line, exit 3
+            raise DatabaseUnavailable(f"cannot open the database {self.label}: {_one_line(exc)}") from None
 
     def _fail(self, action: str, exc: Exception) -> StoreError:
-        return StoreError(f"cannot {action} the database {self.label}: {str(exc).strip()}")
+        return StoreError(f"cannot {action} the database {self.label}: {_one_line(exc)}")
 
     def query(self, sql, parameters=()):
         try:
@@ -205,6 +212,11 @@ class PostgresDatabase(Database):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _one_line(exc: Exception) -> str:
+    """psycopg's messages span lines and repeat `FATAL:`; a terminal wants one line."""
+    return " ".join(str(exc).replace("FATAL:", "").split())
 
 
 def open_database(target: str | Path, schema: str | None = None) -> Database:

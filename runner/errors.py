@@ -8,8 +8,10 @@
     │   ├── ConfigurationError                     missing API key, unusable settings
     │   ├── AuthenticationError                    HTTP 401
     │   ├── CreditsExhausted                       HTTP 402
-    │   └── BudgetExceeded                         the next request could pass --max-cost
-    ├── StoreError                    exit_code 1  the database could not be opened or written
+    │   ├── BudgetExceeded                         the next request could pass --max-cost
+    │   └── OutputError                            --output cannot be written (disk full, closed pipe)
+    ├── StoreError                    exit_code 1  the database could not be read or written
+    │   └── DatabaseUnavailable       exit_code 3  it cannot be opened: a folder, not SQLite, unknown role or database
     ├── CallError                     exit_code 1  one model call failed (raised inside a step)
     │   ├── TransientError                         429/408/5xx/timeouts/dropped connections, retries spent
     │   ├── NoEndpointsError                       404: no provider can serve the parameters
@@ -101,6 +103,14 @@ class BudgetExceeded(RunStopped):
     """The next request could take spend past --max-cost, so it was not sent."""
 
 
+class OutputError(RunStopped):
+    """Output lines can no longer be written; finished records are kept in the database."""
+
+    def __init__(self, message: str, *, closed_pipe: bool = False) -> None:
+        super().__init__(message)
+        self.closed_pipe = closed_pipe  # the reader went away (`| head`): stop quietly
+
+
 class RenderError(PipelineError):
     """A template failed at run time (an undefined variable, a sandbox violation)."""
 
@@ -113,6 +123,12 @@ class RenderError(PipelineError):
 
 class StoreError(PipelineError):
     pass
+
+
+class DatabaseUnavailable(StoreError):
+    """--db / PIPELINE_DB names nothing usable: a configuration stop, before any run is created."""
+
+    exit_code = 3
 
 
 class CallError(PipelineError):

@@ -155,11 +155,17 @@ def m004_cost_sources(db: Database) -> None:
     )
 
 
+def m006_record_fingerprints(db: Database) -> None:
+    """A hash of each record's content, so that --resume never serves an old answer to an edited record."""
+    db.execute("ALTER TABLE records ADD COLUMN fingerprint TEXT")
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Database], None]], ...] = (
     (1, m001_initial),
     (2, m002_response_cache),
     (3, m003_budgets),
     (4, m004_cost_sources),
+    (6, m006_record_fingerprints),
 )
 
 

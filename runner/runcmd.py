@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -19,8 +20,8 @@ from .api import Pipeline, RunOptions, Settings, load_pipeline
 from .catalog import bundled_catalog, cache_path_for, load_catalog
 from .client import OpenRouterClient
 from .dryrun import estimate
-from .errors import CallError, ConfigurationError, RunStopped, UsageError
-from .inputs import InputItem, read_inputs
+from .errors import CallError, ConfigurationError, OutputError, RunStopped, UsageError
+from .inputs import InputItem, NotANumber, is_stream, parse_json, read_inputs
 from .progress import RunProgress
 from .reports import format_rows, money
 from .spec import thaw
@@ -35,7 +36,9 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
         stripped = value.strip()
         if stripped.startswith("{"):
             try:
-                parsed = json.loads(stripped)
+                parsed = parse_json(stripped)
+            except NotANumber as exc:
+                raise UsageError(f"--input: {exc} is not a JSON number (JSON has no NaN or Infinity)") from None
             except json.JSONDecodeError as exc:
                 raise UsageError(f"--input is not valid JSON: {exc.msg} at column {exc.colno}") from None
             record.update(parsed)
@@ -43,7 +46,9 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
         if ":=" in value and value.index(":=") < value.index("=") + 1:
             name, raw = value.split(":=", 1)
             try:
-                record[name.strip()] = json.loads(raw)
+                record[name.strip()] = parse_json(raw)
+            except NotANumber as exc:
+                raise UsageError(f"--input {name}:= {exc} is not a JSON number (JSON has no NaN or Infinity)") from None
             except json.JSONDecodeError as exc:
                 raise UsageError(f"--input {name}:= needs a JSON value: {exc.msg}") from None
             continue
@@ -136,11 +141,9 @@ def run(
             code = asyncio.run(_run_one(pipeline, record, settings, user_id, options, resume_id or join_id))
     else:
         items = _items(pipeline, (), inputs_path, key_field)
-        with connection(db, mock, db_schema=db_schema) as settings:
+        with connection(db, mock, db_schema=db_schema) as settings, _output(output_path) as out:
             code = asyncio.run(
-                _run_batch(
-                    pipeline, items, settings, user_id, options, resume_id or join_id, output_path, ordered, inputs_path
-                )
+                _run_batch(pipeline, items, settings, user_id, options, resume_id or join_id, out, ordered, inputs_path)
             )
     sys.exit(code)
 
@@ -207,7 +210,7 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
     return 0
 
 
-async def _run_batch(pipeline, items, settings, user_id, options, resume_id, output_path, ordered, inputs_path) -> int:
+async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out, ordered, inputs_path) -> int:
     total = _count_records(inputs_path)
     async with pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options) as session:
         # What is loaded by now lives for the whole run: keep the cyclic GC from walking it again and again.
@@ -217,10 +220,10 @@ async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out
         progress = RunProgress(session.totals, total_records=total)
         stopped: RunStopped | None = None
         try:
-            with _output(output_path) as out:
-                async for result in session.run_many(items, ordered=ordered, threaded_input=inputs_path == "-"):
-                    out.write(json.dumps(result.line(), ensure_ascii=False) + "\n")
-                    out.flush()
+            results = session.run_many(items, ordered=ordered, threaded_input=is_stream(inputs_path))
+            async with contextlib.aclosing(results):  # a failed write stops the records in flight too
+                async for result in results:
+                    _write_line(out, result.line())
                     progress.update()
         except RunStopped as exc:
             stopped = exc
@@ -228,6 +231,8 @@ async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out
         finally:
             progress.close()
             click.echo(f"run {session.run_id}: {session.totals.summary()}", err=True)
+    if isinstance(stopped, OutputError) and stopped.closed_pipe:
+        return 141  # what a shell reports for a program stopped by SIGPIPE (`... | head -1`)
     if stopped is not None:
         click.echo(f"stopped: {stopped}", err=True)
         click.echo(f"finish it later with: --resume {session.run_id}", err=True)
@@ -235,22 +240,44 @@ async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out
     return 1 if session.totals.records_failed else 0
 
 
+def _write_line(out: TextIO, line: dict[str, Any]) -> None:
+    """One output line, flushed; a full disk or a closed pipe stops the run (its records are in the database)."""
+    try:
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        if out is sys.stdout:  # nobody reads any more: send what Python still holds to /dev/null, quietly
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise OutputError("the output pipe was closed", closed_pipe=True) from None
+    except OSError as exc:
+        where = "stdout" if out is sys.stdout else f"--output {getattr(out, 'name', '')}"
+        raise OutputError(f"cannot write to {where}: {exc.strerror or exc}") from None
+
+
 @contextlib.contextmanager
 def _output(path: str | None) -> Iterator[TextIO]:
+    """Opened before the run is created, so that an unwritable --output leaves no run behind."""
     if path is None:
         yield sys.stdout
         return
-    with contextlib.ExitStack() as stack:
-        try:
-            handle = stack.enter_context(Path(path).open("w", encoding="utf-8"))
-        except OSError as exc:
-            raise UsageError(f"--output {path}: {exc.strerror or exc}") from None
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise UsageError(f"--output {path}: the folder {folder} does not exist")
+    try:
+        handle = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed below, its errors ignored
+    except OSError as exc:
+        raise UsageError(f"--output {path}: {exc.strerror or exc}") from None
+    try:
         yield handle
+    finally:
+        with contextlib.suppress(OSError):  # a write already failed and stopped the run
+            handle.close()
 
 
 def _count_records(inputs_path: str) -> int | None:
     """The number of records, for the progress bar's ETA (a quick pass over the file)."""
-    if inputs_path == "-" or not sys.stderr.isatty():
+    if is_stream(inputs_path) or not sys.stderr.isatty():
         return None
     try:
         with open(inputs_path, "rb") as handle:

@@ -228,17 +228,18 @@ class Store:
             )
         )  # fmt: skip
 
-    def add_record(self, result: RecordResult) -> None:
-        """Queued; flush() before the record is reported done."""
+    def add_record(self, result: RecordResult, fingerprint: str | None = None) -> None:
+        """Queued; flush() before the record is reported done. `fingerprint` hashes the input record."""
         self._queue(
             (
-                "INSERT INTO records (run_id, record_key, status, output_json, error_json, cost_usd, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, record_key) DO UPDATE SET status = excluded.status,"
-                " output_json = excluded.output_json, error_json = excluded.error_json, cost_usd = excluded.cost_usd,"
-                " created_at = excluded.created_at",
+                "INSERT INTO records (run_id, record_key, status, output_json, error_json, cost_usd, created_at,"
+                " fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, record_key) DO UPDATE SET"
+                " status = excluded.status, output_json = excluded.output_json, error_json = excluded.error_json,"
+                " cost_usd = excluded.cost_usd, created_at = excluded.created_at, fingerprint = excluded.fingerprint",
                 (
                     result.run_id, str(result.key), result.status, json.dumps(result.output, ensure_ascii=False),
                     json.dumps(result.error.as_dict()) if result.error else None, result.cost_usd, utc_now(),
+                    fingerprint,
                 ),
             )
         )  # fmt: skip
@@ -288,9 +289,9 @@ class Store:
             self._db.transaction({_INSERT_DUPLICATE: kept})
 
     def finished_record(self, run_id: str, record_key: str) -> dict[str, Any] | None:
-        """A record this run already finished (ok or skipped), for --resume."""
+        """A record this run already finished (ok or skipped), with its input's fingerprint, for --resume."""
         found = self._query(
-            "SELECT status, output_json, error_json FROM records"
+            "SELECT status, output_json, error_json, fingerprint FROM records"
             " WHERE run_id = ? AND record_key = ? AND status != 'failed'",
             (run_id, record_key),
         )

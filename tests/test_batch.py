@@ -94,7 +94,7 @@ def test_key_field_and_csv_with_typed_cells(capsys, monkeypatch, tmp_path, live)
     by_key = {line["key"]: line for line in lines(out)}
     assert by_key["a1"] == {"key": "a1", "status": "ok", "output": 3}
     assert "'x' is not of type 'integer'" in by_key["a2"]["error"]["message"]
-    assert "no usable --key-field 'id'" in by_key[4]["error"]["message"]
+    assert "no usable --key-field 'id'" in by_key["line 4"]["error"]["message"]
 
 
 def test_stdin_is_read_as_json_lines(capsys, monkeypatch, tmp_path, live):
@@ -327,3 +327,120 @@ def test_killed_run_resumes_without_paying_twice(tmp_path, fake_server):
     straight = [*command[: command.index("--concurrency")], "--output", str(clean), "--ordered"]
     assert subprocess.run(straight, cwd=ROOT, env=env, capture_output=True, timeout=120).returncode == 0
     assert lines(out) == lines(clean)
+
+
+BAD_RECORDS = {
+    "jsonl-lone-surrogate": ("in.jsonl", b'{"text": "one"}\n{"text": "\\ud800 alone"}\n{"text": "three"}\n', 2),
+    "jsonl-latin-1-byte": ("in.jsonl", b'{"text": "one"}\n{"text": "caf\xe9"}\n{"text": "three"}\n', 2),
+    "jsonl-nan": ("in.jsonl", b'{"text": "one"}\n{"text": "x", "score": NaN}\n{"text": "three"}\n', 2),
+    "csv-short-row": ("in.csv", b"text,note\none,a\ntwo\nthree,c\n", 3),
+    "csv-long-row": ("in.csv", b"text,note\none,a\ntwo,b,surplus\nthree,c\n", 3),
+    "csv-latin-1-byte": ("in.csv", b"text,note\none,a\ncaf\xe9,b\nthree,c\n", 3),
+    "csv-huge-cell": ("in.csv", b"text,note\none,a\ntwo," + b"n" * (128 * 1024 + 1) + b"\nthree,c\n", 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RECORDS))
+def test_one_bad_record_fails_alone_and_resume_survives_it(capsys, monkeypatch, tmp_path, live, db_path, case):
+    name, data, bad_line = BAD_RECORDS[case]
+    (tmp_path / name).write_bytes(data)
+    out = tmp_path / "out.jsonl"
+    first = run_batch(capsys, monkeypatch, str(tmp_path / name), "--output", str(out))
+    assert first.code == 1, first.err
+    assert "Traceback" not in first.err
+    by_key = {line["key"]: line for line in lines(out)}
+    assert len(by_key) == 3 and [key for key in by_key if by_key[key]["status"] == "ok"] != []
+    bad = by_key.pop(bad_line)
+    assert bad["status"] == "failed" and bad["error"]["kind"] == "invalid_input"
+    assert f"line {bad_line}" in bad["error"]["message"]
+    assert all(line["status"] == "ok" for line in by_key.values())
+    run_id = first.err.split("run ", 1)[1].split(":", 1)[0]
+
+    resumed = run_batch(capsys, monkeypatch, str(tmp_path / name), "--output", str(out), "--resume", run_id)
+    assert resumed.code == 1, resumed.err
+    assert "Traceback" not in resumed.err
+    assert {line["key"]: line["status"] for line in lines(out)} == {
+        **{key: "ok" for key in by_key},
+        bad_line: "failed",
+    }
+
+
+def test_an_excel_csv_with_a_byte_order_mark_keys_by_its_first_column(capsys, monkeypatch, tmp_path, live):
+    data = tmp_path / "excel.csv"
+    data.write_bytes("\ufeffid,text\r\nt1,My invoice is wrong\r\nt2,The app crashes\r\n".encode())
+    out = tmp_path / "out.jsonl"
+    result = run_batch(capsys, monkeypatch, str(data), "--key-field", "id", "--output", str(out))
+    assert result.code == 0, result.err
+    assert sorted(line["key"] for line in lines(out)) == ["t1", "t2"]
+
+
+def stored_records(db_path) -> dict[str, str]:
+    with sqlite3.connect(db_path) as db:
+        return dict(db.execute("SELECT record_key, status FROM records"))
+
+
+def test_duplicate_keys_fail_and_the_database_agrees_with_the_output(capsys, monkeypatch, tmp_path, live, db_path):
+    data = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "a", "text": "first a"},
+            {"id": "b", "text": "only b"},
+            {"id": "a", "text": "second a"},
+            {"text": "no id at all"},
+            {"id": 4, "text": "keyed 4, as the line before it would be by line number"},
+        ],
+    )
+    out = tmp_path / "out.jsonl"
+    result = run_batch(capsys, monkeypatch, data, "--key-field", "id", "--output", str(out))
+    assert result.code == 1
+    written = {str(line["key"]): line["status"] for line in lines(out)}
+    assert written == {"a": "ok", "b": "ok", "line 3": "failed", "line 4": "failed", "4": "ok"}
+    assert stored_records(db_path) == written
+    duplicate = next(line for line in lines(out) if line["key"] == "line 3")
+    assert "duplicate key 'a' (first on line 1)" in duplicate["error"]["message"]
+    with sqlite3.connect(db_path) as db:
+        counts = db.execute("SELECT records_ok, records_failed FROM runs").fetchone()
+    assert counts == (3, 2)
+    assert "3 ok, 2 failed" in result.err
+    assert "--key-field id: line 3: duplicate key 'a' (first on line 1)" in result.err  # said where the user looks
+    assert not any("second a" in json.dumps(body) for body in live.chat_bodies())
+
+
+def test_resume_runs_an_edited_record_again_instead_of_serving_its_old_answer(
+    capsys, monkeypatch, tmp_path, live, db_path
+):
+    path = tmp_path / "in.jsonl"
+    data = write_jsonl(path, records(3))
+    out = tmp_path / "out.jsonl"
+    first = run_batch(capsys, monkeypatch, data, "--output", str(out), "--ordered")
+    assert first.code == 0, first.err
+    run_id = first.err.split("run ", 1)[1].split(":", 1)[0]
+    old = lines(out)
+
+    edited = records(3)
+    edited[1]["text"] = "A different message: please cancel my subscription"
+    write_jsonl(path, edited)
+    resumed = run_batch(capsys, monkeypatch, data, "--output", str(out), "--ordered", "--resume", run_id)
+    assert resumed.code == 0, resumed.err
+    assert "record 2 changed since run" in resumed.err
+    new = lines(out)
+    assert new[0] == old[0] and new[2] == old[2]
+    assert any("cancel my subscription" in json.dumps(body) for body in live.chat_bodies())
+
+    monkeypatch.setenv("PIPELINE_DB", str(tmp_path / "fresh.db"))
+    fresh = tmp_path / "fresh.jsonl"
+    assert run_batch(capsys, monkeypatch, data, "--output", str(fresh), "--ordered").code == 0
+    assert new == lines(fresh)  # the edited record got the answer its new content gets
+
+
+def test_record_fingerprints_are_stored_on_both_backends(backend):
+    from types import MappingProxyType
+
+    from runner.results import RecordResult
+    from runner.store import Store
+
+    target, schema = backend
+    with Store(target, schema=schema) as store:
+        store.start_run("run-f", "p", "p.yaml", None)
+        store.add_record(RecordResult("k1", "ok", {"a": 1}, MappingProxyType({}), run_id="run-f"), "f" * 64)
+        assert store.finished_record("run-f", "k1")["fingerprint"] == "f" * 64

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -262,3 +263,158 @@ def test_runs_and_show_list_what_happened(capsys, monkeypatch, fake_server):
     assert "reply" in table.out and "rejected" in table.out
     missing = invoke(capsys, monkeypatch, "show", "run-nope")
     assert missing.code == 2 and "pipeline runs" in missing.err
+
+
+def test_nan_and_infinity_are_not_numbers_in_input():
+    for value in ("score:=NaN", "score:=Infinity", '{"score": -Infinity}'):
+        with pytest.raises(UsageError, match="is not a JSON number"):
+            parse_inputs((value,))
+
+
+CHAIN = ROOT / "bench" / "pipelines" / "chain3.yaml"
+
+
+def run_ids(db_path) -> list[str]:
+    if not db_path.exists():
+        return []
+    with sqlite3.connect(db_path) as db:
+        return [row[0] for row in db.execute("SELECT id FROM runs")]
+
+
+def make_folder(path):
+    path.mkdir()
+
+
+def make_text_file(path):
+    path.write_text("name,total\nnot,sqlite\n")
+
+
+@pytest.mark.parametrize(
+    ("make_db", "words"),
+    [(make_folder, "it is a folder; give a file path"), (make_text_file, "it is not a SQLite database")],
+    ids=["folder", "not-sqlite"],
+)
+def test_an_unusable_database_path_is_a_one_line_configuration_stop(capsys, monkeypatch, tmp_path, make_db, words):
+    target = tmp_path / "pipeline.db"
+    make_db(target)
+    result = invoke(capsys, monkeypatch, "run", str(CHAIN), "--mock", "--input", "text=hi", "--db", str(target))
+    assert result.code == 3
+    assert result.err.strip() == f"error: cannot open the database {target}: {words}"
+    listing = invoke(capsys, monkeypatch, "runs", "--db", str(target))
+    assert listing.code == 3 and len(listing.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("change", ["role", "database"])
+def test_an_unknown_postgres_role_or_database_is_a_one_line_configuration_stop(
+    capsys, monkeypatch, postgres_url, change
+):
+    user, rest = postgres_url.split("://", 1)[1].split("@", 1)
+    host, _ = rest.rsplit("/", 1)
+    url = f"postgresql://nobody_here@{rest}" if change == "role" else f"postgresql://{user}@{host}/no_such_db"
+    result = invoke(capsys, monkeypatch, "run", str(CHAIN), "--mock", "--input", "text=hi", "--db", url)
+    assert result.code == 3
+    [line] = result.err.strip().splitlines()
+    assert line.startswith("error: cannot open the database postgresql://")
+    assert ("nobody_here" if change == "role" else "no_such_db") in line and "does not exist" in line
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        (["--inputs", "{tmp}/missing.jsonl"], "--inputs {tmp}/missing.jsonl: no such file"),
+        (["--inputs", "{tmp}/data.txt"], "use a .jsonl"),
+        (["--inputs", "{tmp}/data.jsonl", "--output", "{tmp}/no/such/folder/out.jsonl"], "folder {tmp}/no/such/folder"),
+    ],
+    ids=["missing-inputs", "unsupported-extension", "output-folder-missing"],
+)
+def test_unusable_files_are_refused_before_a_run_is_created(capsys, monkeypatch, tmp_path, db_path, arguments, words):
+    (tmp_path / "data.txt").write_text('{"text": "hi"}\n')
+    (tmp_path / "data.jsonl").write_text('{"text": "hi"}\n')
+    arguments = [argument.replace("{tmp}", str(tmp_path)) for argument in arguments]
+    result = invoke(capsys, monkeypatch, "run", str(CHAIN), "--mock", *arguments)
+    assert result.code == 2
+    assert words.replace("{tmp}", str(tmp_path)) in result.err and "Traceback" not in result.err
+    assert run_ids(db_path) == []
+
+
+def test_inputs_from_process_substitution(tmp_path):
+    """`--inputs <(cmd)`: the shell hands over a /dev/fd path to a pipe."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENROUTER", "PIPELINE"))}
+    env["PIPELINE_DB"] = str(tmp_path / "sub.db")
+    script = (
+        f'{sys.executable} -m runner run {CHAIN} --mock --inputs <(printf \'{{"text": "one"}}\\n{{"text": "two"}}\\n\')'
+    )
+    completed = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert sorted(json.loads(line)["key"] for line in completed.stdout.splitlines()) == [1, 2]
+
+
+def test_a_full_disk_stops_the_run_and_keeps_its_records(capsys, monkeypatch, tmp_path, db_path):
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"text": f"message {index}"}) + "\n" for index in range(5)))
+    result = invoke(capsys, monkeypatch, "run", str(CHAIN), "--mock", "--inputs", str(data), "--output", "/dev/full")
+    assert result.code == 3
+    assert "cannot write to --output /dev/full: No space left on device" in result.err and "Traceback" not in result.err
+    [run_id] = run_ids(db_path)
+    assert f"--resume {run_id}" in result.err
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT status FROM runs").fetchone()[0] == "stopped"
+        kept = db.execute("SELECT COUNT(*) FROM records WHERE status = 'ok'").fetchone()[0]
+    assert kept >= 1
+    out = tmp_path / "out.jsonl"
+    resumed = invoke(
+        capsys,
+        monkeypatch,
+        "run",
+        str(CHAIN),
+        "--mock",
+        "--inputs",
+        str(data),
+        "--output",
+        str(out),
+        "--resume",
+        run_id,
+    )
+    assert resumed.code == 0 and len(out.read_text().splitlines()) == 5
+
+
+def test_a_closed_stdout_pipe_stops_quietly(tmp_path, fake_server):
+    fake_server.fake.latency_s = 0.02
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"text": f"message {index}"}) + "\n" for index in range(40)))
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENROUTER", "PIPELINE"))}
+    env.update(
+        OPENROUTER_API_KEY=TEST_KEY, OPENROUTER_BASE_URL=fake_server.base_url, PIPELINE_DB=str(tmp_path / "pipe.db")
+    )
+    command = [sys.executable, "-m", "runner", "run", str(CHAIN), "--inputs", str(data), "--concurrency", "2"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = process.stdout.readline()  # `| head -1`
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert json.loads(first)["status"] == "ok"
+    assert process.returncode == 141
+    assert b"Traceback" not in err and b"Exception ignored" not in err and b"Broken pipe" not in err
+    with sqlite3.connect(tmp_path / "pipe.db") as db:
+        status, kept = db.execute("SELECT status, (SELECT COUNT(*) FROM records) FROM runs").fetchone()
+    assert status == "stopped" and 1 <= kept < 40
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("OPENROUTER_API_KEY", TEST_KEY + "\n", "OPENROUTER_API_KEY contains a space, a line break"),
+        (
+            "PIPELINE_APP_NAME",
+            "Tri\u00e4ge Bot",
+            "PIPELINE_APP_NAME is sent as an HTTP header and must be printable ASCII",
+        ),
+    ],
+    ids=["key-with-newline", "non-ascii-app-name"],
+)
+def test_unusable_header_values_are_a_one_line_configuration_stop(capsys, monkeypatch, variable, value, words):
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv(variable, value)
+    result = invoke(capsys, monkeypatch, "run", str(CHAIN), "--input", "text=hi")
+    assert result.code == 3
+    [line] = result.err.strip().splitlines()
+    assert words in line and TEST_KEY not in line
