@@ -58,6 +58,7 @@ class Synthesizer:
 
     def value(self, seed: bytes, prompt_text: str = "") -> Any:
         """The value for `seed`, or SynthesisError naming the JSON pointer no attempt could satisfy."""
+        seed = seed if len(seed) >= 8 else hashlib.sha256(seed).digest()
         words = _WORD.findall(prompt_text)[-60:] or ["sample", "text"]
         closest, problem, pointer = None, "", "/"
         for attempt in range(ATTEMPTS):
@@ -244,7 +245,7 @@ class _Run:
             count = min(count, len(prefix))
         contains = schema.get("contains")
         needed = schema.get("minContains", 1) if isinstance(contains, dict) else 0
-        count = min(max(count, needed), schema.get("maxItems", max(count, needed)))
+        count = min(max(count, len(prefix) + needed if items is not False else count), schema.get("maxItems", 10**6))
         unique = schema.get("uniqueItems") is True
         result: list[Any] = []
         seen: set[str] = set()
@@ -252,7 +253,7 @@ class _Run:
         while len(result) < count and tries < count * 25 + 25:
             position = len(result)
             sub = prefix[position] if position < len(prefix) else items
-            if position >= len(prefix) and position < needed:
+            if 0 <= position - len(prefix) < needed:
                 sub = _merge(sub, contains)
             place = _At(f"{at.pointer}/{position}", _reseed(at.seed, str(tries)))
             tries += 1
@@ -302,8 +303,12 @@ class _Run:
         if isinstance(pattern, str):
             for attempt in range(12):
                 text = example(pattern, at.rng(f"pattern {attempt}"), extra_repeats=3 + attempt)
-                if text is not None and re.search(pattern, text) and low <= len(text) <= (high or len(text)):
-                    return text
+                if text is None:
+                    continue
+                padding = "x" * max(0, low - len(text))  # an unanchored pattern may sit inside longer text
+                for candidate in (text, text + padding, padding + text):
+                    if re.search(pattern, candidate) and low <= len(candidate) <= (high or len(candidate)):
+                        return candidate
             raise _NoValue(at.pointer, f"no string matching pattern {pattern!r} could be made")
         made = _formatted(schema.get("format"), at)
         if made is not None:
