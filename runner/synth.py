@@ -52,6 +52,7 @@ class Synthesizer:
         resource = DRAFT202012.create_resource(self.schema)
         registry = Registry().with_resource(_ROOT_URI, resource)
         self._resolver = registry.resolver(base_uri=_ROOT_URI)
+        self._numeric: dict[str, Draft202012Validator] = {}  # one per numeric subschema
         self.validator = Draft202012Validator(
             self.schema, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER
         )
@@ -75,6 +76,12 @@ class Synthesizer:
             closest, problem = candidate, error.message
             pointer = "/" + "/".join(str(part) for part in error.absolute_path)
         raise SynthesisError(pointer, problem, closest)
+
+    def numeric_validator(self, numeric: dict[str, Any]) -> Draft202012Validator:
+        key = json.dumps(numeric, sort_keys=True)
+        if key not in self._numeric:
+            self._numeric[key] = Draft202012Validator(numeric)
+        return self._numeric[key]
 
     def fits(self, schema: Any, value: Any) -> bool:
         """Whether `value` satisfies a subschema of this schema (references resolve from the root)."""
@@ -270,7 +277,7 @@ class _Run:
     def _number(self, schema: dict, at: _At, *, integer: bool) -> int | float:
         numeric = {key: schema[key] for key in _NUMERIC if key in schema}
         numeric["type"] = "integer" if integer else "number"
-        check = Draft202012Validator(numeric)
+        check = self.synthesizer.numeric_validator(numeric)
         low = _first(schema, "minimum", "exclusiveMinimum")
         high = _first(schema, "maximum", "exclusiveMaximum")
         if low is None:
