@@ -270,11 +270,7 @@ class FakeOpenRouter:
         prompt_cost = round(prompt_tokens * float(pricing["prompt"]), 12)
         completion_cost = round(completion_tokens * float(pricing["completion"]), 12)
         price = round(prompt_cost + completion_cost, 12)
-        charged = price
-        if kind == "byok":
-            charged = fault.fee_usd if fault.fee_usd is not None else round(price * shapes.BYOK_FEE_FRACTION, 12)
-        elif kind == "plugin_fee":
-            charged = round(price + (fault.fee_usd if fault.fee_usd is not None else shapes.PLUGIN_FEE_USD), 12)
+        charged = _charged(fault, price)
         served = self.served_models.get(model, model)
         if kind == "served_model":
             served = fault.served_model or shapes.DATED_IDS.get(model, f"{model}-20250101")
@@ -320,31 +316,11 @@ class FakeOpenRouter:
                 reasoning_tokens,
                 prompt_cost=prompt_cost,
                 completion_cost=completion_cost,
-                cost=None if kind == "no_cost" else charged,
+                cost=charged,
                 is_byok=kind == "byok",
             )
-            response["usage"] = usage
-            self.billed_calls += 1
-            self.total_cost += charged
-            record = shapes.generation(
-                generation_id,
-                model=served,
-                usage_body=shapes.usage(
-                    prompt_tokens,
-                    completion_tokens,
-                    reasoning_tokens,
-                    prompt_cost=prompt_cost,
-                    completion_cost=completion_cost,
-                    cost=charged,
-                    is_byok=kind == "byok",
-                ),
-                total_cost=charged,
-                finish_reason=finish_reason,
-                native_finish=native,
-                latency_ms=int(self.latency_s * 1000),
-                user=body.get("user"),
-            )
-            self._remember(record)
+            response["usage"] = shapes.without_cost(usage) if kind == "no_cost" else usage
+            self._bill(generation_id, served, usage, finish_reason, native, body.get("user"))
         if kind == "error_in_body":
             response["error"] = {
                 "code": 502,
@@ -373,14 +349,34 @@ class FakeOpenRouter:
             "function": {"name": chosen.get("name", "lookup"), "arguments": json.dumps(arguments)},
         }
 
-    def _remember(self, record: dict[str, Any]) -> None:
-        generation_id = record["id"]
-        self.generations[generation_id] = record
+    def _bill(self, generation_id: str, served: str, usage, finish_reason: str, native: str, user) -> None:
+        """Count a billed reply and keep its generation record for `GET /generation`."""
+        self.billed_calls += 1
+        self.total_cost += usage["cost"]
+        self.generations[generation_id] = shapes.generation(
+            generation_id,
+            model=served,
+            usage_body=usage,
+            finish_reason=finish_reason,
+            native_finish=native,
+            latency_ms=int(self.latency_s * 1000),
+            user=user,
+        )
         self._generation_born[generation_id] = time.monotonic()
         while len(self.generations) > self._history_limit:
             evicted, _ = self.generations.popitem(last=False)
             self._generation_born.pop(evicted, None)
             self._generation_lookups.pop(evicted, None)
+
+
+def _charged(fault: Fault | None, price: float) -> float:
+    """What OpenRouter bills: the price, only its fee for BYOK, the price plus a plugin's fee."""
+    kind = fault.kind if fault is not None else None
+    if kind == "byok":
+        return fault.fee_usd if fault.fee_usd is not None else round(price * shapes.BYOK_FEE_FRACTION, 12)
+    if kind == "plugin_fee":
+        return round(price + (fault.fee_usd if fault.fee_usd is not None else shapes.PLUGIN_FEE_USD), 12)
+    return price
 
 
 def _status_of(fault: Fault) -> int | None:

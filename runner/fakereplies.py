@@ -80,10 +80,10 @@ def usage(
     *,
     prompt_cost: float,
     completion_cost: float,
-    cost: float | None,
+    cost: float,
     is_byok: bool,
 ) -> dict[str, Any]:
-    """`usage` of a chat completion; `cost` None leaves it out (as some real replies do)."""
+    """`usage` of a chat completion: tokens, what OpenRouter charged, what the provider charged."""
     body: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -98,9 +98,12 @@ def usage(
         },
         "completion_tokens_details": {"reasoning_tokens": reasoning_tokens, "image_tokens": 0},
     }
-    if cost is None:
-        del body["cost"], body["cost_details"]
     return body
+
+
+def without_cost(usage_body: dict[str, Any]) -> dict[str, Any]:
+    """`usage` as some real replies have it: tokens but no `cost` (the generation record has it)."""
+    return {key: value for key, value in usage_body.items() if key not in ("cost", "cost_details")}
 
 
 def generation(
@@ -108,7 +111,6 @@ def generation(
     *,
     model: str,
     usage_body: dict[str, Any],
-    total_cost: float,
     finish_reason: str | None,
     native_finish: str | None,
     latency_ms: int,
@@ -116,6 +118,7 @@ def generation(
 ) -> dict[str, Any]:
     """What `GET /generation?id=` answers under `data` (every field openapi.yaml requires)."""
     provider = provider_of(model)
+    total_cost = usage_body["cost"]
     details = usage_body.get("completion_tokens_details") or {}
     upstream = (usage_body.get("cost_details") or {}).get("upstream_inference_cost")
     is_byok = bool(usage_body.get("is_byok"))
