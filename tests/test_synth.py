@@ -150,7 +150,8 @@ def _schema_files() -> dict[str, dict]:
 def _schemas_in(node, folder: Path, pointer: str):
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("schema", "input", "parameters") and isinstance(value, dict):
+            is_schema = key in ("schema", "parameters") or (key == "input" and pointer == "")  # a pipeline's input
+            if is_schema and isinstance(value, dict):
                 yield f"{pointer}/{key}", value
             elif key == "schema" and isinstance(value, str) and (folder / value).is_file():
                 yield f"{pointer}/{key}", json.loads((folder / value).read_text())
