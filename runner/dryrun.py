@@ -1,7 +1,8 @@
 """--dry-run: render every prompt of every record, call nothing, and estimate the cost range.
 
 A step's own output does not exist yet in a dry run, so templates downstream of it see a
-stand-in: schema-valid values for schema steps, empty text for text steps. Steps behind a
+stand-in: schema-valid values for schema steps (the same synthesis as `--mock`), empty text for
+text steps. A schema no value can be made for is reported in `stand_in_problems`. Steps behind a
 `when` are counted as possible calls. Fallback models and re-asks are not counted.
 """
 
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .budget import estimate_prompt_tokens
 from .catalog import Catalog
-from .errors import InputError, RenderError
+from .errors import InputError, RenderError, SynthesisError
 from .inputs import InputItem
 from .render import Renderer
 from .request import build_body
@@ -39,6 +40,7 @@ class Estimate:
     records: int = 0
     invalid_records: int = 0
     render_errors: int = 0
+    stand_in_problems: list[str] = field(default_factory=list)  # "step X: why no valid stand-in"
 
     @property
     def low_usd(self) -> float:
@@ -54,7 +56,7 @@ def estimate(
 ) -> Estimate:
     rows = {step.id: EstimateRow(step.id, step.model) for step in spec.steps}
     result = Estimate(rows=list(rows.values()))
-    stand_ins = {step.id: _stand_in(step) for step in spec.steps}
+    stand_ins = {step.id: _stand_in(step, result.stand_in_problems) for step in spec.steps}
     schemas = {step.id: thaw(step.schema) if step.schema is not None else None for step in spec.steps}
     for item in items:
         if item.problem is not None:
@@ -90,9 +92,12 @@ def estimate(
     return result
 
 
-def _stand_in(step) -> dict:
+def _stand_in(step, problems: list[str]) -> dict:
+    output = ""
     if step.schema is not None:
-        output = synthesize(thaw(step.schema), hashlib.sha256(step.id.encode()).digest(), "", step.id)
-    else:
-        output = ""
+        try:
+            output = synthesize(thaw(step.schema), hashlib.sha256(step.id.encode()).digest())
+        except SynthesisError as exc:
+            output = exc.closest  # still renders downstream prompts; the problem is reported
+            problems.append(f"step '{step.id}': {exc}")
     return {"output": output, "model": step.model, "cost_usd": 0.0, "usage": None, "reasoning": None, "status": "ok"}

@@ -17,6 +17,7 @@
     │   ├── NoEndpointsError                       404: no provider can serve the parameters
     │   └── RequestRejected                        400, or 403 moderation: the step fails at once
     ├── RenderError                   exit_code 1  a template failed at run time (undefined, sandbox)
+    ├── SynthesisError                exit_code 1  no value satisfying a schema could be made (mock, dry run)
     └── (cassette.py) CassetteMiss is a RunStopped: a replayed request the cassette does not hold
 
 Errors carry their context as attributes; `str()` gives the message a user reads.
@@ -119,6 +120,16 @@ class RenderError(PipelineError):
     def __init__(self, message: str, *, step: str | None) -> None:
         super().__init__(message)
         self.step = step
+
+
+class SynthesisError(PipelineError):
+    """No value satisfying a schema could be made: the fake's reply or a dry run's stand-in."""
+
+    def __init__(self, pointer: str, problem: str, closest=None) -> None:
+        super().__init__(f"cannot make a value for the schema at {pointer}: {problem}")
+        self.pointer = pointer
+        self.problem = problem
+        self.closest = closest  # the last candidate tried, which the schema rejects
 
 
 class StoreError(PipelineError):

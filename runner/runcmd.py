@@ -187,6 +187,8 @@ def _print_estimate(pipeline: Pipeline, items, catalog) -> None:
         click.echo(f"{result.invalid_records} record(s) do not match the input schema and would fail", err=True)
     if result.render_errors:
         click.echo(f"{result.render_errors} prompt(s) could not be rendered", err=True)
+    for problem in result.stand_in_problems:
+        click.echo(f"no schema-valid stand-in output for {problem}", err=True)
     unpriced = sorted({row.model for row in result.rows if not row.priced})
     if unpriced:
         click.echo(f"no price in the model catalogue for: {', '.join(unpriced)}", err=True)

@@ -1,7 +1,9 @@
-"""Regenerate openrouter_chat_request.schema.json from OpenRouter's published openapi.yaml.
+"""Regenerate openrouter_chat_request.schema.json and openrouter_responses.schema.json from
+OpenRouter's published openapi.yaml.
 
 Usage: python tests/data/extract_openrouter_schema.py ../shared/openrouter/openapi.yaml
-Keeps ChatRequest and every component it reaches, as one JSON Schema 2020-12 document.
+Keeps ChatRequest (and, in the second file, the reply bodies the fake sends) and every component
+they reach, as JSON Schema 2020-12 documents.
 """
 
 import json
@@ -49,21 +51,42 @@ def _rewrite(node):
     return node
 
 
+RESPONSES = (
+    "ChatResult",
+    "GenerationResponse",
+    "BadRequestResponse",
+    "ForbiddenResponse",
+    "NotFoundResponse",
+    "TooManyRequestsResponse",
+    "InternalServerResponse",
+    "BadGatewayResponse",
+    "ServiceUnavailableResponse",
+)
+
+
 def main(openapi_path: str) -> None:
     spec = yaml.safe_load(Path(openapi_path).read_text(encoding="utf-8"))
     components = spec["components"]["schemas"]
-    defs = _rewrite(reachable(components, "ChatRequest"))
+    _write(components, ("ChatRequest",), "openrouter_chat_request.schema.json", {"$ref": "#/$defs/ChatRequest"})
+    _write(components, RESPONSES, "openrouter_responses.schema.json", {})
+
+
+def _write(components: dict, roots: tuple[str, ...], name: str, extra: dict) -> None:
+    reached: dict = {}
+    for root in roots:
+        reached.update(reachable(components, root))
+    defs = _rewrite(reached)
     document = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$comment": (
-            "ChatRequest from OpenRouter's openapi.yaml (OpenRouterTeam/typescript-sdk "
+            f"{', '.join(roots)} from OpenRouter's openapi.yaml (OpenRouterTeam/typescript-sdk "
             ".speakeasy/in.openapi.yaml, blob 8e7075f312fbb92398a76dba599309d8d1383906, "
             "Apache-2.0 repository, spec info.license MIT); examples and discriminators removed."
         ),
-        "$ref": "#/$defs/ChatRequest",
+        **extra,
         "$defs": defs,
     }
-    out = Path(__file__).with_name("openrouter_chat_request.schema.json")
+    out = Path(__file__).with_name(name)
     out.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {out} with {len(defs)} definitions")
 
