@@ -238,18 +238,22 @@ def _resume_has_work(settings: Settings, pipeline: str, run_id: str, *, mock: bo
 async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> int:
     session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options)
     stopped: RunStopped | None = None
-    async with session:
-        try:
-            result = await session.run(record)
-        except RunStopped as exc:
-            stopped = session.stopped = exc
-        finally:
+    entered = False
+    try:
+        async with session:
+            entered = True
+            try:
+                result = await session.run(record)
+            except RunStopped as exc:
+                stopped = session.stopped = exc
+    finally:
+        if entered:
             click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
     if stopped is not None:
         click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
         return stopped.exit_code
     if result.status == "failed":
-        click.echo(json.dumps(result.line(), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(result.line(), indent=2, ensure_ascii=False))  # the record's line, error included
         error = result.error
         click.echo(
             f"error: step '{error.step}' failed ({error.kind}) after {error.attempts} billed attempt(s); "
@@ -323,7 +327,7 @@ def _report_end(session, stopped: RunStopped | None, interruption: str | None) -
         click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
     elif interruption is not None:
         click.echo(f"stopped: {interruption}; finished records are kept", err=True)
-    else:
+    elif final is None or final["status"] != "interrupted":  # an unexpected error says so itself afterwards
         return
     click.echo(f"finish it later with: --resume {session.run_id}", err=True)
 

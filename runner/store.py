@@ -10,9 +10,10 @@ from typing import Any
 
 from .db import Database, open_database
 from .errors import UsageError
-from .liveness import RunProcess, process_alive, this_process
+from .liveness import RunProcess, this_process
 from .migrations import migrate
 from .results import CacheEntry, CostEvent, RecordResult, StepResult, utc_now
+from .runhistory import RunHistory, check_mock
 
 DEFAULT_DB = ".pipeline/pipeline.db"
 
@@ -43,7 +44,7 @@ _INSERT_COST = (
 MOCK_ENDPOINT = "mock"  # the response cache's label for replies of the built-in fake (--mock)
 
 
-class Store:
+class Store(RunHistory):
     """Opened as a context manager; migrations run on open. `target` is a SQLite path or a postgresql:// URL.
 
     `endpoint` labels the replies this store caches and the only ones it serves (`mock`, or the
@@ -96,24 +97,13 @@ class Store:
         if found and found[0]["pipeline"] != pipeline:
             raise UsageError(f"run {run_id} belongs to pipeline '{found[0]['pipeline']}', not '{pipeline}'")
         if found:
-            _check_mock(f"--run-id {run_id}", found[0], mock)
+            check_mock(f"--run-id {run_id}", found[0], mock)
         process = process or this_process()
         self._write(
             "INSERT INTO runs (id, pipeline, pipeline_path, user_id, status, started_at, mock, pid, host)"
             " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = 'running',"
             " finished_at = NULL, pid = excluded.pid, host = excluded.host",
             (run_id, pipeline, pipeline_path, user_id, utc_now(), int(mock), process.pid, process.host),
-        )
-
-    def run_row(self, run_id: str) -> dict[str, Any] | None:
-        found = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
-        return found[0] if found else None
-
-    def run_exists(self, run_id: str) -> bool:
-        """A run of `runs`, or one whose costs were recorded without a run row (the Python API's)."""
-        return bool(
-            self._query("SELECT id FROM runs WHERE id = ?", (run_id,))
-            or self._query("SELECT id FROM cost_records WHERE run_id = ? LIMIT 1", (run_id,))
         )
 
     def resume_run(
@@ -127,26 +117,6 @@ class Store:
             (process.pid, process.host, run_id),
         )
         return found
-
-    def resumable_run(self, run_id: str, pipeline: str, *, mock: bool) -> dict[str, Any]:
-        """The run's row; refused when it does not exist, belongs to another pipeline or was run against the
-        other kind of endpoint (--mock or not)."""
-        found = self.run_row(run_id)
-        if found is None:
-            raise UsageError(f"--resume {run_id}: no such run in {self._db.label}; `pipeline runs` lists them")
-        if found["pipeline"] != pipeline:
-            raise UsageError(f"--resume {run_id}: that run belongs to pipeline '{found['pipeline']}', not '{pipeline}'")
-        _check_mock(f"--resume {run_id}", found, mock)
-        return found
-
-    def mark_abandoned_runs(self, host: str | None = None) -> list[str]:
-        """Runs still `running` whose process on this host is gone (killed, crashed) become `interrupted`."""
-        host = host or this_process().host
-        running = self._query("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,))
-        abandoned = [row["id"] for row in running if row["pid"] is not None and not process_alive(row["pid"])]
-        for run_id in abandoned:
-            self.finish_run(run_id, "interrupted", only_if="running")
-        return abandoned
 
     def finish_run(self, run_id: str, status: str, *, only_if: str | None = None) -> None:
         """Set the run's final status and its record counts, as the records table has them."""
@@ -322,29 +292,6 @@ class Store:
         self.flush()  # read your own writes
         return self._db.query(sql, parameters)
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The latest runs with their spend, newest first; `mock` marks the fake's runs (their cost is not real)."""
-        return self._run_rows("ORDER BY r.started_at DESC LIMIT ?", (limit,))
-
-    def run_summary(self, run_id: str) -> dict[str, Any] | None:
-        """One run as `pipeline runs` shows it."""
-        found = self._run_rows("WHERE r.id = ?", (run_id,))
-        return found[0] if found else None
-
-    def _run_rows(self, tail: str, parameters: tuple) -> list[dict[str, Any]]:
-        rows = self._query(
-            "SELECT r.id, r.pipeline, r.status, r.mock, r.records_ok, r.records_failed,"
-            " (SELECT COUNT(*) FROM cost_records c WHERE c.run_id = r.id AND c.cached = 0) AS calls,"
-            " (SELECT COUNT(*) FROM cost_records c WHERE c.run_id = r.id AND c.cached = 1) AS cache_hits,"
-            " (SELECT COALESCE(SUM(cost_usd), 0) FROM cost_records c WHERE c.run_id = r.id) AS cost_usd,"
-            f" r.started_at, r.finished_at FROM runs r {tail}",
-            parameters,
-        )
-        for row in rows:
-            row["mock"] = bool(row["mock"])
-            row["cost_usd"] = round(float(row["cost_usd"]), 10)
-        return rows
-
     def run_detail(self, run_id: str) -> dict[str, Any] | None:
         """One run: its row, each record's result and each step's result."""
         found = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -397,13 +344,6 @@ class Store:
                 row[name] = int(row[name] or 0)
             row["cost_usd"] = round(float(row["cost_usd"] or 0), 10)
         return rows
-
-
-def _check_mock(what: str, run: dict[str, Any], mock: bool) -> None:
-    """A run is all --mock or all real: mixing would put the fake's costs beside real spend."""
-    if bool(run["mock"]) != mock:
-        kind = "a --mock run: add --mock" if run["mock"] else "a live run: drop --mock"
-        raise UsageError(f"{what}: that run is {kind} to continue it")
 
 
 def _filters(run_id: str | None, since: str | None, *, include_mock: bool = True) -> tuple[str, tuple]:
