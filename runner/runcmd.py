@@ -22,6 +22,7 @@ from .client import OpenRouterClient
 from .dryrun import estimate
 from .errors import BudgetExceeded, CallError, ConfigurationError, RunStopped, UsageError
 from .inputs import InputItem, read_inputs
+from .liveness import this_process
 from .progress import RunProgress
 from .reports import format_rows, money
 from .spec import thaw
@@ -211,6 +212,8 @@ def _resume_has_work(settings: Settings, pipeline: str, run_id: str, *, mock: bo
     with Store(settings.db, schema=settings.db_schema) as store:
         store.mark_abandoned_runs()
         row = store.resumable_run(run_id, pipeline, mock=mock)
+    if row["status"] == "running" and row["host"] == this_process().host:  # its process is alive: it was checked
+        raise UsageError(f"--resume {run_id}: the run is still running (process {row['pid']}); stop it first")
     done, failed = row["records_ok"], row["records_failed"]
     finished = row["status"] in ("ok", "failed")
     if finished and not failed:

@@ -209,6 +209,11 @@ def test_a_running_run_of_a_live_process_is_left_alone(capsys, monkeypatch, tmp_
         monkeypatch.setenv("PIPELINE_DB", str(tmp_path / "ledger.db"))
         [row] = runs_json(capsys, monkeypatch).values()
         assert row["status"] == "running"
+        monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+        twice = invoke(
+            capsys, monkeypatch, "run", str(CHAIN), "--inputs", str(tmp_path / "in.jsonl"), "--resume", row["id"]
+        )
+        assert twice.code == 2 and "still running" in twice.err
     finally:
         process.kill()
         process.wait(10)
