@@ -7,6 +7,7 @@ The CLI uses exactly this.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ from .inputs import InputItem, aiter_items, record_fingerprint
 from .render import Renderer
 from .results import CacheEntry, CostEvent, RecordResult, RunTotals, StepResult
 from .spec import PipelineSpec, load_spec, thaw
-from .store import DEFAULT_DB, Store
+from .store import DEFAULT_DB, MOCK_ENDPOINT, Store
 from .validate import compile_validator
 
 _log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Settings:
     app_url: str | None = None
     app_name: str | None = None
     models_cache: bool = True
+    mock: bool = False  # base_url is the built-in fake (--mock): its replies and costs are not real
     max_connections: int = 100
     backoff_base_s: float = 0.5  # transport retries wait ~base * 2**n with full jitter, capped
     backoff_max_s: float = 30.0
@@ -174,9 +176,10 @@ class RunOptions:
     """How a run behaves, beyond where it connects (Settings)."""
 
     concurrency: int = 16  # model requests in flight across the whole run
-    use_cache: bool = True  # serve repeated requests from the response cache
+    use_cache: bool = True  # serve repeated requests from the response cache (replies are stored either way)
     max_cost_usd: float | None = None  # hard cap on the run's total `usage.cost`
     resume: bool = False  # the run id names an earlier run to finish
+    retry_failed: bool = False  # resuming: run the records that failed again (else they stay as they were)
 
 
 class Session:
@@ -202,6 +205,9 @@ class Session:
         self.run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
         self.totals = RunTotals()
         self.stopped: RunStopped | None = None
+        self.interrupted = False  # set by the caller when it gave up on the run (its output closed, Ctrl-C)
+        self.resumed_from: dict[str, Any] | None = None  # the run's row as it was, when resuming
+        self.final: dict[str, Any] | None = None  # the run as `pipeline runs` shows it, once finished
         self.catalog: Catalog = EMPTY_CATALOG
         self.gate: RequestGate | None = None
         self.budget: Budget | SharedBudget | None = None
@@ -231,11 +237,14 @@ class Session:
             cache = cache_path_for(settings.base_url) if settings.models_cache else None
             self.catalog = await load_catalog(self._client, cache)
             if settings.db is not None:
-                self._store = Store(settings.db, schema=settings.db_schema)
+                self._store = Store(settings.db, schema=settings.db_schema, endpoint=self.endpoint)
+                self._store.mark_abandoned_runs()
                 if options.resume:
-                    self._store.resume_run(self.run_id, self.pipeline.name)
+                    self.resumed_from = self._store.resume_run(self.run_id, self.pipeline.name, mock=settings.mock)
                 else:
-                    self._store.start_run(self.run_id, self.pipeline.name, self.pipeline.spec.path, self.user_id)
+                    self._store.start_run(
+                        self.run_id, self.pipeline.name, self.pipeline.spec.path, self.user_id, mock=settings.mock
+                    )
             if options.max_cost_usd is not None:
                 self.budget = self._budget(options.max_cost_usd)
         except BaseException:
@@ -249,10 +258,15 @@ class Session:
             self.catalog,
             run_id=self.run_id,
             hooks=Hooks(on_cost=self._on_cost, on_step=self._on_step),
-            cache=self if (self._store is not None and options.use_cache) else None,
+            cache=self if self._store is not None else None,
             budget=self.budget,
         )
         return self
+
+    @property
+    def endpoint(self) -> str:
+        """Where replies come from, as the response cache labels them."""
+        return MOCK_ENDPOINT if self.settings.mock else self.settings.base_url.rstrip("/")
 
     def _budget(self, max_cost_usd: float) -> Budget | SharedBudget:
         unpriced = sorted(
@@ -273,15 +287,16 @@ class Session:
             self.stopped = exc
         if self.stopped:
             status = "stopped"
-        elif isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+        elif self.interrupted or exc is not None:  # Ctrl-C, a closed output, a crash: resumable
             status = "interrupted"
-        elif exc is not None or self.totals.records_failed:
+        elif self.totals.records_failed:
             status = "failed"
         else:
             status = "ok"
         try:
             if self._store is not None:
                 self._store.finish_run(self.run_id, status)
+                self.final = self._store.run_summary(self.run_id)
         finally:
             await self._close()
 
@@ -292,8 +307,8 @@ class Session:
             self._store.close()
 
     def lookup(self, key: str) -> CacheEntry | None:
-        """The response cache, as the executor sees it."""
-        return self._store.cached_reply(key)
+        """The response cache, as the executor sees it; with --no-cache nothing is found, but replies are kept."""
+        return self._store.cached_reply(key) if self.options.use_cache else None
 
     def _on_cost(self, event: CostEvent, entry: CacheEntry | None) -> None:
         self.totals.add_cost(event)
@@ -332,7 +347,9 @@ class Session:
         """One record of a batch: an invalid record becomes a failed result and the batch goes on."""
         fingerprint = record_fingerprint(item.record) if item.problem is None and item.record is not None else None
         if self.options.resume and self._store is not None:
-            stored = self._store.finished_record(self.run_id, str(item.key))
+            stored = self._store.finished_record(
+                self.run_id, str(item.key), include_failed=not self.options.retry_failed
+            )
             if stored is not None and _same_input(stored, fingerprint):
                 result = _stored_result(item.key, stored, self.run_id)
                 self.totals.add_record(result)
@@ -370,14 +387,16 @@ class Session:
         )
 
     async def _flushed(self, batches: AsyncIterator[list[RecordResult]]) -> AsyncIterator[RecordResult]:
-        """Every record is on disk before it is reported done: one write for each batch that finished together."""
-        try:
+        """Every record is on disk before it is reported done: one write for each batch that finished together.
+
+        Closing this stream early (the caller stopped reading) cancels the records in flight at once, so
+        nothing is spent or counted after the caller has told the user where the run stands.
+        """
+        async with contextlib.aclosing(batches):
             async for batch in batches:
                 self._flush()
                 for result in batch:
                     yield result
-        finally:  # a caller that stops reading stops the records in flight now, not at garbage collection
-            await batches.aclose()
 
 
 def _same_input(stored: Mapping[str, Any], fingerprint: str | None) -> bool:

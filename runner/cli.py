@@ -165,8 +165,9 @@ def _pipeline_files(paths: tuple[str, ...]) -> list[str]:
     show_default=True,
     help="Group by: step, module, model, user, day, run, outcome, provider.",
 )
-@click.option("--run", "run_id", metavar="RUN_ID", help="Only this run.")
+@click.option("--run", "run_id", metavar="RUN_ID", help="Only this run (a --mock run too).")
 @click.option("--since", metavar="7d|24h|DATE", help="Only costs recorded since then.")
+@click.option("--include-mock", is_flag=True, help="Count the fake's costs of --mock runs too (they are not spend).")
 @click.option(
     "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
 )
@@ -180,17 +181,26 @@ def costs(
     by: str,
     run_id: str | None,
     since: str | None,
+    include_mock: bool,
     output_format: str,
     export_format: str | None,
     upstream: bool,
     db: str | None,
     db_schema: str | None,
 ) -> None:
-    """What each step, module, model and user spent."""
+    """What each step, module, model and user spent (--mock runs' costs only with --include-mock)."""
     output_format = export_format or output_format
     dimensions = tuple(name.strip() for name in by.split(",") if name.strip())
     with _open_store(db, db_schema) as store:
-        rows = store.cost_summary(dimensions, run_id=run_id, since=since, upstream=upstream)
+        if run_id is not None and not store.run_exists(run_id):
+            raise UsageError(f"--run {run_id}: no such run in this database; `pipeline runs` lists them")
+        rows = store.cost_summary(dimensions, run_id=run_id, since=since, upstream=upstream, include_mock=include_mock)
+        left_out = 0 if include_mock or run_id else store.mock_cost_rows()
+    if left_out:
+        click.echo(
+            f"left out: {left_out} cost row(s) of --mock runs (the fake's, not spend); --include-mock counts them",
+            err=True,
+        )
     click.echo(format_rows(rows, output_format, empty="no costs recorded"), nl=output_format != "csv")
     if output_format == "table" and upstream and rows:
         click.echo(f"upstream total: {money(sum(row['upstream_usd'] or 0 for row in rows))} (billed by providers)")
@@ -211,42 +221,123 @@ def _open_store(db: str | None, schema: str | None = None) -> Store:
 
 
 @cli.command()
-@click.option("--limit", default=20, show_default=True, help="How many runs, newest first.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs, newest first.")
 @click.option(
     "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
 )
 @click.option("--db", metavar="PATH|URL", help="SQLite file or postgresql:// URL (default: $PIPELINE_DB).")
 @click.option("--db-schema", metavar="NAME", help="PostgreSQL schema of the tables ($PIPELINE_DB_SCHEMA).")
 def runs(limit: int, output_format: str, db: str | None, db_schema: str | None) -> None:
-    """The latest runs: status, records, calls and spend."""
+    """The latest runs: status, records, calls and spend; `mock` marks the fake's runs."""
     with _open_store(db, db_schema) as store:
+        store.mark_abandoned_runs()
         rows = store.runs(limit)
+    if output_format == "table":
+        rows = [{**row, "mock": "mock" if row["mock"] else ""} for row in rows]
     click.echo(format_rows(rows, output_format, total=False, empty="no runs recorded"), nl=output_format != "csv")
 
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="table: records, then steps; csv: one row per record; json: the run, its records and steps.",
+)
 @click.option("--db", metavar="PATH|URL", help="SQLite file or postgresql:// URL (default: $PIPELINE_DB).")
 @click.option("--db-schema", metavar="NAME", help="PostgreSQL schema of the tables ($PIPELINE_DB_SCHEMA).")
 def show(run_id: str, output_format: str, db: str | None, db_schema: str | None) -> None:
-    """One run: every record and step, with outputs of finished steps (nothing is lost on failure)."""
+    """One run: every record (invalid inputs included) and step, with outputs (nothing is lost on failure)."""
     with _open_store(db, db_schema) as store:
+        store.mark_abandoned_runs()
         detail = store.run_detail(run_id)
     if detail is None:
         raise UsageError(f"no run {run_id!r} in this database; `pipeline runs` lists them")
     if output_format == "json":
         click.echo(json.dumps(detail, indent=2, ensure_ascii=False))
         return
+    if output_format == "csv":
+        click.echo(format_rows(_record_rows(detail["records"]), "csv"), nl=False)
+        return
     run_row = detail["run"]
     click.echo(
-        f"run {run_row['id']}  pipeline {run_row['pipeline']}  status {run_row['status']}  "
-        f"records ok {run_row['records_ok']} failed {run_row['records_failed']}  started {run_row['started_at']}"
+        f"run {run_row['id']}  pipeline {run_row['pipeline']}  status {run_row['status']}"
+        f"{'  mock' if run_row['mock'] else ''}  records ok {run_row['records_ok']} failed "
+        f"{run_row['records_failed']}  started {run_row['started_at']}"
     )
-    steps = [
-        {key: value for key, value in row.items() if key not in ("output_json", "reasoning")} for row in detail["steps"]
-    ]
+    records = [{**row, "error_message": _shorten(row["error_message"])} for row in _record_rows(detail["records"])]
+    click.echo(format_rows([_without(row, "output") for row in records], "table", empty="no records recorded"))
+    steps = [_without(row, "output_json", "reasoning") for row in detail["steps"]]
     click.echo(format_rows(steps, "table", empty="no steps recorded"))
+
+
+def _record_rows(records: list[dict]) -> list[dict]:
+    """One flat row per record: its key, status, cost, the error's kind, step and message, and its output."""
+    rows = []
+    for record in records:
+        error = json.loads(record["error_json"]) if record["error_json"] else {}
+        rows.append(
+            {
+                "record_key": record["record_key"],
+                "status": record["status"],
+                "cost_usd": record["cost_usd"],
+                "error_kind": error.get("kind"),
+                "error_step": error.get("step"),
+                "error_message": error.get("message"),
+                "output": record["output_json"],
+            }
+        )
+    return rows
+
+
+def _without(row: dict, *names: str) -> dict:
+    return {key: value for key, value in row.items() if key not in names}
+
+
+def _shorten(text: str | None, width: int = 80) -> str | None:
+    return text if text is None or len(text) <= width else text[: width - 3] + "..."
+
+
+@cli.group("cache")
+def cache_group() -> None:
+    """The response cache: replies kept by endpoint (`mock` for --mock, else the API's URL) and request."""
+
+
+@cache_group.command("stats")
+@click.option(
+    "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@click.option("--db", metavar="PATH|URL", help="SQLite file or postgresql:// URL (default: $PIPELINE_DB).")
+@click.option("--db-schema", metavar="NAME", help="PostgreSQL schema of the tables ($PIPELINE_DB_SCHEMA).")
+def cache_stats(output_format: str, db: str | None, db_schema: str | None) -> None:
+    """Entries, size, oldest and newest entry, by endpoint and model."""
+    with _open_store(db, db_schema) as store:
+        rows = store.cache_stats()
+    text = format_rows(rows, output_format, total=False, empty="the response cache is empty")
+    click.echo(text, nl=output_format != "csv")
+    if output_format == "table" and rows:
+        click.echo(
+            f"total: {sum(row['entries'] for row in rows)} entries, {sum(row['size_bytes'] for row in rows)} bytes, "
+            f"oldest {min(row['oldest'] for row in rows)}, newest {max(row['newest'] for row in rows)}"
+        )
+
+
+@cache_group.command("clear")
+@click.option("--mock", "mock_only", is_flag=True, help="Only the fake's replies (of --mock runs, older ones too).")
+@click.option("--older-than", metavar="7d|24h|DATE", help="Only entries written before then.")
+@click.option("--endpoint", metavar="URL", help="Only the replies of this endpoint, as `cache stats` names it.")
+@click.option("--db", metavar="PATH|URL", help="SQLite file or postgresql:// URL (default: $PIPELINE_DB).")
+@click.option("--db-schema", metavar="NAME", help="PostgreSQL schema of the tables ($PIPELINE_DB_SCHEMA).")
+def cache_clear(
+    mock_only: bool, older_than: str | None, endpoint: str | None, db: str | None, db_schema: str | None
+) -> None:
+    """Delete cache entries: every one, or those the options select (they combine)."""
+    with _open_store(db, db_schema) as store:
+        removed = store.clear_cache(mock_only=mock_only, older_than=older_than, endpoint=endpoint)
+    click.echo(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}")
 
 
 def main() -> None:

@@ -155,6 +155,51 @@ def m004_cost_sources(db: Database) -> None:
     )
 
 
+def m005_endpoints_and_run_processes(db: Database) -> None:
+    """The response cache is keyed by the endpoint that answered, so a --mock reply is never served to a
+    live run; runs say whether they were --mock runs and which process (pid, host) runs them, so a killed
+    run can be told from a running one.
+
+    Entries written before have no label: the fake's (its `[mock reply from` text or its `gen-...-fake...`
+    ids) become `mock`, the others OpenRouter's, where real replies came from. Runs whose every cost row
+    is the fake's become mock runs.
+    """
+    db.execute("ALTER TABLE runs ADD COLUMN mock INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+    fake_id, fake_cached_id = "gen-%-fake%", "cached-%-gen-%-fake%"  # parameters: % is psycopg's placeholder
+    db.execute(
+        "UPDATE runs SET mock = 1 WHERE id IN (SELECT run_id FROM cost_records GROUP BY run_id"
+        " HAVING SUM(CASE WHEN id LIKE ? OR id LIKE ? THEN 0 ELSE 1 END) = 0)",
+        (fake_id, fake_cached_id),
+    )
+    db.execute(
+        """
+        CREATE TABLE response_cache_m005 (
+            endpoint TEXT NOT NULL,
+            key TEXT NOT NULL,
+            generation_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            reply_json TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (endpoint, key)
+        )
+        """
+    )
+    db.execute(
+        "INSERT INTO response_cache_m005 (endpoint, key, generation_id, model, reply_json, created_at)"
+        " SELECT CASE WHEN generation_id LIKE ? OR reply_json LIKE ? THEN 'mock' ELSE ? END,"
+        " key, generation_id, model, reply_json, created_at FROM response_cache",
+        (fake_id, '%"content": "[mock reply from%', _OPENROUTER_URL),
+    )
+    db.execute("DROP TABLE response_cache")
+    db.execute("ALTER TABLE response_cache_m005 RENAME TO response_cache")
+    db.execute("CREATE INDEX response_cache_created ON response_cache (created_at)")
+
+
+_OPENROUTER_URL = "https://openrouter.ai/api/v1"  # as of migration 5, whatever the default becomes later
+
+
 def m006_record_fingerprints(db: Database) -> None:
     """A hash of each record's content, so that --resume never serves an old answer to an edited record."""
     db.execute("ALTER TABLE records ADD COLUMN fingerprint TEXT")
@@ -165,6 +210,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[Database], None]], ...] = (
     (2, m002_response_cache),
     (3, m003_budgets),
     (4, m004_cost_sources),
+    (5, m005_endpoints_and_run_processes),
     (6, m006_record_fingerprints),
 )
 

@@ -20,11 +20,13 @@ from .api import Pipeline, RunOptions, Settings, load_pipeline
 from .catalog import bundled_catalog, cache_path_for, load_catalog
 from .client import OpenRouterClient
 from .dryrun import estimate
-from .errors import CallError, ConfigurationError, OutputError, RunStopped, UsageError
+from .errors import BudgetExceeded, CallError, ConfigurationError, OutputError, RunStopped, UsageError
 from .inputs import InputItem, NotANumber, is_stream, parse_json, read_inputs
+from .liveness import this_process
 from .progress import RunProgress
 from .reports import format_rows, money
 from .spec import thaw
+from .store import Store
 
 MOCK_API_KEY = "mock-key-not-secret"
 
@@ -79,7 +81,7 @@ def connection(
     from .fakeserver import FakeServer
 
     with FakeServer(FakeOpenRouter()) as server:
-        yield replace(settings, api_key=MOCK_API_KEY, base_url=server.base_url, models_cache=False)
+        yield replace(settings, api_key=MOCK_API_KEY, base_url=server.base_url, models_cache=False, mock=True)
 
 
 @click.command()
@@ -97,8 +99,9 @@ def connection(
 @click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Hard cap on the run's total cost.")
 @click.option("--dry-run", is_flag=True, help="Render every prompt, call nothing, estimate the cost.")
 @click.option("--mock", is_flag=True, help="Answer from the built-in fake OpenRouter: offline, no key, no cost.")
-@click.option("--no-cache", is_flag=True, help="Do not serve requests from the response cache.")
+@click.option("--no-cache", is_flag=True, help="Serve nothing from the response cache (replies are still stored).")
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an earlier run without paying again.")
+@click.option("--retry-failed", is_flag=True, help="With --resume: run the records that failed again (costs money).")
 @click.option("--run-id", "join_id", metavar="NAME", help="Name the run; workers given the same name share it.")
 @click.option("--db-schema", metavar="NAME", help="PostgreSQL: keep the tables in this schema ($PIPELINE_DB_SCHEMA).")
 def run(
@@ -116,6 +119,7 @@ def run(
     mock: bool,
     no_cache: bool,
     resume_id: str | None,
+    retry_failed: bool,
     join_id: str | None,
     db_schema: str | None,
 ) -> None:
@@ -127,14 +131,23 @@ def run(
         raise UsageError("give the record with --input JSON (or key=value), or a file of records with --inputs")
     if resume_id and join_id:
         raise UsageError("give --resume RUN_ID (finish a run) or --run-id NAME (start or join one), not both")
+    if retry_failed and not resume_id:
+        raise UsageError("--retry-failed goes with --resume RUN_ID: it runs that run's failed records again")
     options = RunOptions(
-        concurrency=concurrency, use_cache=not no_cache, max_cost_usd=max_cost, resume=resume_id is not None
+        concurrency=concurrency,
+        use_cache=not no_cache,
+        max_cost_usd=max_cost,
+        resume=resume_id is not None,
+        retry_failed=retry_failed,
     )
     if dry_run:
         items = _items(pipeline, inputs, inputs_path, key_field)
         with connection(db, mock, need_key=False) as settings:
             _print_estimate(pipeline, items, asyncio.run(_catalog(settings)))
         return
+    if resume_id:
+        settings = Settings.from_env(db=db, db_schema=db_schema)
+        _announce_resume(settings, pipeline.name, resume_id, mock=mock, retry_failed=retry_failed)
     if inputs:
         record = pipeline.check_input(parse_inputs(inputs))
         with connection(db, mock, db_schema=db_schema) as settings:
@@ -194,14 +207,62 @@ def _print_estimate(pipeline: Pipeline, items, catalog) -> None:
         click.echo(f"no price in the model catalogue for: {', '.join(unpriced)}", err=True)
 
 
+def _announce_resume(settings: Settings, pipeline: str, run_id: str, *, mock: bool, retry_failed: bool) -> None:
+    """Say what --resume will run again, or refuse to pay again for a finished run's failed records.
+
+    Records that failed are paid for again when they run again, so that needs --retry-failed.
+    """
+    with Store(settings.db, schema=settings.db_schema) as store:
+        store.mark_abandoned_runs()
+        row = store.resumable_run(run_id, pipeline, mock=mock)
+    if row["status"] == "running" and row["host"] == this_process().host:  # its process is alive: it was checked
+        raise UsageError(f"--resume {run_id}: the run is still running (process {row['pid']}); stop it first")
+    done, failed = row["records_ok"], row["records_failed"]
+    finished = row["status"] in ("ok", "failed")
+    if finished and not failed:
+        click.echo(
+            f"run {run_id} finished with all {done} record(s) done: they are re-emitted without calls; "
+            "a record whose content changed since runs again",
+            err=True,
+        )
+        return
+    if finished and not retry_failed:
+        raise UsageError(
+            f"--resume {run_id}: the run finished and only its {failed} failed record(s) are left; running them "
+            "again costs money: add --retry-failed to do so"
+        )
+    if retry_failed:
+        plan = f"its {failed} failed record(s) run again (--retry-failed)"
+    elif failed:
+        plan = f"its {failed} failed record(s) stay failed (--retry-failed runs them again)"
+    else:
+        plan = "no record had failed"
+    click.echo(
+        f"resuming run {run_id} ({row['status']}): {done} finished record(s) are re-emitted without calls, "
+        f"{plan}, records not run yet run now",
+        err=True,
+    )
+
+
 async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> int:
-    async with pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options) as session:
-        try:
-            result = await session.run(record)
-        finally:
-            click.echo(f"run {session.run_id}: {session.totals.summary()}", err=True)
-    click.echo(json.dumps(result.output, indent=2, ensure_ascii=False))
+    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options)
+    stopped: RunStopped | None = None
+    entered = False
+    try:
+        async with session:
+            entered = True
+            try:
+                result = await session.run(record)
+            except RunStopped as exc:
+                stopped = session.stopped = exc
+    finally:
+        if entered:
+            click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
+    if stopped is not None:
+        click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
+        return stopped.exit_code
     if result.status == "failed":
+        click.echo(json.dumps(result.line(), indent=2, ensure_ascii=False))  # the record's line, error included
         error = result.error
         click.echo(
             f"error: step '{error.step}' failed ({error.kind}) after {error.attempts} billed attempt(s); "
@@ -209,36 +270,46 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
             err=True,
         )
         return 1
+    click.echo(json.dumps(result.output, indent=2, ensure_ascii=False))
     return 0
 
 
 async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out, ordered, inputs_path) -> int:
     total = _count_records(inputs_path)
-    async with pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options) as session:
-        # What is loaded by now lives for the whole run: keep the cyclic GC from walking it again and again.
-        gc.collect()
-        gc.freeze()
-        session.totals.started = time.monotonic()
-        progress = RunProgress(session.totals, total_records=total)
-        stopped: RunStopped | None = None
-        try:
+    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options)
+    stopped: RunStopped | None = None
+    interruption: str | None = None
+    entered = False
+    try:
+        async with session:
+            entered = True
+            # What is loaded by now lives for the whole run: keep the cyclic GC from walking it again and again.
+            gc.collect()
+            gc.freeze()
+            session.totals.started = time.monotonic()
+            progress = RunProgress(session.totals, total_records=total)
             results = session.run_many(items, ordered=ordered, threaded_input=is_stream(inputs_path))
-            async with contextlib.aclosing(results):  # a failed write stops the records in flight too
+            try:
                 async for result in results:
                     _write_line(out, result.line())
                     progress.update()
-        except RunStopped as exc:
-            stopped = exc
-            session.stopped = exc
-        finally:
-            progress.close()
-            click.echo(f"run {session.run_id}: {session.totals.summary()}", err=True)
+            except RunStopped as exc:  # the budget, a stop status, or an output that cannot be written
+                stopped = session.stopped = exc
+            except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels the run, then raises KeyboardInterrupt
+                interruption, session.interrupted = "interrupted (Ctrl-C)", True
+                raise
+            finally:
+                await results.aclose()  # records in flight are cancelled before anything is counted
+                progress.close()
+    finally:
+        if entered:
+            _report_end(session, stopped, interruption)
     if isinstance(stopped, OutputError) and stopped.closed_pipe:
         return 141  # what a shell reports for a program stopped by SIGPIPE (`... | head -1`)
     if stopped is not None:
-        click.echo(f"stopped: {stopped}", err=True)
-        click.echo(f"finish it later with: --resume {session.run_id}", err=True)
         return stopped.exit_code
+    if session.interrupted:
+        return 1
     return 1 if session.totals.records_failed else 0
 
 
@@ -255,6 +326,41 @@ def _write_line(out: TextIO, line: dict[str, Any]) -> None:
     except OSError as exc:
         where = "stdout" if out is sys.stdout else f"--output {getattr(out, 'name', '')}"
         raise OutputError(f"cannot write to {where}: {exc.strerror or exc}") from None
+
+
+def _summary(session) -> str:
+    text = session.totals.summary()
+    return f"{text} (--mock: the fake's costs, nothing was billed)" if session.settings.mock else text
+
+
+def _report_end(session, stopped: RunStopped | None, interruption: str | None) -> None:
+    """The summary, then why the run stopped: every figure as `pipeline runs` shows the run."""
+    click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
+    final = session.final
+    if final is not None and session.resumed_from is not None:
+        click.echo(
+            f"run {session.run_id} in all: {final['records_ok']} record(s) ok, {final['records_failed']} failed; "
+            f"calls: {final['calls']} billed; cost: ${final['cost_usd']:.6f}",
+            err=True,
+        )
+    if stopped is not None:
+        click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
+    elif interruption is not None:
+        click.echo(f"stopped: {interruption}; finished records are kept", err=True)
+    elif final is None or final["status"] != "interrupted":  # an unexpected error says so itself afterwards
+        return
+    click.echo(f"finish it later with: --resume {session.run_id}", err=True)
+
+
+def _stop_reason(stopped: RunStopped, session) -> str:
+    final = session.final
+    if not isinstance(stopped, BudgetExceeded) or final is None:
+        return str(stopped)
+    return (
+        f"--max-cost ${session.options.max_cost_usd:.4f} reached: ${final['cost_usd']:.6f} spent by the run, "
+        f"{final['records_ok']} record(s) finished and {final['records_failed']} failed; the next request could "
+        "have passed the cap, so it was not sent; finished records are kept, resume with a higher --max-cost"
+    )
 
 
 @contextlib.contextmanager

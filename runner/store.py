@@ -12,8 +12,10 @@ from typing import Any
 
 from .db import Database, open_database
 from .errors import UsageError
+from .liveness import RunProcess, this_process
 from .migrations import migrate
 from .results import CacheEntry, CostEvent, RecordResult, StepResult, utc_now
+from .runhistory import RunHistory, check_mock
 
 log = logging.getLogger("runner.store")
 
@@ -61,11 +63,19 @@ _INSERT_GENERATION = (
 )
 
 
-class Store:
-    """Opened as a context manager; migrations run on open. `target` is a SQLite path or a postgresql:// URL."""
+MOCK_ENDPOINT = "mock"  # the response cache's label for replies of the built-in fake (--mock)
 
-    def __init__(self, target: str | Path, *, schema: str | None = None) -> None:
+
+class Store(RunHistory):
+    """Opened as a context manager; migrations run on open. `target` is a SQLite path or a postgresql:// URL.
+
+    `endpoint` labels the replies this store caches and the only ones it serves (`mock`, or the
+    API's base URL): a reply is never served to a run that talks to another endpoint.
+    """
+
+    def __init__(self, target: str | Path, *, schema: str | None = None, endpoint: str | None = None) -> None:
         self.target = str(target)
+        self.endpoint = endpoint
         self._db: Database = open_database(target, schema)
         try:
             self.migrated = migrate(self._db)
@@ -94,36 +104,51 @@ class Store:
     def _write(self, sql: str, parameters: tuple) -> None:
         self._db.transaction({sql: [parameters]})
 
-    def start_run(self, run_id: str, pipeline: str, pipeline_path: str, user_id: str | None) -> None:
+    def start_run(
+        self,
+        run_id: str,
+        pipeline: str,
+        pipeline_path: str,
+        user_id: str | None,
+        *,
+        mock: bool = False,
+        process: RunProcess | None = None,
+    ) -> None:
         """Create the run, or join it when another worker already did (`--run-id`)."""
-        found = self._query("SELECT pipeline FROM runs WHERE id = ?", (run_id,))
+        found = self._query("SELECT pipeline, mock FROM runs WHERE id = ?", (run_id,))
         if found and found[0]["pipeline"] != pipeline:
             raise UsageError(f"run {run_id} belongs to pipeline '{found[0]['pipeline']}', not '{pipeline}'")
+        if found:
+            check_mock(f"--run-id {run_id}", found[0], mock)
+        process = process or this_process()
         self._write(
-            "INSERT INTO runs (id, pipeline, pipeline_path, user_id, status, started_at)"
-            " VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL",
-            (run_id, pipeline, pipeline_path, user_id, utc_now()),
+            "INSERT INTO runs (id, pipeline, pipeline_path, user_id, status, started_at, mock, pid, host)"
+            " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = 'running',"
+            " finished_at = NULL, pid = excluded.pid, host = excluded.host",
+            (run_id, pipeline, pipeline_path, user_id, utc_now(), int(mock), process.pid, process.host),
         )
 
-    def resume_run(self, run_id: str, pipeline: str) -> None:
-        """Reopen a run; refused when it does not exist or belongs to another pipeline."""
-        found = self._query("SELECT pipeline FROM runs WHERE id = ?", (run_id,))
-        if not found:
-            raise UsageError(f"--resume {run_id}: no such run in {self._db.label}; `pipeline runs` lists them")
-        if found[0]["pipeline"] != pipeline:
-            raise UsageError(
-                f"--resume {run_id}: that run belongs to pipeline '{found[0]['pipeline']}', not '{pipeline}'"
-            )
-        self._write("UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", (run_id,))
+    def resume_run(
+        self, run_id: str, pipeline: str, *, mock: bool = False, process: RunProcess | None = None
+    ) -> dict[str, Any]:
+        """Reopen a run and return its row as it was."""
+        found = self.resumable_run(run_id, pipeline, mock=mock)
+        process = process or this_process()
+        self._write(
+            "UPDATE runs SET status = 'running', finished_at = NULL, pid = ?, host = ? WHERE id = ?",
+            (process.pid, process.host, run_id),
+        )
+        return found
 
-    def finish_run(self, run_id: str, status: str) -> None:
+    def finish_run(self, run_id: str, status: str, *, only_if: str | None = None) -> None:
+        """Set the run's final status and its record counts, as the records table has them."""
         self.flush()
         self._write(
             "UPDATE runs SET status = ?, finished_at = ?,"
             " records_ok = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status != 'failed'),"
             " records_failed = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status = 'failed')"
-            " WHERE id = ?",
-            (status, utc_now(), run_id, run_id, run_id),
+            " WHERE id = ? AND status = COALESCE(?, status)",
+            (status, utc_now(), run_id, run_id, run_id, only_if),
         )
 
     def run_spend(self, run_id: str) -> float:
@@ -193,22 +218,59 @@ class Store:
                     ),
                 )
             )  # fmt: skip
-        if entry is not None:
+        if entry is not None and self.endpoint is not None:
             self._pending_replies[entry.key] = entry
             self._queue(
                 (
-                    "INSERT INTO response_cache (key, generation_id, model, reply_json, created_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-                    (entry.key, event.id, event.model, entry.to_json(), event.created_at),
+                    "INSERT INTO response_cache (endpoint, key, generation_id, model, reply_json, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, key) DO NOTHING",
+                    (self.endpoint, entry.key, event.id, event.model, entry.to_json(), event.created_at),
                 )
             )
 
     def cached_reply(self, cache_key: str) -> CacheEntry | None:
+        """The reply this store's endpoint gave to the same request, if it is cached."""
+        if self.endpoint is None:
+            return None
         waiting = self._pending_replies.get(cache_key)
         if waiting is not None:
             return waiting
-        row = self._db.one("SELECT reply_json FROM response_cache WHERE key = ?", (cache_key,))
+        row = self._db.one(
+            "SELECT reply_json FROM response_cache WHERE endpoint = ? AND key = ?", (self.endpoint, cache_key)
+        )
         return CacheEntry.from_json(cache_key, row[0]) if row else None
+
+    def cache_stats(self) -> list[dict[str, Any]]:
+        """The response cache by endpoint and model: entries, size in bytes, oldest and newest entry."""
+        octets = "OCTET_LENGTH({})" if self.backend == "postgresql" else "LENGTH(CAST({} AS BLOB))"
+        size = " + ".join(octets.format(column) for column in ("key", "generation_id", "reply_json"))
+        rows = self._query(
+            "SELECT endpoint, model, COUNT(*) AS entries,"
+            f" SUM({size}) AS size_bytes,"
+            " MIN(created_at) AS oldest, MAX(created_at) AS newest"
+            " FROM response_cache GROUP BY endpoint, model ORDER BY endpoint, model"
+        )
+        for row in rows:
+            row["entries"], row["size_bytes"] = int(row["entries"]), int(row["size_bytes"] or 0)
+        return rows
+
+    def clear_cache(
+        self, *, mock_only: bool = False, older_than: str | None = None, endpoint: str | None = None
+    ) -> int:
+        """Delete cache entries (those of --mock, older than a duration, of one endpoint); returns how many."""
+        clauses, parameters = [], []
+        if mock_only:
+            clauses.append("endpoint = ?")
+            parameters.append(MOCK_ENDPOINT)
+        if endpoint is not None:
+            clauses.append("endpoint = ?")
+            parameters.append(endpoint)
+        if older_than is not None:
+            clauses.append("created_at < ?")
+            parameters.append(since_timestamp(older_than, option="--older-than"))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        self.flush()
+        return self._db.execute(f"DELETE FROM response_cache{where}", tuple(parameters))
 
     def add_step(self, run_id: str, record_key: str, result: StepResult) -> None:
         """Queued; written at the next flush()."""
@@ -288,11 +350,11 @@ class Store:
         if kept:
             self._db.transaction({_INSERT_DUPLICATE: kept})
 
-    def finished_record(self, run_id: str, record_key: str) -> dict[str, Any] | None:
-        """A record this run already finished (ok or skipped), with its input's fingerprint, for --resume."""
+    def finished_record(self, run_id: str, record_key: str, *, include_failed: bool = False) -> dict[str, Any] | None:
+        """A record this run already finished (ok or skipped; failed too if asked), with its input's fingerprint."""
         found = self._query(
-            "SELECT status, output_json, error_json, fingerprint FROM records"
-            " WHERE run_id = ? AND record_key = ? AND status != 'failed'",
+            "SELECT status, output_json, error_json, fingerprint FROM records WHERE run_id = ? AND record_key = ?"
+            + ("" if include_failed else " AND status != 'failed'"),
             (run_id, record_key),
         )
         return found[0] if found else None
@@ -300,16 +362,6 @@ class Store:
     def _query(self, sql: str, parameters: tuple = ()) -> list[dict[str, Any]]:
         self.flush()  # read your own writes
         return self._db.query(sql, parameters)
-
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The latest runs with their spend, newest first."""
-        return self._query(
-            "SELECT r.id, r.pipeline, r.status, r.records_ok, r.records_failed,"
-            " (SELECT COUNT(*) FROM cost_records c WHERE c.run_id = r.id) AS calls,"
-            " (SELECT COALESCE(SUM(cost_usd), 0) FROM cost_records c WHERE c.run_id = r.id) AS cost_usd,"
-            " r.started_at, r.finished_at FROM runs r ORDER BY r.started_at DESC LIMIT ?",
-            (limit,),
-        )
 
     def run_detail(self, run_id: str) -> dict[str, Any] | None:
         """One run: its row, each record's result and each step's result."""
@@ -328,22 +380,34 @@ class Store:
         )
         return {"run": found[0], "records": records, "steps": steps}
 
+    def mock_cost_rows(self) -> int:
+        """How many cost rows belong to --mock runs (left out of cost reports unless asked for)."""
+        row = self._db.one("SELECT COUNT(*) FROM cost_records WHERE run_id IN (SELECT id FROM runs WHERE mock = 1)")
+        return int(row[0])
+
     def cost_rows(self, run_id: str | None = None) -> list[dict[str, Any]]:
         where, parameters = _filters(run_id, None)
         return self._query(f"SELECT * FROM cost_records {where} ORDER BY created_at, id", parameters)
 
     def cost_summary(
-        self, by: tuple[str, ...], *, run_id: str | None = None, since: str | None = None, upstream: bool = False
+        self,
+        by: tuple[str, ...],
+        *,
+        run_id: str | None = None,
+        since: str | None = None,
+        upstream: bool = False,
+        include_mock: bool = False,
     ) -> list[dict[str, Any]]:
         """Spend grouped by the named dimensions (step, module, model, user, day, ...).
 
         `upstream` adds what providers billed (`upstream_usd`, for BYOK outside OpenRouter's
         `cost_usd`) and the BYOK calls; `duplicates` and `estimated` appear when any row has them.
+        The rows of --mock runs are the fake's, not spend: left out unless asked for (or their run is named).
         """
         unknown = [name for name in by if name not in GROUP_COLUMNS]
         if unknown:
             raise UsageError(f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUP_COLUMNS)}")
-        where, parameters = _filters(run_id, since)
+        where, parameters = _filters(run_id, since, include_mock=include_mock or run_id is not None)
         keys = [f"{GROUP_COLUMNS[name]} AS {'user' if name == 'user' else name}" for name in by]
         group = f"GROUP BY {', '.join(GROUP_COLUMNS[name] for name in by)} ORDER BY cost_usd DESC" if by else ""
         sql = (
@@ -370,8 +434,10 @@ class Store:
         return rows
 
 
-def _filters(run_id: str | None, since: str | None) -> tuple[str, tuple]:
+def _filters(run_id: str | None, since: str | None, *, include_mock: bool = True) -> tuple[str, tuple]:
     clauses, parameters = [], []
+    if not include_mock:
+        clauses.append("run_id NOT IN (SELECT id FROM runs WHERE mock = 1)")
     if run_id:
         clauses.append("run_id = ?")
         parameters.append(run_id)
@@ -385,7 +451,7 @@ _DURATION = re.compile(r"^(?P<amount>\d+)(?P<unit>[smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def since_timestamp(since: str, now: datetime | None = None) -> str:
+def since_timestamp(since: str, now: datetime | None = None, *, option: str = "--since") -> str:
     """`7d`, `24h`, `30m` ago, or an ISO date, as the ISO-8601 UTC text stored in created_at."""
     match = _DURATION.match(since.strip())
     if match:
@@ -395,7 +461,7 @@ def since_timestamp(since: str, now: datetime | None = None) -> str:
         moment = datetime.fromisoformat(since.strip())
     except ValueError:
         raise UsageError(
-            f"--since {since!r}: use a duration such as 7d, 24h or 30m, or a date such as 2026-11-01"
+            f"{option} {since!r}: use a duration such as 7d, 24h or 30m, or a date such as 2026-11-01"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

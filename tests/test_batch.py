@@ -356,7 +356,9 @@ def test_one_bad_record_fails_alone_and_resume_survives_it(capsys, monkeypatch, 
     assert all(line["status"] == "ok" for line in by_key.values())
     run_id = first.err.split("run ", 1)[1].split(":", 1)[0]
 
-    resumed = run_batch(capsys, monkeypatch, str(tmp_path / name), "--output", str(out), "--resume", run_id)
+    resumed = run_batch(
+        capsys, monkeypatch, str(tmp_path / name), "--output", str(out), "--resume", run_id, "--retry-failed"
+    )
     assert resumed.code == 1, resumed.err
     assert "Traceback" not in resumed.err
     assert {line["key"]: line["status"] for line in lines(out)} == {

@@ -32,7 +32,7 @@ def test_every_example_runs_with_mock_and_costs_list_each_step(capsys, monkeypat
     assert isinstance(output, dict) and output
     assert "1 ok, 0 failed" in result.err and "billed" in result.err
 
-    costs = invoke(capsys, monkeypatch, "costs", "--format", "json")
+    costs = invoke(capsys, monkeypatch, "costs", "--format", "json", "--include-mock")
     assert costs.code == 0, costs.err
     rows = json.loads(costs.out)
     steps = {row["step"] for row in rows}
@@ -132,9 +132,9 @@ def test_costs_formats_and_grouping(capsys, monkeypatch):
         invoke(capsys, monkeypatch, "run", str(EXAMPLES / "ticket_triage.yaml"), "--mock", "--input", "ticket=hi").code
         == 0
     )
-    table = invoke(capsys, monkeypatch, "costs", "--by", "module")
+    table = invoke(capsys, monkeypatch, "costs", "--by", "module", "--include-mock")
     assert table.code == 0 and "module" in table.out and "triage" in table.out and "total: $" in table.out
-    csv_out = invoke(capsys, monkeypatch, "costs", "--by", "model,day", "--format", "csv")
+    csv_out = invoke(capsys, monkeypatch, "costs", "--by", "model,day", "--format", "csv", "--include-mock")
     assert csv_out.out.splitlines()[0].startswith("model,day,calls,")
     bad = invoke(capsys, monkeypatch, "costs", "--by", "colour")
     assert bad.code == 2 and "choose from" in bad.err

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 import pytest
 
 from runner.db import open_database
 from runner.errors import StoreError, UsageError
+from runner.liveness import RunProcess
 from runner.migrations import MIGRATIONS, migrate
-from runner.reply import Usage
-from runner.results import CostEvent
+from runner.reply import Reply, Usage
+from runner.results import CacheEntry, CostEvent, RecordResult
 from runner.store import Store, since_timestamp
+from runner.validate import Verdict
 
 from .conftest import invoke
 
@@ -262,3 +269,88 @@ def test_budget_reservations_are_atomic(backend):
         store.settle_budget("run-b", 0.6, 0.1)
         ok, spent, cap = store.try_reserve("run-b", 0.6)
         assert ok and spent == pytest.approx(0.1) and cap == 1.0
+
+
+def cache_entry(key: str, content: str, generation_id: str = "gen-1") -> CacheEntry:
+    reply = Reply(generation_id, "m/x", "P", content, None, "stop", "stop", Usage(1, 1, 0, 0, 2, 0.01), None, 5)
+    return CacheEntry(key, reply, Verdict("ok", content))
+
+
+def test_the_cache_serves_each_endpoint_its_own_replies(backend):
+    target, schema = backend
+    with Store(target, schema=schema, endpoint="mock") as mock:
+        mock.add_cost(event(id="gen-1-fake1"), cache_entry("k1", "[mock reply from m/x] hi", "gen-1-fake1"))
+        mock.flush()
+        assert mock.cached_reply("k1").reply.content == "[mock reply from m/x] hi"
+    with Store(target, schema=schema, endpoint="https://openrouter.ai/api/v1") as live:
+        assert live.cached_reply("k1") is None
+        live.add_cost(
+            event(id="gen-real", created_at=since_timestamp("1h")), cache_entry("k1", "a real answer", "gen-real")
+        )
+        assert live.cached_reply("k1").reply.content == "a real answer"
+        stats = {row["endpoint"]: row for row in live.cache_stats()}
+        assert set(stats) == {"mock", "https://openrouter.ai/api/v1"}
+        assert stats["mock"]["entries"] == 1 and stats["mock"]["size_bytes"] > len("[mock reply from m/x] hi")
+        assert live.clear_cache(mock_only=True) == 1
+        assert live.clear_cache(older_than="7d") == 0
+        assert [row["endpoint"] for row in live.cache_stats()] == ["https://openrouter.ai/api/v1"]
+        assert live.clear_cache(older_than="30m") == 1 and live.cache_stats() == []
+
+
+def test_m005_labels_the_fakes_old_cache_entries_and_runs_as_mock(backend, monkeypatch):
+    target, schema = backend
+    database = open_database(target, schema)
+    try:
+        monkeypatch.setattr("runner.migrations.MIGRATIONS", MIGRATIONS[:3])
+        migrate(database)
+        rows = [
+            ("k-text", "gen-9-real1", json.dumps({"reply": {"content": "[mock reply from m/x] hello"}})),
+            ("k-json", "gen-1764000000-fake000000000001", json.dumps({"reply": {"content": '{"a": 1}'}})),
+            ("k-real", "gen-1764000000-abcdef", json.dumps({"reply": {"content": "a real answer"}})),
+        ]
+        for key, generation_id, reply in rows:
+            database.execute(
+                "INSERT INTO response_cache (key, generation_id, model, reply_json, created_at) VALUES (?, ?, 'm', ?, ?)",
+                (key, generation_id, reply, "2026-11-01T00:00:00.000Z"),
+            )
+        for run_id, cost_id in (
+            ("run-mock", "gen-1764000000-fake000000000002"),
+            ("run-mock", "cached-18f2a-gen-1764000000-fake000000000001"),
+            ("run-real", "gen-1764000000-xyz"),
+            ("run-real", "cached-18f2b-gen-1764000000-fake000000000003"),  # a poisoned hit, beside real spend
+        ):
+            database.execute(
+                "INSERT INTO runs (id, pipeline, pipeline_path, status, started_at) VALUES (?, 'p', 'p.yaml', 'ok', ?)"
+                " ON CONFLICT (id) DO NOTHING",
+                (run_id, "2026-11-01T00:00:00.000Z"),
+            )
+            database.execute(
+                "INSERT INTO cost_records (id, run_id, record_key, step, module, requested_model, model, attempt,"
+                " outcome, created_at) VALUES (?, ?, '1', 's', 'm', 'm', 'm', 1, 'ok', ?)",
+                (cost_id, run_id, "2026-11-01T00:00:00.000Z"),
+            )
+        monkeypatch.undo()
+        assert 5 in migrate(database)
+        labels = {row["key"]: row["endpoint"] for row in database.query("SELECT key, endpoint FROM response_cache")}
+        mock_runs = {row["id"]: row["mock"] for row in database.query("SELECT id, mock FROM runs")}
+    finally:
+        database.close()
+    assert labels == {"k-text": "mock", "k-json": "mock", "k-real": "https://openrouter.ai/api/v1"}
+    assert mock_runs == {"run-mock": 1, "run-real": 0}
+    with Store(target, schema=schema) as store:
+        assert store.clear_cache(mock_only=True) == 2
+        assert store.cost_summary(("run",))[0]["run"] == "run-real"
+        assert {row["run"] for row in store.cost_summary(("run",), include_mock=True)} == {"run-mock", "run-real"}
+
+
+def test_runs_whose_process_is_gone_become_interrupted(backend):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = RunProcess(int(finished.stdout), socket.gethostname())
+    with Store(backend[0], schema=backend[1]) as store:
+        store.start_run("run-killed", "p", "p.yaml", None, process=dead)
+        store.add_record(RecordResult("1", "ok", {"a": 1}, MappingProxyType({}), run_id="run-killed"))
+        store.start_run("run-alive", "p", "p.yaml", None)
+        store.start_run("run-elsewhere", "p", "p.yaml", None, process=RunProcess(dead.pid, "another-host"))
+        assert store.mark_abandoned_runs() == ["run-killed"]
+        statuses = {row["id"]: (row["status"], row["records_ok"]) for row in store.runs()}
+    assert statuses == {"run-killed": ("interrupted", 1), "run-alive": ("running", 0), "run-elsewhere": ("running", 0)}
