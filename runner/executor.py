@@ -175,7 +175,7 @@ class Executor:
                 return StepResult(step_id, "skipped")
         except RenderError as exc:
             log.error("record %s: %s", key, exc)
-            return _failed(step_id, exc.kind, _Attempts())
+            return _render_failed(step_id, exc)
         return self._run_step(self._steps[step_id], context, key, user_id)
 
     def _finish(self, key: str, result: StepResult, context: dict, results: dict) -> None:
@@ -194,7 +194,7 @@ class Executor:
             output = self._renderer.output(context)
         except RenderError as exc:
             log.error("record %s: %s", key, exc)
-            summary = FailureSummary(kind=exc.kind, step="output", attempts=0, models=())
+            summary = FailureSummary(kind=exc.kind, step="output", attempts=0, models=(), message=exc.message)
             return RecordResult(given_key, "failed", None, frozen, error=summary, run_id=self._run_id)
         status = "skipped" if results and all(result.status == "skipped" for result in results.values()) else "ok"
         return RecordResult(given_key, status, output, frozen, run_id=self._run_id)
@@ -213,7 +213,7 @@ class Executor:
             messages = self._renderer.messages(step, context)
         except RenderError as exc:
             log.error("record %s: %s", key, exc)
-            return _failed(step.id, exc.kind, attempts)
+            return _render_failed(step.id, exc)
         server_mode = step.fallback_mode == "server"
         candidates = (step.model,) if server_mode else step.models
         last_kind = "error"
@@ -340,6 +340,12 @@ def _failed(step_id: str, kind: str, attempts: _Attempts) -> StepResult:
         attempts=attempts.count,
         error=FailureSummary(kind=kind, step=step_id, attempts=attempts.count, models=tuple(attempts.models)),
     )
+
+
+def _render_failed(step_id: str, exc: RenderError) -> StepResult:
+    """A template of the step failed for this record: the record fails, saying where, and the others go on."""
+    summary = FailureSummary(kind=exc.kind, step=step_id, message=exc.message)
+    return StepResult(step_id, "failed", error=summary)
 
 
 def _log_bad_reply(key: str, step_id: str, model: str, reply: Reply, verdict: Verdict) -> None:

@@ -127,17 +127,33 @@ def _text(compiled: Compiled, context: Mapping[str, Any], step_id: str) -> str:
 
 
 def _run(compiled: Compiled, context: Mapping[str, Any], step_id: str | None) -> Any:
+    """Evaluate one template; every failure of a user's template becomes a RenderError for its record."""
     try:
-        return compiled.evaluate(context)
+        value = compiled.evaluate(context)
+        _refuse_undefined(value)
+        return value
     except jinja2.UndefinedError as exc:
-        problem = exc.message
+        problem = exc.message or "undefined value"
     except jinja2.TemplateError as exc:
         problem = str(exc)
-    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+    except Exception as exc:  # anything a template's expression raises fails only its record
         problem = f"{type(exc).__name__}: {exc}"
     template = compiled.template
     owner = f" of step '{step_id}'" if step_id else ""
     raise RenderError(f"{template.path}:{template.line}: `{template.field}`{owner}: {problem}", step=step_id)
+
+
+def _refuse_undefined(value: Any) -> None:
+    """A lone `{{ expression }}` evaluates natively and may hand back an Undefined instead of raising:
+    raise its error now, so it fails this record rather than whoever serialises the value later."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    elif isinstance(value, dict):
+        for item in value.values():
+            _refuse_undefined(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_undefined(item)
 
 
 def _compile_output(environment: SandboxedEnvironment, value: Any, templates) -> Callable[[Mapping[str, Any]], Any]:
