@@ -13,7 +13,7 @@ from typing import Any
 import networkx as nx
 
 from .errors import SpecError, SpecErrors
-from .refs import Reference, check_reference, references
+from .refs import Reference, check_input_reference, check_reference, input_references, references
 from .spec import PipelineSpec, Template
 
 
@@ -119,6 +119,11 @@ def _checked(template: Template, spec: PipelineSpec, errors: list[SpecError]) ->
     except SpecError as exc:
         errors.append(exc)
         return ()
+    for input_reference in input_references(template):
+        try:
+            check_input_reference(input_reference, spec.input_schema)
+        except SpecError as exc:
+            errors.append(exc)
     valid = []
     for reference in found:
         try:

@@ -14,6 +14,8 @@ from .errors import SpecError
 from .spec import PipelineSpec, Template
 
 STEP_FIELDS = ("output", "model", "cost_usd", "usage", "reasoning", "status")
+_GUARD_FILTERS = frozenset({"default", "d"})
+_GUARD_TESTS = frozenset({"defined", "undefined", "none"})
 
 # Parsing needs no sandbox and no filters: only the syntax tree is read here.
 _PARSER = jinja2.Environment()
@@ -25,10 +27,23 @@ class Reference:
     chain: tuple[str, ...]  # attributes after the step id: ("output", "category")
     line: int  # line in the file the template came from
     template: Template
+    guarded: bool = False  # under `| default(...)` or tested with `is defined`: a missing value is handled
 
     @property
     def text(self) -> str:
         return ".".join(("steps", self.step, *self.chain))
+
+
+@dataclass(frozen=True)
+class InputReference:
+    chain: tuple[str, ...]  # ("customer", "name") for input.customer.name
+    line: int
+    template: Template
+    guarded: bool
+
+    @property
+    def text(self) -> str:
+        return ".".join(("input", *self.chain))
 
 
 def parse(template: Template) -> nodes.Template:
@@ -47,7 +62,42 @@ def parse(template: Template) -> nodes.Template:
 def references(template: Template) -> tuple[Reference, ...]:
     """Every `steps.<id>` chain in the template; bare or computed uses of `steps` are errors."""
     tree = parse(template)
-    return tuple(_collect(tree, template))
+    guarded = _guarded_chains(tree, "steps")
+    return tuple(
+        Reference(
+            reference.step, reference.chain, reference.line, template, (reference.step, *reference.chain) in guarded
+        )
+        for reference in _collect(tree, template)
+    )
+
+
+def input_references(template: Template) -> tuple[InputReference, ...]:
+    """Every `input.<property>...` chain in the template (method calls and computed subscripts end a chain)."""
+    tree = parse(template)
+    guarded = _guarded_chains(tree, "input")
+    parents = {id(parent.node): parent for parent in tree.find_all(nodes.Getattr | nodes.Getitem | nodes.Call)}
+    found = []
+    for node in tree.find_all(nodes.Getattr | nodes.Getitem):
+        chain = _chain(node, root="input")
+        parent = parents.get(id(node))
+        if chain is None or isinstance(parent, nodes.Getattr | nodes.Getitem):
+            continue  # not about input, or `input.a` inside a longer `input.a.b`
+        if isinstance(parent, nodes.Call):
+            chain = chain[:-1]  # `input.text.upper()`: the last name is a method
+        if chain:
+            found.append(InputReference(chain, template.line + node.lineno - 1, template, chain in guarded))
+    return tuple(found)
+
+
+def _guarded_chains(tree: nodes.Template, root: str) -> frozenset[tuple[str, ...]]:
+    """Chains the template handles when missing: `x | default(...)`, `x is defined`, `x is none`."""
+    guarded = set()
+    for node in tree.find_all(nodes.Filter | nodes.Test):
+        if node.name in (_GUARD_FILTERS if isinstance(node, nodes.Filter) else _GUARD_TESTS) and node.node is not None:
+            chain = _chain(node.node, root=root)
+            if chain is not None:
+                guarded.add(chain)
+    return frozenset(guarded)
 
 
 def _collect(node: nodes.Node, template: Template) -> Iterator[Reference]:
@@ -82,7 +132,7 @@ def _subscript_arguments(node: nodes.Node, template: Template) -> Iterator[Refer
         node = node.node
 
 
-def _chain(node: nodes.Node) -> tuple[str, ...] | None:
+def _chain(node: nodes.Node, root: str = "steps") -> tuple[str, ...] | None:
     """("classify", "output", "category") for steps.classify.output.category, else None."""
     parts: list[str] = []
     while True:
@@ -95,7 +145,7 @@ def _chain(node: nodes.Node) -> tuple[str, ...] | None:
         else:
             break
         node = node.node
-    if isinstance(node, nodes.Name) and node.name == "steps" and parts:
+    if isinstance(node, nodes.Name) and node.name == root and parts:
         return tuple(reversed(parts))
     return None
 
@@ -120,6 +170,56 @@ def check_reference(reference: Reference, spec: PipelineSpec) -> None:
     schema = spec.step(reference.step).schema
     if field == "output" and schema is not None:
         _check_path(reference, schema, reference.chain[1:])
+    elif field == "output" and len(reference.chain) > 1 and not reference.chain[1].isdigit():
+        raise _error(
+            reference,
+            f"`{reference.text}`: step '{reference.step}' has no `schema`, so its output is text with no property "
+            f"'{reference.chain[1]}'; use `steps.{reference.step}.output`, or give step '{reference.step}' a schema "
+            f"with a property '{reference.chain[1]}'",
+        )
+
+
+def undefined_input_property(reference: InputReference, input_schema: Mapping[str, Any] | None) -> tuple[str, bool]:
+    """The first name of the chain the `input` schema does not define, and whether the schema is closed to it.
+
+    ("", False) when every name is defined or the schema says nothing about properties there.
+    """
+    schema: Any = input_schema
+    for name in reference.chain:
+        if not isinstance(schema, Mapping):
+            return "", False
+        properties = schema.get("properties")
+        closed = schema.get("additionalProperties") is False or schema.get("unevaluatedProperties") is False
+        if not isinstance(properties, Mapping):
+            return (name, True) if closed else ("", False)
+        if name not in properties:
+            return name, closed
+        schema = properties[name]
+    return "", False
+
+
+def check_input_reference(reference: InputReference, input_schema: Mapping[str, Any] | None) -> None:
+    """A name a closed `input` schema does not define can never be there: a load error (open schemas: a warning)."""
+    name, closed = undefined_input_property(reference, input_schema)
+    if not (name and closed):
+        return
+    properties = _properties_at(input_schema, reference.chain[: reference.chain.index(name)])
+    hint = difflib.get_close_matches(name, list(properties), n=1)
+    fix = f"did you mean '{hint[0]}'?" if hint else f"it defines: {', '.join(properties) or 'no properties'}"
+    template = reference.template
+    raise SpecError(
+        f"in `{template.field}`: `{reference.text}`: the `input` schema has no property '{name}' and allows no "
+        f"others (additionalProperties: false); {fix}",
+        path=template.path,
+        line=reference.line,
+        field=template.field,
+    )
+
+
+def _properties_at(schema: Any, path: tuple[str, ...]) -> Mapping[str, Any]:
+    for name in path:
+        schema = schema["properties"][name]
+    return schema.get("properties") or {}
 
 
 def _check_path(reference: Reference, schema: Mapping[str, Any], path: tuple[str, ...]) -> None:

@@ -49,7 +49,10 @@ def test_sandbox_blocks_unsafe_attribute_access(tmp_path):
 def test_when_is_a_boolean(tmp_path):
     path = write_pipeline(
         tmp_path,
-        HEAD + "steps:\n  a:\n    prompt: hi\n  b:\n    when: \"{{ steps.a.output.kind != 'spam' }}\"\n    prompt: hi\n"
+        HEAD
+        + "steps:\n  a:\n    prompt: hi\n    schema: {type: object, additionalProperties: false, required: [kind, flag],"
+        " properties: {kind: {type: string}, flag: {type: boolean}}}\n"
+        "  b:\n    when: \"{{ steps.a.output.kind != 'spam' }}\"\n    prompt: hi\n"
         "  c:\n    when: 'Flag: {{ steps.a.output.flag }}'\n    prompt: hi\n",
     )
     pipeline = load_pipeline(path)

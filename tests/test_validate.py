@@ -86,3 +86,12 @@ def test_graph_mermaid_and_dot(capsys, monkeypatch):
     assert "drafting · anthropic/claude-sonnet-4.5 · when" in mermaid.out
     dot = invoke(capsys, monkeypatch, "graph", "--format", "dot", str(EXAMPLES / "invoice_check.yaml"))
     assert 'digraph "invoice-check" {' in dot.out and "extract -> audit;" in dot.out and dot.out.rstrip().endswith("}")
+
+
+def test_guarded_optional_values_give_no_warning():
+    """`| default(...)`, `is defined` and `(x or {})` handle a missing value; only the unguarded uses warn."""
+    findings = {}
+    for name in ("input_property_optional", "skipped_output_field"):
+        pipeline = load_pipeline(FIXTURES / "lint" / f"{name}.yaml")
+        findings[name] = [f.line for f in lint(pipeline.spec, pipeline.graph, bundled_catalog())]
+    assert findings == {"input_property_optional": [15], "skipped_output_field": [20]}
