@@ -1,7 +1,13 @@
-"""JSON Schema rules for structured outputs, shared by the loader and the reply validator."""
+"""JSON Schema rules for structured outputs, shared by the loader and the reply validator.
+
+Strict mode (OpenAI's rules, which OpenRouter passes on) takes a subset of JSON Schema: the root is
+one object; every object lists all its properties in `required` and sets `additionalProperties:
+false`; `anyOf` is the only composition it supports, and not at the root.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -9,15 +15,43 @@ _SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "d
 _SUBSCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
 _SUBSCHEMA_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
 
+_ROOT_WRAP = (
+    "wrap it in an object, e.g. type: object, additionalProperties: false, required: [result], "
+    "properties: {result: <this schema>}, then read the step's `output.result`"
+)
+# Keywords strict mode refuses wherever they appear, each with the fix.
+_REFUSED = {
+    "oneOf": "strict mode does not support `oneOf`; write `anyOf` with the same branches",
+    "allOf": "strict mode does not support `allOf`; merge the branches into one schema "
+    "(their `properties` and `required` together)",
+    "not": "strict mode does not support `not`; describe the allowed values instead (`enum` or `anyOf`)",
+    "if": "strict mode does not support `if`/`then`/`else`; write `anyOf` with one branch per case",
+    "dependentRequired": "strict mode does not support `dependentRequired`; list every property in `required` "
+    "and make the optional ones nullable (type: [string, 'null'])",
+    "dependentSchemas": "strict mode does not support `dependentSchemas`; write `anyOf` with one branch per case",
+}
+
 
 def strict_mode_problems(schema: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Where a schema breaks strict mode, as (JSON pointer, the exact fix)."""
-    return list(_walk(schema, ""))
+    return [*_root(schema), *_walk(schema, "")]
+
+
+def _root(schema: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    if "anyOf" in schema:
+        yield "/anyOf", f"the root must be one object, not `anyOf`; {_ROOT_WRAP}"
+    elif schema.get("type") != "object":
+        written = schema.get("type")
+        what = f"type {json.dumps(written)}" if written is not None else "no `type: object`"
+        yield "/", f"the root must be an object (it has {what}); {_ROOT_WRAP}"
 
 
 def _walk(schema: Any, pointer: str) -> Iterator[tuple[str, str]]:
     if not isinstance(schema, Mapping):
         return
+    for keyword, fix in _REFUSED.items():
+        if keyword in schema:
+            yield f"{pointer}/{keyword}", fix
     types = schema.get("type")
     is_object = types == "object" or (isinstance(types, list | tuple) and "object" in types) or "properties" in schema
     if is_object:
