@@ -13,7 +13,7 @@ from typing import Any
 import networkx as nx
 
 from .errors import SpecError, SpecErrors
-from .refs import Reference, check_input_reference, check_reference, input_references, references
+from .refs import Reference, check_input_reference, check_reference, input_references, references, template_error
 from .spec import PipelineSpec, Template
 
 
@@ -38,7 +38,8 @@ def output_templates(spec: PipelineSpec) -> tuple[Template, ...]:
 def _output_strings(spec: PipelineSpec, value: Any, location: tuple) -> Iterator[Template]:
     if isinstance(value, str):
         line, _ = spec.source.where(location)
-        yield Template(value, spec.path, line or 1, "output")
+        field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location[1:])
+        yield Template(value, spec.path, line or 1, f"output{field}")
     elif isinstance(value, Mapping):
         for key, item in value.items():
             yield from _output_strings(spec, item, (*location, key))
@@ -57,11 +58,10 @@ def build_graph(spec: PipelineSpec) -> StepGraph:
             for reference in _checked(template, spec, errors):
                 if reference.step == step.id:
                     errors.append(
-                        SpecError(
-                            f"step '{step.id}' refers to its own output in `{template.field}`",
-                            path=template.path,
-                            line=reference.line,
-                            field=template.field,
+                        template_error(
+                            template,
+                            reference.line,
+                            "refers to its own output; a step can read only the steps before it",
                         )
                     )
                 elif reference.step in spec.step_ids:

@@ -214,19 +214,19 @@ def _input_properties(spec: PipelineSpec, template: Template) -> Iterator[Findin
         name, _ = undefined_input_property(reference, spec.input_schema)
         if name:
             message = (
-                f"`{reference.text}` in `{template.field}`: the `input` schema does not define '{name}', so a record "
+                f"`{reference.text}` in {template.label}: the `input` schema does not define '{name}', so a record "
                 f"without it fails with render_error; add '{name}' to the schema's properties"
             )
         elif len(reference.chain) == 1 and reference.chain[0] not in required:
             name = reference.chain[0]
             message = (
-                f"`{reference.text}` in `{template.field}`: '{name}' is optional in the `input` schema, so a record "
+                f"`{reference.text}` in {template.label}: '{name}' is optional in the `input` schema, so a record "
                 f"without it fails with render_error; add it to `required`, or write "
                 f"`{{{{ {reference.text} | default('') }}}}`"
             )
         else:
             continue
-        yield Finding("warning", message, template.path, reference.line, None, _owner(spec, template))
+        yield Finding("warning", message, template.path, reference.line, None, template.step)
 
 
 def _skippable_output_fields(spec: PipelineSpec, graph: StepGraph, template: Template) -> Iterator[Finding]:
@@ -255,8 +255,3 @@ def _skippable_output_fields(spec: PipelineSpec, graph: StepGraph, template: Tem
             None,
             reference.step,
         )
-
-
-def _owner(spec: PipelineSpec, template: Template) -> str | None:
-    """The step a template belongs to (None for `output`)."""
-    return next((step.id for step in spec.steps if template in step.templates()), None)

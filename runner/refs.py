@@ -50,13 +50,16 @@ def parse(template: Template) -> nodes.Template:
     try:
         return _PARSER.parse(template.source)
     except jinja2.TemplateSyntaxError as exc:
-        line = template.line + (exc.lineno or 1) - 1
-        raise SpecError(
-            f"Jinja syntax error in `{template.field}`: {exc.message}",
-            path=template.path,
-            line=line,
-            field=template.field,
-        ) from None
+        raise syntax_error(template, exc) from None
+
+
+def syntax_error(template: Template, exc: jinja2.TemplateSyntaxError) -> SpecError:
+    """Jinja's error at the line in the file (Jinja reports no column), naming the step and the field."""
+    return template_error(template, template.line + (exc.lineno or 1) - 1, f"Jinja syntax error: {exc.message}")
+
+
+def template_error(template: Template, line: int, message: str) -> SpecError:
+    return SpecError(f"{template.label}: {message}", path=template.path, line=line, field=template.field)
 
 
 def references(template: Template) -> tuple[Reference, ...]:
@@ -115,11 +118,10 @@ def _collect(node: nodes.Node, template: Template) -> Iterator[Reference]:
         yield from _subscript_arguments(node, template)
         return
     if isinstance(node, nodes.Name) and node.name == "steps" and node.ctx == "load":
-        raise SpecError(
-            f"`{template.field}` uses `steps` without a step id; write steps.<id>.output so the dependency can be seen",
-            path=template.path,
-            line=template.line + node.lineno - 1,
-            field=template.field,
+        raise template_error(
+            template,
+            template.line + node.lineno - 1,
+            "uses `steps` without a step id; write steps.<id>.output so the dependency can be seen",
         )
     for child in node.iter_child_nodes():
         yield from _collect(child, template)
@@ -206,13 +208,11 @@ def check_input_reference(reference: InputReference, input_schema: Mapping[str, 
     properties = _properties_at(input_schema, reference.chain[: reference.chain.index(name)])
     hint = difflib.get_close_matches(name, list(properties), n=1)
     fix = f"did you mean '{hint[0]}'?" if hint else f"it defines: {', '.join(properties) or 'no properties'}"
-    template = reference.template
-    raise SpecError(
-        f"in `{template.field}`: `{reference.text}`: the `input` schema has no property '{name}' and allows no "
-        f"others (additionalProperties: false); {fix}",
-        path=template.path,
-        line=reference.line,
-        field=template.field,
+    raise template_error(
+        reference.template,
+        reference.line,
+        f"`{reference.text}`: the `input` schema has no property '{name}' and allows no others "
+        f"(additionalProperties: false); {fix}",
     )
 
 
@@ -238,5 +238,4 @@ def _check_path(reference: Reference, schema: Mapping[str, Any], path: tuple[str
 
 
 def _error(reference: Reference, message: str) -> SpecError:
-    template = reference.template
-    return SpecError(f"in `{template.field}`: {message}", path=template.path, line=reference.line, field=template.field)
+    return template_error(reference.template, reference.line, message)

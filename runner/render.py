@@ -18,6 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import RenderError
 from .graph import StepGraph
+from .refs import syntax_error
 from .spec import PipelineSpec, StepSpec, Template, thaw
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{-?(?P<expression>.*?)-?\}\}\s*$", re.DOTALL)
@@ -51,6 +52,14 @@ class Compiled:
 
 
 def _compile(environment: SandboxedEnvironment, template: Template) -> Compiled:
+    """Compile at load time; what Jinja refuses only when compiling (an unknown filter or test) is a load error."""
+    try:
+        return _compile_checked(environment, template)
+    except jinja2.TemplateSyntaxError as exc:
+        raise syntax_error(template, exc) from None
+
+
+def _compile_checked(environment: SandboxedEnvironment, template: Template) -> Compiled:
     match = _SINGLE_EXPRESSION.match(template.source)
     if match and _is_single_output(environment, template.source):
         expression = environment.compile_expression(match.group("expression"), undefined_to_none=False)
@@ -96,15 +105,15 @@ class Renderer:
         scoped = self._scoped(step.id, context)
         messages = []
         if step.id in self._systems:
-            messages.append({"role": "system", "content": _text(self._systems[step.id], scoped, step.id)})
-        messages.append({"role": "user", "content": _text(self._prompts[step.id], scoped, step.id)})
+            messages.append({"role": "system", "content": _text(self._systems[step.id], scoped)})
+        messages.append({"role": "user", "content": _text(self._prompts[step.id], scoped)})
         return tuple(messages)
 
     def should_run(self, step: StepSpec, context: Mapping[str, Any]) -> bool:
         compiled = self._whens.get(step.id)
         if compiled is None:
             return True
-        value = _run(compiled, self._scoped(step.id, context), step.id)
+        value = _run(compiled, self._scoped(step.id, context))
         if isinstance(value, str):
             return value.strip().lower() not in _FALSE_WORDS
         return bool(value)
@@ -119,28 +128,43 @@ class Renderer:
         return {"input": context["input"], "steps": {key: steps[key] for key in ancestors if key in steps}}
 
 
-def _text(compiled: Compiled, context: Mapping[str, Any], step_id: str) -> str:
-    value = _run(compiled, context, step_id)
+def _text(compiled: Compiled, context: Mapping[str, Any]) -> str:
+    value = _run(compiled, context)
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
 
 
-def _run(compiled: Compiled, context: Mapping[str, Any], step_id: str | None) -> Any:
+def _run(compiled: Compiled, context: Mapping[str, Any]) -> Any:
     """Evaluate one template; every failure of a user's template becomes a RenderError for its record."""
     try:
         value = compiled.evaluate(context)
         _refuse_undefined(value)
-        return value
-    except jinja2.UndefinedError as exc:
+    except Exception as exc:  # anything a template raises fails only its record
+        raise _render_error(compiled.template, exc) from None
+    return value
+
+
+def _render_error(template: Template, exc: Exception) -> RenderError:
+    if isinstance(exc, jinja2.UndefinedError):
         problem = exc.message or "undefined value"
-    except jinja2.TemplateError as exc:
+    elif isinstance(exc, jinja2.TemplateError):
         problem = str(exc)
-    except Exception as exc:  # anything a template's expression raises fails only its record
+    else:
         problem = f"{type(exc).__name__}: {exc}"
-    template = compiled.template
-    owner = f" of step '{step_id}'" if step_id else ""
-    raise RenderError(f"{template.path}:{template.line}: `{template.field}`{owner}: {problem}", step=step_id)
+    line = template.line + _line_in_template(exc) - 1
+    return RenderError(f"{template.path}:{line}: {template.label}: {problem}", step=template.step)
+
+
+def _line_in_template(exc: BaseException) -> int:
+    """The template line that failed: Jinja rewrites tracebacks so template frames carry template lines."""
+    line = 1
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename == "<template>":
+            line = frame.tb_lineno
+        frame = frame.tb_next
+    return line
 
 
 def _refuse_undefined(value: Any) -> None:
@@ -163,7 +187,7 @@ def _compile_output(environment: SandboxedEnvironment, value: Any, templates) ->
     """
     if isinstance(value, str):
         compiled = _compile(environment, next(templates))
-        return lambda context: _run(compiled, context, None)
+        return lambda context: _run(compiled, context)
     if isinstance(value, Mapping):
         parts = {key: _compile_output(environment, item, templates) for key, item in value.items()}
         return lambda context: {key: part(context) for key, part in parts.items()}

@@ -64,7 +64,15 @@ class Template:
     source: str
     path: str
     line: int
-    field: str
+    field: str  # as written: `prompt`, `prompt_file`, `system`, `when`, `output.reply`
+    step: str | None = None  # None for `output`
+    named_at: str | None = None  # for a prompt_file: "pipeline.yaml:12", where the file is named
+
+    @property
+    def label(self) -> str:
+        """How messages name it: `prompt` of step 'classify', `output.reply`, or a prompt_file and where it is named."""
+        label = f"`{self.field}` of step '{self.step}'" if self.step else f"`{self.field}`"
+        return f"{label} (named at {self.named_at})" if self.named_at else label
 
 
 @dataclass(frozen=True)
@@ -190,17 +198,19 @@ def _build_step(step_id: str, raw: dict, defaults: dict, pipeline_name: str, sou
             f"step '{step_id}' sets both `prompt` and `prompt_file`; keep one", (*here, "prompt_file"), key=True
         )
     if "prompt" in raw:
-        prompt = Template(raw["prompt"], source.path, _template_line(source, (*here, "prompt")), "prompt")
+        prompt = Template(raw["prompt"], source.path, _template_line(source, (*here, "prompt")), "prompt", step_id)
     elif "prompt_file" in raw:
         prompt_path = _inside(folder, raw["prompt_file"], source, (*here, "prompt_file"), "prompt_file")
         try:
-            prompt = Template(prompt_path.read_text(encoding="utf-8"), str(prompt_path), 1, "prompt_file")
+            prompt_text = prompt_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise source.error(
                 f"step '{step_id}': cannot read prompt_file '{raw['prompt_file']}': {exc.strerror or exc}",
                 (*here, "prompt_file"),
                 field="prompt_file",
             ) from None
+        named_at = f"{source.path}:{_template_line(source, (*here, 'prompt_file'))}"
+        prompt = Template(prompt_text, str(prompt_path), 1, "prompt_file", step_id, named_at)
     else:
         raise source.error(
             f"step '{step_id}' has no prompt: add `prompt:` (a Jinja template) or `prompt_file:`",
@@ -209,7 +219,7 @@ def _build_step(step_id: str, raw: dict, defaults: dict, pipeline_name: str, sou
             field="prompt",
         )
     system = (
-        Template(raw["system"], source.path, _template_line(source, (*here, "system")), "system")
+        Template(raw["system"], source.path, _template_line(source, (*here, "system")), "system", step_id)
         if "system" in raw
         else None
     )
@@ -220,7 +230,7 @@ def _build_step(step_id: str, raw: dict, defaults: dict, pipeline_name: str, sou
         text = "false" if when is False else when
         if "{{" not in text and "{%" not in text:
             text = "{{ " + text + " }}"
-        when_template = Template(text, source.path, _template_line(source, (*here, "when")), "when")
+        when_template = Template(text, source.path, _template_line(source, (*here, "when")), "when", step_id)
     schema = _load_schema(step_id, raw.get("schema"), source, folder)
     reasoning = settings["reasoning"]
     rate_limit = settings["rate_limit"]

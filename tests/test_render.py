@@ -157,7 +157,7 @@ def test_a_missing_optional_field_fails_only_its_record(capsys, monkeypatch, tmp
 def test_an_undefined_output_value_is_a_render_error_not_a_crash(tmp_path, output):
     path = write_pipeline(tmp_path, HEAD + f"steps:\n  a:\n    prompt: hi\noutput: {output}\n")
     pipeline = load_pipeline(path)
-    with pytest.raises(RenderError, match=r"`output`.*note"):
+    with pytest.raises(RenderError, match=r"`output[^`]*`: .*note"):
         pipeline.renderer.output({"input": {}, "steps": {"a": _view("x")}})
 
 
@@ -174,3 +174,22 @@ def test_a_lone_undefined_expression_in_a_step_is_a_render_error(tmp_path, field
             pipeline.renderer.should_run(step, context)
         else:
             pipeline.renderer.messages(step, context)
+
+
+def test_a_render_error_names_the_line_inside_a_block_prompt(tmp_path):
+    path = write_pipeline(
+        tmp_path,
+        HEAD + "steps:\n  a:\n    prompt: |\n      Ticket:\n      {{ input.text }}\n      {{ input.note.upper() }}\n",
+    )
+    pipeline = load_pipeline(path)
+    with pytest.raises(RenderError, match=rf"^{path}:8: `prompt` of step 'a': .*note"):
+        pipeline.renderer.messages(pipeline.spec.step("a"), {"input": {"text": "t"}, "steps": {}})
+
+
+def test_a_render_error_in_a_prompt_file_names_the_file_and_where_it_is_named(tmp_path):
+    (tmp_path / "ask.j2").write_text("Hello\n{{ input.name.first }}\n")
+    path = write_pipeline(tmp_path, HEAD + "steps:\n  a:\n    prompt_file: ask.j2\n")
+    pipeline = load_pipeline(path)
+    with pytest.raises(RenderError) as caught:
+        pipeline.renderer.messages(pipeline.spec.step("a"), {"input": {"name": {}}, "steps": {}})
+    assert str(caught.value).startswith(f"{tmp_path / 'ask.j2'}:2: `prompt_file` of step 'a' (named at {path}:5): ")
