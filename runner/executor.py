@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from aiolimiter import AsyncLimiter
-
 from .budget import Budget, SharedBudget, worst_case_cost
 from .catalog import Catalog
 from .errors import FailureSummary, NoEndpointsError, RenderError, RequestRejected, RunStopped, TransientError
+from .flow import SlidingWindowLimiter
 from .graph import StepGraph
 from .render import Renderer
 from .reply import Reply, Usage
@@ -105,14 +104,14 @@ class Executor:
         self._run_id = run_id
         self._hooks = hooks or Hooks()
         self._steps = {}
-        self._limiters: dict[str, AsyncLimiter] = {}
+        self._limiters: dict[str, SlidingWindowLimiter] = {}
         for step in spec.steps:
             schema = thaw(step.schema) if step.schema is not None else None
             self._steps[step.id] = _PreparedStep(step, schema, compile_validator(schema) if schema else None)
             if step.rate_limit is not None:
                 for model in step.models:
                     self._limiters.setdefault(
-                        model, AsyncLimiter(step.rate_limit.requests, step.rate_limit.per_seconds)
+                        model, SlidingWindowLimiter(step.rate_limit.requests, step.rate_limit.per_seconds)
                     )
 
     async def run_record(self, record: Mapping[str, Any], *, key: str | int, user_id: str | None) -> RecordResult:
