@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import UsageError
+from .schemas import json_type
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def _jsonl(handle: TextIO, key_field: str | None) -> Iterator[InputItem]:
             yield InputItem(line_number, None, f"line {line_number} is not valid JSON: {exc.msg} at column {exc.colno}")
             continue
         if not isinstance(record, dict):
-            yield InputItem(line_number, None, f"line {line_number} is a JSON {type(record).__name__}, not an object")
+            yield InputItem(line_number, None, f"line {line_number} is a JSON {json_type(record)}, not an object")
             continue
         yield _keyed(record, line_number, key_field)
 

@@ -13,15 +13,29 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+import jinja2.utils
 from jinja2 import StrictUndefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import RenderError
 from .graph import StepGraph
 from .refs import syntax_error
+from .schemas import json_type
 from .spec import PipelineSpec, StepSpec, Template, thaw
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{-?(?P<expression>.*?)-?\}\}\s*$", re.DOTALL)
+# Python's names for JSON's types, as they appear quoted in TypeError messages.
+_JSON_NAMES = {
+    "NoneType": "null",
+    "bool": "boolean",
+    "int": "number",
+    "float": "number",
+    "str": "string",
+    "dict": "object",
+    "list": "array",
+    "tuple": "array",
+}
+_PYTHON_TYPE = re.compile(r"'(" + "|".join(_JSON_NAMES) + r")'")
 _FALSE_WORDS = frozenset({"", "false", "no", "0", "none", "null", "off"})
 
 
@@ -37,8 +51,25 @@ class _DataFirstSandbox(SandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
+class _JsonUndefined(StrictUndefined):
+    """Undefined values explained in JSON words: "null has no property 'city'", not "'None' has no attribute"."""
+
+    @property
+    def _undefined_message(self) -> str:
+        if self._undefined_hint:
+            return self._undefined_hint
+        if self._undefined_obj is jinja2.utils.missing:
+            return f"{self._undefined_name!r} is undefined"
+        owner = json_type(self._undefined_obj)
+        if owner == "null":
+            owner += " (a skipped step's output, or a null value)"
+        if not isinstance(self._undefined_name, str):
+            return f"{owner} has no element {self._undefined_name!r}"
+        return f"{owner} has no property {self._undefined_name!r}"
+
+
 def _environment() -> SandboxedEnvironment:
-    environment = _DataFirstSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    environment = _DataFirstSandbox(undefined=_JsonUndefined, autoescape=False, keep_trailing_newline=False)
     environment.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
     return environment
 
@@ -151,7 +182,7 @@ def _render_error(template: Template, exc: Exception) -> RenderError:
     elif isinstance(exc, jinja2.TemplateError):
         problem = str(exc)
     else:
-        problem = f"{type(exc).__name__}: {exc}"
+        problem = _PYTHON_TYPE.sub(lambda match: f"'{_JSON_NAMES[match.group(1)]}'", f"{type(exc).__name__}: {exc}")
     line = template.line + _line_in_template(exc) - 1
     return RenderError(f"{template.path}:{line}: {template.label}: {problem}", step=template.step)
 

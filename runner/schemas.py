@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import jsonschema
+
 _SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
 _SUBSCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
 _SUBSCHEMA_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
@@ -30,6 +32,39 @@ _REFUSED = {
     "and make the optional ones nullable (type: [string, 'null'])",
     "dependentSchemas": "strict mode does not support `dependentSchemas`; write `anyOf` with one branch per case",
 }
+
+
+def json_type(value: Any) -> str:
+    """A value's JSON type name, as messages should say it (`null`, not NoneType; `object`, not dict)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, list | tuple):
+        return "array"
+    return type(value).__name__
+
+
+def validation_problem(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, but a `type` error in JSON words (jsonschema says "None is not of type 'string'")."""
+    return type_mismatch(error.validator_value, error.instance) if error.validator == "type" else error.message
+
+
+def type_mismatch(expected: str | list[str], value: Any) -> str:
+    """Say what was wanted and what came, e.g. "must be a string, not null"."""
+    names = [expected] if isinstance(expected, str) else list(expected)
+    wanted = " or ".join(name if name == "null" else ("an " if name[0] in "aeiou" else "a ") + name for name in names)
+    shown = json_type(value)
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        text = json.dumps(value, ensure_ascii=False)
+        shown += f" {text if len(text) <= 40 else text[:37] + '...'}"
+    return f"must be {wanted}, not {shown}"
 
 
 def strict_mode_problems(schema: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -193,3 +193,24 @@ def test_a_render_error_in_a_prompt_file_names_the_file_and_where_it_is_named(tm
     with pytest.raises(RenderError) as caught:
         pipeline.renderer.messages(pipeline.spec.step("a"), {"input": {"name": {}}, "steps": {}})
     assert str(caught.value).startswith(f"{tmp_path / 'ask.j2'}:2: `prompt_file` of step 'a' (named at {path}:5): ")
+
+
+def test_undefined_values_are_explained_in_json_words(tmp_path):
+    path = write_pipeline(
+        tmp_path, HEAD + "steps:\n  a:\n    prompt: '{{ input.customer.name }} {{ input.tags[3] }}'\n"
+    )
+    pipeline = load_pipeline(path)
+    step = pipeline.spec.step("a")
+    with pytest.raises(RenderError, match=r"null \(a skipped step's output, or a null value\) has no property 'name'$"):
+        pipeline.renderer.messages(step, {"input": {"customer": None, "tags": []}, "steps": {}})
+    with pytest.raises(RenderError, match=r"object has no property 'customer'$"):
+        pipeline.renderer.messages(step, {"input": {}, "steps": {}})
+    with pytest.raises(RenderError, match=r"array has no element 3$"):
+        pipeline.renderer.messages(step, {"input": {"customer": {"name": "x"}, "tags": []}, "steps": {}})
+
+
+def test_type_errors_in_templates_name_json_types(tmp_path):
+    path = write_pipeline(tmp_path, HEAD + "steps:\n  a:\n    prompt: '{{ input.count + input.label }}'\n")
+    pipeline = load_pipeline(path)
+    with pytest.raises(RenderError, match=r"TypeError: unsupported operand type\(s\) for \+: 'number' and 'string'"):
+        pipeline.renderer.messages(pipeline.spec.step("a"), {"input": {"count": 1, "label": "x"}, "steps": {}})
