@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-import jinja2.utils
 from jinja2 import StrictUndefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import missing
 
 from .errors import RenderError
 from .graph import StepGraph
@@ -58,7 +58,7 @@ class _JsonUndefined(StrictUndefined):
     def _undefined_message(self) -> str:
         if self._undefined_hint:
             return self._undefined_hint
-        if self._undefined_obj is jinja2.utils.missing:
+        if self._undefined_obj is missing:
             return f"{self._undefined_name!r} is undefined"
         owner = json_type(self._undefined_obj)
         if owner == "null":
