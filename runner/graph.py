@@ -14,7 +14,7 @@ import networkx as nx
 
 from .errors import SpecError, SpecErrors
 from .refs import Reference, check_input_reference, check_reference, input_references, references, template_error
-from .spec import PipelineSpec, Template
+from .spec import PipelineSpec, Template, inline_template
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,8 @@ def output_templates(spec: PipelineSpec) -> tuple[Template, ...]:
 
 def _output_strings(spec: PipelineSpec, value: Any, location: tuple) -> Iterator[Template]:
     if isinstance(value, str):
-        line, _ = spec.source.where(location)
         field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location[1:])
-        yield Template(value, spec.path, line or 1, f"output{field}")
+        yield inline_template(value, spec.source, location, f"output{field}", None)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             yield from _output_strings(spec, item, (*location, key))
@@ -62,6 +61,7 @@ def build_graph(spec: PipelineSpec) -> StepGraph:
                             template,
                             reference.line,
                             "refers to its own output; a step can read only the steps before it",
+                            written=reference.text,
                         )
                     )
                 elif reference.step in spec.step_ids:

@@ -226,7 +226,8 @@ def _input_properties(spec: PipelineSpec, template: Template) -> Iterator[Findin
             )
         else:
             continue
-        yield Finding("warning", message, template.path, reference.line, None, template.step)
+        column = template.column_of(reference.text, reference.line)
+        yield Finding("warning", message, template.path, reference.line, column, template.step)
 
 
 def _skippable_output_fields(spec: PipelineSpec, graph: StepGraph, template: Template) -> Iterator[Finding]:
@@ -252,6 +253,6 @@ def _skippable_output_fields(spec: PipelineSpec, graph: StepGraph, template: Tem
             f"`(steps.{reference.step}.output or {{}}).{'.'.join(reference.chain[1:])}` or add `| default(none)`",
             template.path,
             reference.line,
-            None,
+            template.column_of(reference.text, reference.line),
             reference.step,
         )

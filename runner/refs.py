@@ -58,8 +58,10 @@ def syntax_error(template: Template, exc: jinja2.TemplateSyntaxError) -> SpecErr
     return template_error(template, template.line + (exc.lineno or 1) - 1, f"Jinja syntax error: {exc.message}")
 
 
-def template_error(template: Template, line: int, message: str) -> SpecError:
-    return SpecError(f"{template.label}: {message}", path=template.path, line=line, field=template.field)
+def template_error(template: Template, line: int, message: str, *, written: str | None = None) -> SpecError:
+    """An error in a template; `written` is the text it is about, to point at its column when it can be found."""
+    column = template.column_of(written, line) if written else None
+    return SpecError(f"{template.label}: {message}", path=template.path, line=line, column=column, field=template.field)
 
 
 def references(template: Template) -> tuple[Reference, ...]:
@@ -122,6 +124,7 @@ def _collect(node: nodes.Node, template: Template) -> Iterator[Reference]:
             template,
             template.line + node.lineno - 1,
             "uses `steps` without a step id; write steps.<id>.output so the dependency can be seen",
+            written="steps",
         )
     for child in node.iter_child_nodes():
         yield from _collect(child, template)
@@ -213,6 +216,7 @@ def check_input_reference(reference: InputReference, input_schema: Mapping[str, 
         reference.line,
         f"`{reference.text}`: the `input` schema has no property '{name}' and allows no others "
         f"(additionalProperties: false); {fix}",
+        written=reference.text,
     )
 
 
@@ -238,4 +242,4 @@ def _check_path(reference: Reference, schema: Mapping[str, Any], path: tuple[str
 
 
 def _error(reference: Reference, message: str) -> SpecError:
-    return template_error(reference.template, reference.line, message)
+    return template_error(reference.template, reference.line, message, written=reference.text)

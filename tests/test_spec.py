@@ -17,11 +17,16 @@ from .conftest import EXAMPLES, FIXTURES, write_pipeline
 BAD = sorted((FIXTURES / "pipelines").glob("bad_*.yaml"))
 
 
-def _expectations(path: Path) -> tuple[int | None, list[str]]:
+def _expectations(path: Path) -> tuple[int | None, int | None, list[str]]:
     text = path.read_text()
     line = re.search(r"^# expect-line: (\d+)$", text, re.MULTILINE)
+    column = re.search(r"^# expect-column: (\d+)$", text, re.MULTILINE)
     words = re.search(r"^# expect: (.+)$", text, re.MULTILINE)
-    return (int(line.group(1)) if line else None), [word.strip() for word in words.group(1).split("|")]
+    return (
+        int(line.group(1)) if line else None,
+        int(column.group(1)) if column else None,
+        [word.strip() for word in words.group(1).split("|")],
+    )
 
 
 def test_there_are_many_bad_fixtures():
@@ -30,7 +35,7 @@ def test_there_are_many_bad_fixtures():
 
 @pytest.mark.parametrize("path", BAD, ids=[path.stem for path in BAD])
 def test_bad_pipeline_fails_with_file_line_and_fix(path):
-    line, words = _expectations(path)
+    line, column, words = _expectations(path)
     with pytest.raises(SpecError) as caught:
         load_pipeline(path)
     error = caught.value
@@ -42,6 +47,8 @@ def test_bad_pipeline_fails_with_file_line_and_fix(path):
     if line is not None:
         assert line in [item.line for item in errors], message
         assert f"{path}:{line}" in message
+    if column is not None:
+        assert f"{path}:{line}:{column}: " in message
     assert error.exit_code == 2
 
 
