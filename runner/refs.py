@@ -15,7 +15,8 @@ from .spec import PipelineSpec, Template
 
 STEP_FIELDS = ("output", "model", "cost_usd", "usage", "reasoning", "status")
 _GUARD_FILTERS = frozenset({"default", "d"})
-_GUARD_TESTS = frozenset({"defined", "undefined", "none"})
+# Tests that handle a missing value; `none` handles a skipped step's null output, not a missing input field.
+_GUARD_TESTS = {"steps": frozenset({"defined", "undefined", "none"}), "input": frozenset({"defined", "undefined"})}
 
 # Parsing needs no sandbox and no filters: only the syntax tree is read here.
 _PARSER = jinja2.Environment()
@@ -70,7 +71,11 @@ def references(template: Template) -> tuple[Reference, ...]:
     guarded = _guarded_chains(tree, "steps")
     return tuple(
         Reference(
-            reference.step, reference.chain, reference.line, template, (reference.step, *reference.chain) in guarded
+            reference.step,
+            reference.chain,
+            reference.line,
+            template,
+            _is_guarded((reference.step, *reference.chain), guarded),
         )
         for reference in _collect(tree, template)
     )
@@ -90,15 +95,21 @@ def input_references(template: Template) -> tuple[InputReference, ...]:
         if isinstance(parent, nodes.Call):
             chain = chain[:-1]  # `input.text.upper()`: the last name is a method
         if chain:
-            found.append(InputReference(chain, template.line + node.lineno - 1, template, chain in guarded))
+            found.append(InputReference(chain, template.line + node.lineno - 1, template, _is_guarded(chain, guarded)))
     return tuple(found)
+
+
+def _is_guarded(chain: tuple[str, ...], guarded: frozenset[tuple[str, ...]]) -> bool:
+    """`x.a.b` is handled when `x.a.b` or a part of it (`x.a is defined`) is checked somewhere in the template."""
+    return any(chain[:length] in guarded for length in range(1, len(chain) + 1))
 
 
 def _guarded_chains(tree: nodes.Template, root: str) -> frozenset[tuple[str, ...]]:
     """Chains the template handles when missing: `x | default(...)`, `x is defined`, `x is none`."""
     guarded = set()
     for node in tree.find_all(nodes.Filter | nodes.Test):
-        if node.name in (_GUARD_FILTERS if isinstance(node, nodes.Filter) else _GUARD_TESTS) and node.node is not None:
+        names = _GUARD_FILTERS if isinstance(node, nodes.Filter) else _GUARD_TESTS[root]
+        if node.name in names and node.node is not None:
             chain = _chain(node.node, root=root)
             if chain is not None:
                 guarded.add(chain)

@@ -98,3 +98,17 @@ def test_guarded_optional_values_give_no_warning():
         pipeline = load_pipeline(FIXTURES / "lint" / f"{name}.yaml")
         findings[name] = [f.line for f in lint(pipeline.spec, pipeline.graph, bundled_catalog())]
     assert findings == {"input_property_optional": [16], "skipped_output_field": [21]}
+
+
+def test_a_checked_step_output_or_input_field_gives_no_warning(tmp_path):
+    path = write_pipeline(
+        tmp_path,
+        "name: x\ndefaults: {model: google/gemini-2.5-flash}\n"
+        "input: {type: object, properties: {note: {type: string}}}\n"
+        "steps:\n  a:\n    prompt: '{% if input.note is defined %}{{ input.note }}{% endif %}'\n"
+        "  b:\n    when: '{{ steps.a.output != \"\" }}'\n    prompt: hi\n"
+        "    schema: {type: object, additionalProperties: false, required: [r], properties: {r: {type: string}}}\n"
+        "output: '{% if steps.b.output is none %}-{% else %}{{ steps.b.output.r }}{% endif %}'\n",
+    )
+    pipeline = load_pipeline(path)
+    assert lint(pipeline.spec, pipeline.graph, bundled_catalog()) == []
