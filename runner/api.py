@@ -32,6 +32,7 @@ from .graph import StepGraph, build_graph
 from .inputs import InputItem, aiter_items, record_fingerprint
 from .render import Renderer
 from .results import CacheEntry, CostEvent, RecordResult, RunTotals, StepResult
+from .schemas import json_type, validation_problem
 from .spec import PipelineSpec, load_spec, thaw
 from .store import DEFAULT_DB, MOCK_ENDPOINT, Store
 from .validate import compile_validator
@@ -108,12 +109,12 @@ class Pipeline:
 
     def check_input(self, record: Any, *, key: str = "1") -> dict[str, Any]:
         if not isinstance(record, dict):
-            raise InputError(f"record {key}: an input record must be a JSON object, not {type(record).__name__}")
+            raise InputError(f"record {key}: an input record must be a JSON object, not {json_type(record)}")
         if self._input_validator is not None:
             errors = sorted(self._input_validator.iter_errors(record), key=lambda error: list(error.absolute_path))
             if errors:
                 problems = "; ".join(
-                    f"{'.'.join(str(part) for part in error.absolute_path) or 'record'}: {error.message}"
+                    f"{'.'.join(str(part) for part in error.absolute_path) or 'record'}: {validation_problem(error)}"
                     for error in errors[:5]
                 )
                 raise InputError(f"record {key} does not match the `input` schema of {self.spec.path}: {problems}")

@@ -11,6 +11,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from .errors import SpecError
+from .schemas import validation_problem
 from .yamlmarks import SourceMap
 
 VALUE_CHECKS = ("equals", "contains", "regex", "json_schema", "one_of")
@@ -127,7 +128,7 @@ def check(assertion: Assertion, view: Mapping[str, Any]) -> Check:
         return Check(re.search(str(expected), text) is not None, actual)
     if kind == "json_schema":
         errors = list(Draft202012Validator(expected).iter_errors(actual))
-        return Check(not errors, actual, "; ".join(error.message for error in errors[:3]))
+        return Check(not errors, actual, "; ".join(validation_problem(error) for error in errors[:3]))
     raise SpecError(f"no check for assertion kind {kind}")
 
 

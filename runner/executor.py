@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from aiolimiter import AsyncLimiter
-
 from .billing import Billed, bill
 from .budget import Budget, SharedBudget, worst_case_cost
 from .catalog import Catalog
 from .errors import FailureSummary, NoEndpointsError, RenderError, RequestRejected, RunStopped, TransientError
+from .flow import SlidingWindowLimiter
 from .graph import StepGraph
 from .render import Renderer
 from .reply import Generation, Reply, Usage
@@ -108,14 +107,14 @@ class Executor:
         self._run_id = run_id
         self._hooks = hooks or Hooks()
         self._steps = {}
-        self._limiters: dict[str, AsyncLimiter] = {}
+        self._limiters: dict[str, SlidingWindowLimiter] = {}
         for step in spec.steps:
             schema = thaw(step.schema) if step.schema is not None else None
             self._steps[step.id] = _PreparedStep(step, schema, compile_validator(schema) if schema else None)
             if step.rate_limit is not None:
                 for model in step.models:
                     self._limiters.setdefault(
-                        model, AsyncLimiter(step.rate_limit.requests, step.rate_limit.per_seconds)
+                        model, SlidingWindowLimiter(step.rate_limit.requests, step.rate_limit.per_seconds)
                     )
 
     async def run_record(self, record: Mapping[str, Any], *, key: str | int, user_id: str | None) -> RecordResult:
@@ -178,7 +177,7 @@ class Executor:
                 return StepResult(step_id, "skipped")
         except RenderError as exc:
             log.error("record %s: %s", key, exc)
-            return _failed(step_id, exc.kind, _Attempts())
+            return _render_failed(step_id, exc)
         return self._run_step(self._steps[step_id], context, key, user_id)
 
     def _finish(self, key: str, result: StepResult, context: dict, results: dict) -> None:
@@ -197,7 +196,7 @@ class Executor:
             output = self._renderer.output(context)
         except RenderError as exc:
             log.error("record %s: %s", key, exc)
-            summary = FailureSummary(kind=exc.kind, step="output", attempts=0, models=())
+            summary = FailureSummary(kind=exc.kind, step="output", attempts=0, models=(), message=exc.message)
             return RecordResult(given_key, "failed", None, frozen, error=summary, run_id=self._run_id)
         status = "skipped" if results and all(result.status == "skipped" for result in results.values()) else "ok"
         return RecordResult(given_key, status, output, frozen, run_id=self._run_id)
@@ -216,7 +215,7 @@ class Executor:
             messages = self._renderer.messages(step, context)
         except RenderError as exc:
             log.error("record %s: %s", key, exc)
-            return _failed(step.id, exc.kind, attempts)
+            return _render_failed(step.id, exc)
         server_mode = step.fallback_mode == "server"
         candidates = (step.model,) if server_mode else step.models
         last_kind = "error"
@@ -363,6 +362,12 @@ def _failed(step_id: str, kind: str, attempts: _Attempts) -> StepResult:
         attempts=attempts.count,
         error=FailureSummary(kind=kind, step=step_id, attempts=attempts.count, models=tuple(attempts.models)),
     )
+
+
+def _render_failed(step_id: str, exc: RenderError) -> StepResult:
+    """A template of the step failed for this record: the record fails, saying where, and the others go on."""
+    summary = FailureSummary(kind=exc.kind, step=step_id, message=exc.message)
+    return StepResult(step_id, "failed", error=summary)
 
 
 def _log_bad_reply(key: str, step_id: str, model: str, reply: Reply, verdict: Verdict) -> None:

@@ -7,6 +7,7 @@ import difflib
 import jsonschema
 
 from .errors import SpecError
+from .schemas import type_mismatch
 from .yamlmarks import SourceMap
 
 
@@ -35,6 +36,8 @@ def explain(error: jsonschema.ValidationError, source: SourceMap) -> list[SpecEr
     if error.validator == "enum":
         choices = ", ".join(repr(choice) for choice in error.validator_value)
         return [source.error(f"{_field(location)} must be one of {choices}, not {error.instance!r}", location)]
+    if error.validator == "type":
+        return [source.error(f"{_field(location)} {type_mismatch(error.validator_value, error.instance)}", location)]
     if error.validator == "not" and location and location[-1] == "reasoning":
         return [source.error("reasoning takes `effort` or `max_tokens`, not both", location, field="reasoning")]
     if error.validator == "pattern" and location and (location[-1] == "model" or "fallback_models" in location):

@@ -1,7 +1,8 @@
-"""How many requests may be in flight: a global cap, and a per-model cap that backs off on 429.
+"""How many requests may be in flight and how fast they may start.
 
-The per-model cap follows AIMD: a 429 halves it (at most once per cool-down, so a burst of
-429s counts once), and every `cap` successful replies raise it by one, up to the global cap.
+A global cap, and a per-model cap that backs off on 429. The per-model cap follows AIMD: a 429
+halves it (at most once per cool-down, so a burst of 429s counts once), and every `cap`
+successful replies raise it by one, up to the global cap. `rate_limit` is a sliding window.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 log = logging.getLogger("runner.flow")
@@ -103,3 +104,37 @@ class RequestGate:
             lane.successes = 0
             lane.cap += 1
             lane.wake()
+
+
+class SlidingWindowLimiter:
+    """At most `requests` starts in any window of `per_seconds` seconds, the first window included (no burst).
+
+    Each caller is given the earliest start that keeps the window's count, in arrival order, and sleeps
+    until then. A start is booked when it is given, so a caller cancelled while waiting still counts.
+    """
+
+    def __init__(
+        self,
+        requests: int,
+        per_seconds: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if requests < 1 or per_seconds <= 0:
+            raise ValueError("a rate limit needs requests >= 1 and per_seconds > 0")
+        self.requests = requests
+        self.per_seconds = per_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._starts: deque[float] = deque(maxlen=requests)  # the latest booked starts
+
+    async def acquire(self) -> None:
+        now = self._clock()
+        start = now
+        if len(self._starts) == self.requests:
+            # The start `requests` places back must have left the window before this one begins.
+            start = max(now, self._starts[0] + self.per_seconds)
+        self._starts.append(start)
+        if start > now:
+            await self._sleep(start - now)

@@ -13,8 +13,8 @@ from typing import Any
 import networkx as nx
 
 from .errors import SpecError, SpecErrors
-from .refs import Reference, check_reference, references
-from .spec import PipelineSpec, Template
+from .refs import Reference, check_input_reference, check_reference, input_references, references, template_error
+from .spec import PipelineSpec, Template, inline_template
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ def output_templates(spec: PipelineSpec) -> tuple[Template, ...]:
 
 def _output_strings(spec: PipelineSpec, value: Any, location: tuple) -> Iterator[Template]:
     if isinstance(value, str):
-        line, _ = spec.source.where(location)
-        yield Template(value, spec.path, line or 1, "output")
+        field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location[1:])
+        yield inline_template(value, spec.source, location, f"output{field}", None)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             yield from _output_strings(spec, item, (*location, key))
@@ -57,11 +57,11 @@ def build_graph(spec: PipelineSpec) -> StepGraph:
             for reference in _checked(template, spec, errors):
                 if reference.step == step.id:
                     errors.append(
-                        SpecError(
-                            f"step '{step.id}' refers to its own output in `{template.field}`",
-                            path=template.path,
-                            line=reference.line,
-                            field=template.field,
+                        template_error(
+                            template,
+                            reference.line,
+                            "refers to its own output; a step can read only the steps before it",
+                            written=reference.text,
                         )
                     )
                 elif reference.step in spec.step_ids:
@@ -119,6 +119,11 @@ def _checked(template: Template, spec: PipelineSpec, errors: list[SpecError]) ->
     except SpecError as exc:
         errors.append(exc)
         return ()
+    for input_reference in input_references(template):
+        try:
+            check_input_reference(input_reference, spec.input_schema)
+        except SpecError as exc:
+            errors.append(exc)
     valid = []
     for reference in found:
         try:

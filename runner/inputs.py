@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .schemas import json_type
 
 log = logging.getLogger("runner.inputs")
 
@@ -185,7 +186,7 @@ def _parse_line(text: str, line_number: int) -> tuple[Any, str | None]:
     except (ValueError, RecursionError) as exc:
         return None, f"line {line_number} is not usable JSON: {exc}"
     if not isinstance(record, dict):
-        return None, f"line {line_number} is a JSON {type(record).__name__}, not an object"
+        return None, f"line {line_number} is a JSON {json_type(record)}, not an object"
     if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(record):
         return None, (
             f"line {line_number} has a lone surrogate escape (such as \\ud800) in a string: that is not Unicode text"

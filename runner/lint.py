@@ -7,7 +7,12 @@ Rules (errors unless marked):
 - reasoning settings on a model that does not take `reasoning` (warning);
 - a `when` that compares a step's output to a value outside that property's `enum`
   (`==` can never be true: error; `!=` is always true: warning);
-- a step whose output reaches nothing: no step and no `output` refers to it (warning).
+- a step whose output reaches nothing: no step and no `output` refers to it (warning);
+- `input.<name>` that an open `input` schema does not define (warning; a closed one is a load error);
+- `input.<name>` for an optional property, not guarded by `| default(...)` or `is defined` (warning:
+  a record without it fails with render_error);
+- `output` reading a property of a step that may be skipped (it or an ancestor has `when`): its
+  output is then null and the record fails with render_error (warning).
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from jinja2 import nodes
 
 from .catalog import Catalog
 from .graph import StepGraph
-from .refs import parse
-from .spec import PipelineSpec, StepSpec
+from .refs import input_references, parse, references, undefined_input_property
+from .spec import PipelineSpec, StepSpec, Template
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,11 @@ def lint(spec: PipelineSpec, graph: StepGraph, catalog: Catalog) -> list[Finding
         findings.extend(_models(spec, step, catalog))
         findings.extend(_impossible_when(spec, step))
     findings.extend(_dead_ends(spec, graph))
+    templates = [*(template for step in spec.steps for template in step.templates()), *graph.output_templates]
+    for template in templates:
+        findings.extend(_input_properties(spec, template))
+    for template in graph.output_templates:
+        findings.extend(_skippable_output_fields(spec, graph, template))
     return sorted(findings, key=lambda finding: (finding.line or 0, finding.severity))
 
 
@@ -192,3 +202,57 @@ def _dead_ends(spec: PipelineSpec, graph: StepGraph) -> Iterator[Finding]:
                 None,
                 step.id,
             )
+
+
+def _input_properties(spec: PipelineSpec, template: Template) -> Iterator[Finding]:
+    if spec.input_schema is None:
+        return
+    required = set(spec.input_schema.get("required", ()))
+    for reference in input_references(template):
+        if reference.guarded:
+            continue
+        name, _ = undefined_input_property(reference, spec.input_schema)
+        if name:
+            message = (
+                f"`{reference.text}` in {template.label}: the `input` schema does not define '{name}', so a record "
+                f"without it fails with render_error; add '{name}' to the schema's properties"
+            )
+        elif len(reference.chain) == 1 and reference.chain[0] not in required:
+            name = reference.chain[0]
+            message = (
+                f"`{reference.text}` in {template.label}: '{name}' is optional in the `input` schema, so a record "
+                f"without it fails with render_error; add it to `required`, or write "
+                f"`{{{{ {reference.text} | default('') }}}}`"
+            )
+        else:
+            continue
+        column = template.column_of(reference.text, reference.line)
+        yield Finding("warning", message, template.path, reference.line, column, template.step)
+
+
+def _skippable_output_fields(spec: PipelineSpec, graph: StepGraph, template: Template) -> Iterator[Finding]:
+    for reference in references(template):
+        if len(reference.chain) < 2 or reference.chain[0] != "output" or reference.guarded:
+            continue
+        conditional = [
+            step_id
+            for step_id in (reference.step, *sorted(graph.ancestors[reference.step]))
+            if spec.step(step_id).when is not None
+        ]
+        if not conditional:
+            continue
+        why = (
+            "has a `when`"
+            if conditional[0] == reference.step
+            else f"depends on step '{conditional[0]}', which has a `when`"
+        )
+        yield Finding(
+            "warning",
+            f"`output` reads `{reference.text}`, but step '{reference.step}' {why}: when it is skipped its output "
+            f"is null and `{reference.text}` is undefined, so the record fails with render_error; write "
+            f"`(steps.{reference.step}.output or {{}}).{'.'.join(reference.chain[1:])}` or add `| default(none)`",
+            template.path,
+            reference.line,
+            template.column_of(reference.text, reference.line),
+            reference.step,
+        )

@@ -9,6 +9,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from .schemas import validation_problem
+
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n?(?P<body>.*?)\n?\s*```\s*$", re.DOTALL)
 MAX_REPORTED_PROBLEMS = 5
 
@@ -49,7 +51,10 @@ def check_reply(text: str | None, validator: Draft202012Validator | None) -> Ver
         )
     errors = sorted(validator.iter_errors(value), key=lambda error: list(error.absolute_path))
     if errors:
-        lines = [f"at {_pointer(error.absolute_path)}: {error.message}" for error in errors[:MAX_REPORTED_PROBLEMS]]
+        lines = [
+            f"at {_pointer(error.absolute_path)}: {validation_problem(error)}"
+            for error in errors[:MAX_REPORTED_PROBLEMS]
+        ]
         if len(errors) > MAX_REPORTED_PROBLEMS:
             lines.append(f"... and {len(errors) - MAX_REPORTED_PROBLEMS} more")
         return Verdict(

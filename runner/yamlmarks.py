@@ -19,6 +19,7 @@ class SourceMap:
     path: str
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    lines: tuple[str, ...] = ()  # the file's text, so messages can point at a column inside a value
 
     def where(self, location: Path, *, key: bool = False) -> tuple[int | None, int | None]:
         """The closest known position: the exact node, else its nearest written ancestor."""
@@ -44,7 +45,7 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
         node = loader.get_single_node()
         if node is None:
             raise SpecError("the file is empty; a pipeline needs at least `name` and `steps`", path=path, line=1)
-        source = SourceMap(path=path)
+        source = SourceMap(path=path, lines=tuple(text.splitlines()))
         _walk(node, (), source)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:

@@ -93,7 +93,7 @@ def test_key_field_and_csv_with_typed_cells(capsys, monkeypatch, tmp_path, live)
     assert result.code == 1
     by_key = {line["key"]: line for line in lines(out)}
     assert by_key["a1"] == {"key": "a1", "status": "ok", "output": 3}
-    assert "'x' is not of type 'integer'" in by_key["a2"]["error"]["message"]
+    assert 'priority: must be an integer, not string "x"' in by_key["a2"]["error"]["message"]
     assert "no usable --key-field 'id'" in by_key["line 4"]["error"]["message"]
 
 

@@ -82,6 +82,12 @@ def test_method_calls_and_filters_on_outputs_are_not_property_errors(tmp_path):
     assert load_pipeline(path).graph.parents["b"] == ("a",)
 
 
-def test_text_step_output_is_not_checked_for_properties(tmp_path):
-    path = write_pipeline(tmp_path, HEAD + "  a:\n    prompt: hi\n  b:\n    prompt: '{{ steps.a.output.anything }}'\n")
+def test_text_step_output_takes_string_methods_and_filters_but_no_properties(tmp_path):
+    path = write_pipeline(
+        tmp_path,
+        HEAD + "  a:\n    prompt: hi\n  b:\n    prompt: '{{ steps.a.output.upper() }} {{ steps.a.output | length }}'\n",
+    )
     assert load_pipeline(path).graph.parents["b"] == ("a",)
+    bad = write_pipeline(tmp_path, HEAD + "  a:\n    prompt: hi\n  b:\n    prompt: '{{ steps.a.output.anything }}'\n")
+    with pytest.raises(SpecError, match="step 'a' has no `schema`, so its output is text with no property 'anything'"):
+        load_pipeline(bad)

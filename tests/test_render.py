@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
+import sqlite3
+
 import pytest
 
 from runner.api import load_pipeline
 from runner.errors import RenderError
 
-from .conftest import EXAMPLES, write_pipeline
+from .conftest import EXAMPLES, invoke, write_pipeline
 
 HEAD = "name: r\ndefaults: {model: google/gemini-2.5-flash}\n"
 
@@ -46,7 +49,10 @@ def test_sandbox_blocks_unsafe_attribute_access(tmp_path):
 def test_when_is_a_boolean(tmp_path):
     path = write_pipeline(
         tmp_path,
-        HEAD + "steps:\n  a:\n    prompt: hi\n  b:\n    when: \"{{ steps.a.output.kind != 'spam' }}\"\n    prompt: hi\n"
+        HEAD
+        + "steps:\n  a:\n    prompt: hi\n    schema: {type: object, additionalProperties: false, required: [kind, flag],"
+        " properties: {kind: {type: string}, flag: {type: boolean}}}\n"
+        "  b:\n    when: \"{{ steps.a.output.kind != 'spam' }}\"\n    prompt: hi\n"
         "  c:\n    when: 'Flag: {{ steps.a.output.flag }}'\n    prompt: hi\n",
     )
     pipeline = load_pipeline(path)
@@ -111,3 +117,100 @@ def test_missing_output_section_gives_every_step_output(tmp_path):
         "a": "x",
         "b": {"k": 1},
     }
+
+
+OPTIONAL_FIELD = """name: optional
+defaults: {model: google/gemini-2.5-flash-lite}
+input:
+  type: object
+  required: [text]
+  properties:
+    text: {type: string}
+    note: {type: string}
+steps:
+  a:
+    prompt: "{{ input.note }}"
+output: {note: "{{ input.note }}", reply: "{{ steps.a.output }}"}
+"""
+
+
+def test_a_missing_optional_field_fails_only_its_record(capsys, monkeypatch, tmp_path, db_path):
+    path = write_pipeline(tmp_path, OPTIONAL_FIELD)
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"text": "1", "note": "n1"}\n{"text": "2"}\n{"text": "3", "note": "n3"}\n')
+    result = invoke(capsys, monkeypatch, "run", str(path), "--mock", "--inputs", str(inputs))
+    assert result.code == 1, result.err
+    lines = {line["key"]: line for line in map(json.loads, result.out.splitlines())}
+    assert [lines[key]["status"] for key in (1, 2, 3)] == ["ok", "failed", "ok"]
+    error = lines[2]["error"]
+    assert error["kind"] == "render_error" and error["step"] == "a"
+    assert f"{path}:11: `prompt` of step 'a'" in error["message"] and "note" in error["message"]
+    with sqlite3.connect(db_path) as db:
+        stored = dict(db.execute("SELECT record_key, status FROM records"))
+    assert stored == {"1": "ok", "2": "failed", "3": "ok"}
+
+
+@pytest.mark.parametrize(
+    "output",
+    ['"{{ input.note }}"', '{x: "{{ input.note }}"}', '["{{ [input.note] }}"]', '"Note: {{ input.note }}"'],
+)
+def test_an_undefined_output_value_is_a_render_error_not_a_crash(tmp_path, output):
+    path = write_pipeline(tmp_path, HEAD + f"steps:\n  a:\n    prompt: hi\noutput: {output}\n")
+    pipeline = load_pipeline(path)
+    with pytest.raises(RenderError, match=r"`output[^`]*`: .*note"):
+        pipeline.renderer.output({"input": {}, "steps": {"a": _view("x")}})
+
+
+@pytest.mark.parametrize("field", ["prompt", "system", "when"])
+def test_a_lone_undefined_expression_in_a_step_is_a_render_error(tmp_path, field):
+    extra = "" if field == "prompt" else f"    {field}: '{{{{ input.note }}}}'\n"
+    prompt = "'{{ input.note }}'" if field == "prompt" else "hi"
+    path = write_pipeline(tmp_path, HEAD + f"steps:\n  a:\n{extra}    prompt: {prompt}\n")
+    pipeline = load_pipeline(path)
+    step = pipeline.spec.step("a")
+    context = {"input": {}, "steps": {}}
+    with pytest.raises(RenderError, match=rf"`{field}` of step 'a'.*note"):
+        if field == "when":
+            pipeline.renderer.should_run(step, context)
+        else:
+            pipeline.renderer.messages(step, context)
+
+
+def test_a_render_error_names_the_line_inside_a_block_prompt(tmp_path):
+    path = write_pipeline(
+        tmp_path,
+        HEAD + "steps:\n  a:\n    prompt: |\n      Ticket:\n      {{ input.text }}\n      {{ input.note.upper() }}\n",
+    )
+    pipeline = load_pipeline(path)
+    with pytest.raises(RenderError, match=rf"^{path}:8: `prompt` of step 'a': .*note"):
+        pipeline.renderer.messages(pipeline.spec.step("a"), {"input": {"text": "t"}, "steps": {}})
+
+
+def test_a_render_error_in_a_prompt_file_names_the_file_and_where_it_is_named(tmp_path):
+    (tmp_path / "ask.j2").write_text("Hello\n{{ input.name.first }}\n")
+    path = write_pipeline(tmp_path, HEAD + "steps:\n  a:\n    prompt_file: ask.j2\n")
+    pipeline = load_pipeline(path)
+    with pytest.raises(RenderError) as caught:
+        pipeline.renderer.messages(pipeline.spec.step("a"), {"input": {"name": {}}, "steps": {}})
+    assert str(caught.value).startswith(f"{tmp_path / 'ask.j2'}:2: `prompt_file` of step 'a' (named at {path}:5): ")
+
+
+def test_undefined_values_are_explained_in_json_words(tmp_path):
+    path = write_pipeline(
+        tmp_path, HEAD + "steps:\n  a:\n    prompt: '{{ input.customer.name }} {{ input.tags[3] }}'\n"
+    )
+    pipeline = load_pipeline(path)
+    step = pipeline.spec.step("a")
+    with pytest.raises(RenderError, match=r"null \(a skipped step's output, or a null value\) has no property 'name'$"):
+        pipeline.renderer.messages(step, {"input": {"customer": None, "tags": []}, "steps": {}})
+    with pytest.raises(RenderError, match=r"object has no property 'customer'$"):
+        pipeline.renderer.messages(step, {"input": {}, "steps": {}})
+    with pytest.raises(RenderError, match=r"array has no element 3$"):
+        pipeline.renderer.messages(step, {"input": {"customer": {"name": "x"}, "tags": []}, "steps": {}})
+
+
+def test_type_errors_in_templates_name_json_types(tmp_path):
+    path = write_pipeline(tmp_path, HEAD + "steps:\n  a:\n    prompt: '{{ input.count + input.label }}'\n")
+    pipeline = load_pipeline(path)
+    with pytest.raises(RenderError, match=r"TypeError: unsupported operand type\(s\) for \+: 'number' and 'string'"):
+        pipeline.renderer.messages(pipeline.spec.step("a"), {"input": {"count": 1, "label": "x"}, "steps": {}})

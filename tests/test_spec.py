@@ -6,19 +6,27 @@ from pathlib import Path
 import pytest
 
 from runner.api import load_pipeline
-from runner.errors import SpecError, SpecErrors
+from runner.assertions import Assertion, check
+from runner.errors import InputError, SpecError, SpecErrors
+from runner.inputs import read_inputs
 from runner.spec import load_spec
+from runner.validate import check_reply, compile_validator
 
 from .conftest import EXAMPLES, FIXTURES, write_pipeline
 
 BAD = sorted((FIXTURES / "pipelines").glob("bad_*.yaml"))
 
 
-def _expectations(path: Path) -> tuple[int | None, list[str]]:
+def _expectations(path: Path) -> tuple[int | None, int | None, list[str]]:
     text = path.read_text()
     line = re.search(r"^# expect-line: (\d+)$", text, re.MULTILINE)
+    column = re.search(r"^# expect-column: (\d+)$", text, re.MULTILINE)
     words = re.search(r"^# expect: (.+)$", text, re.MULTILINE)
-    return (int(line.group(1)) if line else None), [word.strip() for word in words.group(1).split("|")]
+    return (
+        int(line.group(1)) if line else None,
+        int(column.group(1)) if column else None,
+        [word.strip() for word in words.group(1).split("|")],
+    )
 
 
 def test_there_are_many_bad_fixtures():
@@ -27,7 +35,7 @@ def test_there_are_many_bad_fixtures():
 
 @pytest.mark.parametrize("path", BAD, ids=[path.stem for path in BAD])
 def test_bad_pipeline_fails_with_file_line_and_fix(path):
-    line, words = _expectations(path)
+    line, column, words = _expectations(path)
     with pytest.raises(SpecError) as caught:
         load_pipeline(path)
     error = caught.value
@@ -39,6 +47,8 @@ def test_bad_pipeline_fails_with_file_line_and_fix(path):
     if line is not None:
         assert line in [item.line for item in errors], message
         assert f"{path}:{line}" in message
+    if column is not None:
+        assert f"{path}:{line}:{column}: " in message
     assert error.exit_code == 2
 
 
@@ -144,3 +154,38 @@ def test_spec_is_frozen():
         spec.steps[0].model = "other/model"  # type: ignore[misc]
     with pytest.raises(TypeError):
         spec.step("extract").schema["type"] = "array"  # type: ignore[index]
+
+
+# Messages name JSON's types (null, string, object, array, number, boolean), never Python's.
+
+
+def test_a_record_that_is_not_an_object_is_named_by_its_json_type():
+    pipeline = load_pipeline(EXAMPLES / "ticket_triage.yaml")
+    with pytest.raises(InputError, match=r"must be a JSON object, not array$"):
+        pipeline.check_input(["hi"], key="3")
+
+
+def test_an_input_line_that_is_not_an_object_is_named_by_its_json_type(tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"ticket": "a"}\nnull\n')
+    problems = [item.problem for item in read_inputs(str(data)) if item.problem]
+    assert problems == ["line 2 is a JSON null, not an object"]
+
+
+def test_an_input_field_of_the_wrong_type_is_named_by_json_types():
+    pipeline = load_pipeline(EXAMPLES / "ticket_triage.yaml")
+    with pytest.raises(InputError, match=r"ticket: must be a string, not null$"):
+        pipeline.check_input({"ticket": None}, key="3")
+
+
+def test_a_reply_of_the_wrong_type_is_named_by_json_types():
+    schema = {"type": "object", "properties": {"count": {"type": "integer"}, "tags": {"type": "array"}}}
+    verdict = check_reply('{"count": "7", "tags": {}}', compile_validator(schema))
+    assert 'at /count: must be an integer, not string "7"' in verdict.problems
+    assert "at /tags: must be an array, not object" in verdict.problems
+
+
+def test_a_json_schema_assertion_names_json_types():
+    assertion = Assertion("json_schema", {"type": "boolean"}, "output", None, None, None, 1)
+    result = check(assertion, {"output": None, "steps": {}, "input": {}})
+    assert not result.passed and result.detail == "must be a boolean, not null"

@@ -20,8 +20,9 @@ def _expectations(path):
     text = path.read_text()
     severity = re.search(r"^# expect-severity: (\w+)$", text, re.MULTILINE).group(1)
     line = int(re.search(r"^# expect-line: (\d+)$", text, re.MULTILINE).group(1))
+    column = re.search(r"^# expect-column: (\d+)$", text, re.MULTILINE)
     words = [word.strip() for word in re.search(r"^# expect: (.+)$", text, re.MULTILINE).group(1).split("|")]
-    return severity, line, words
+    return severity, line, int(column.group(1)) if column else None, words
 
 
 def test_every_rule_has_a_fixture():
@@ -30,7 +31,7 @@ def test_every_rule_has_a_fixture():
 
 @pytest.mark.parametrize("path", LINT, ids=[path.stem for path in LINT])
 def test_each_rule(path):
-    severity, line, words = _expectations(path)
+    severity, line, column, words = _expectations(path)
     pipeline = load_pipeline(path)
     found = [
         finding
@@ -41,6 +42,8 @@ def test_each_rule(path):
     for word in words:
         assert word in found[0].message, found[0].message
     assert found[0].line == line and found[0].path == str(path)
+    if column is not None:
+        assert found[0].column == column
 
 
 def test_examples_have_no_errors():
@@ -86,3 +89,26 @@ def test_graph_mermaid_and_dot(capsys, monkeypatch):
     assert "drafting · anthropic/claude-sonnet-4.5 · when" in mermaid.out
     dot = invoke(capsys, monkeypatch, "graph", "--format", "dot", str(EXAMPLES / "invoice_check.yaml"))
     assert 'digraph "invoice-check" {' in dot.out and "extract -> audit;" in dot.out and dot.out.rstrip().endswith("}")
+
+
+def test_guarded_optional_values_give_no_warning():
+    """`| default(...)`, `is defined` and `(x or {})` handle a missing value; only the unguarded uses warn."""
+    findings = {}
+    for name in ("input_property_optional", "skipped_output_field"):
+        pipeline = load_pipeline(FIXTURES / "lint" / f"{name}.yaml")
+        findings[name] = [f.line for f in lint(pipeline.spec, pipeline.graph, bundled_catalog())]
+    assert findings == {"input_property_optional": [16], "skipped_output_field": [21]}
+
+
+def test_a_checked_step_output_or_input_field_gives_no_warning(tmp_path):
+    path = write_pipeline(
+        tmp_path,
+        "name: x\ndefaults: {model: google/gemini-2.5-flash}\n"
+        "input: {type: object, properties: {note: {type: string}}}\n"
+        "steps:\n  a:\n    prompt: '{% if input.note is defined %}{{ input.note }}{% endif %}'\n"
+        "  b:\n    when: '{{ steps.a.output != \"\" }}'\n    prompt: hi\n"
+        "    schema: {type: object, additionalProperties: false, required: [r], properties: {r: {type: string}}}\n"
+        "output: '{% if steps.b.output is none %}-{% else %}{{ steps.b.output.r }}{% endif %}'\n",
+    )
+    pipeline = load_pipeline(path)
+    assert lint(pipeline.spec, pipeline.graph, bundled_catalog()) == []
