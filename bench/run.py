@@ -84,7 +84,7 @@ def measure(command: list[str], env: dict[str, str]) -> Measured:
 class FakeProcess:
     def __init__(self, latency_ms: float) -> None:
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "runner.fakeserver", "--latency-ms", str(latency_ms)],
+            [PYTHON, "-m", "runner.fake.server", "--latency-ms", str(latency_ms)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -377,7 +377,7 @@ class Bench:
             f"- machine: {os.cpu_count()} cores, {cpu}, {platform.platform()}, Python {platform.python_version()}",
             f"- scale: {self.scale} (1.0 = the sizes the benchmarks name); timings are the best of {self.repeat} rounds,"
             " the runner and the baseline alternating (neighbours on this machine make single runs vary by 30 % and more)",
-            "- the fake OpenRouter runs in its own process (`python -m runner.fakeserver`); every measured program is"
+            "- the fake OpenRouter runs in its own process (`python -m runner.fake.server`); every measured program is"
             " another process, timed with os.wait4",
             "",
             "| bench | measure | value | unit | target | result |",

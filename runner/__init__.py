@@ -2,6 +2,6 @@
 
 from .api import Pipeline, Session, Settings, load_pipeline
 from .errors import PipelineError
-from .results import RecordResult, StepResult
+from .run.results import RecordResult, StepResult
 
 __all__ = ["Pipeline", "PipelineError", "RecordResult", "Session", "Settings", "StepResult", "load_pipeline"]

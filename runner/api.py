@@ -20,22 +20,22 @@ from typing import Any
 
 import httpx
 
-from .batch import stream_records
-from .budget import Budget, SharedBudget
-from .catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
-from .client import DEFAULT_BASE_URL, OpenRouterClient
-from .db import redact
+from .chat.catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
+from .chat.client import DEFAULT_BASE_URL, OpenRouterClient
+from .chat.flow import RequestGate
+from .chat.verdict import compile_validator
 from .errors import ConfigurationError, FailureSummary, InputError, RunStopped, UsageError
-from .executor import Executor, Hooks
-from .flow import RequestGate
-from .graph import StepGraph, build_graph
-from .inputs import InputItem, aiter_items, record_fingerprint
-from .render import Renderer
-from .results import CacheEntry, CostEvent, RecordResult, RunTotals, StepResult
-from .schemas import json_type, validation_problem
-from .spec import PipelineSpec, load_spec, thaw
-from .store import DEFAULT_DB, MOCK_ENDPOINT, Store
-from .validate import compile_validator
+from .plan.graph import StepGraph, build_graph
+from .plan.render import Renderer
+from .run.batch import stream_records
+from .run.budget import Budget, SharedBudget
+from .run.executor import Executor, Hooks
+from .run.inputs import InputItem, aiter_items, record_fingerprint
+from .run.results import CacheEntry, CostEvent, RecordResult, RunTotals, StepResult
+from .spec.load import PipelineSpec, load_spec, thaw
+from .spec.strict import json_type, validation_problem
+from .store.db import redact
+from .store.store import DEFAULT_DB, MOCK_ENDPOINT, Store
 
 _log = logging.getLogger(__name__)
 

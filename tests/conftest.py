@@ -12,9 +12,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from runner.api import Settings
-from runner.cli import main
-from runner.fake import FakeOpenRouter
-from runner.fakeserver import FakeServer, mock_transport
+from runner.cli.main import main
+from runner.fake.openrouter import FakeOpenRouter
+from runner.fake.server import FakeServer, mock_transport
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "pipelines"

@@ -7,7 +7,7 @@ import pytest
 from runner import load_pipeline
 from runner.api import Settings
 from runner.errors import InputError
-from runner.fakeserver import mock_transport
+from runner.fake.server import mock_transport
 
 from .conftest import EXAMPLES, TEST_KEY, cost_rows
 

@@ -10,7 +10,7 @@ import threading
 import pytest
 from aiohttp import web
 
-from runner.client import OpenRouterClient
+from runner.chat.client import OpenRouterClient
 from runner.errors import ConfigurationError
 
 from .conftest import ROOT, TEST_KEY, invoke

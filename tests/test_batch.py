@@ -14,10 +14,10 @@ import time
 import pytest
 
 from runner.api import RunOptions, load_pipeline
-from runner.fake import Fault
-from runner.fakeserver import mock_transport
-from runner.inputs import InputItem
-from runner.request import encode_body
+from runner.chat.request import encode_body
+from runner.fake.openrouter import Fault
+from runner.fake.server import mock_transport
+from runner.run.inputs import InputItem
 
 from .conftest import ROOT, TEST_KEY, cost_rows, invoke
 
@@ -438,8 +438,8 @@ def test_resume_runs_an_edited_record_again_instead_of_serving_its_old_answer(
 def test_record_fingerprints_are_stored_on_both_backends(backend):
     from types import MappingProxyType
 
-    from runner.results import RecordResult
-    from runner.store import Store
+    from runner.run.results import RecordResult
+    from runner.store.store import Store
 
     target, schema = backend
     with Store(target, schema=schema) as store:

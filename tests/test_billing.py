@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from runner.api import RunOptions, load_pipeline
-from runner.catalog import SNAPSHOT_PATH
+from runner.chat.catalog import SNAPSHOT_PATH
+from runner.chat.reply import Reply, Usage
 from runner.errors import BudgetExceeded
-from runner.reply import Reply, Usage
 
 from .conftest import cost_rows, invoke, write_pipeline
 

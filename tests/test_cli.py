@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
+from runner.cli.run import parse_inputs
 from runner.errors import UsageError
-from runner.fake import Fault
-from runner.runcmd import parse_inputs
+from runner.fake.openrouter import Fault
 
 from .conftest import EXAMPLES, FIXTURES, ROOT, TEST_KEY, cost_rows, invoke
 

@@ -6,8 +6,8 @@ import inspect
 import httpx
 import pytest
 
-from runner import client as client_module
-from runner.client import OpenRouterClient, map_httpx_exception
+from runner.chat import client as client_module
+from runner.chat.client import OpenRouterClient, map_httpx_exception
 from runner.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -17,8 +17,8 @@ from runner.errors import (
     RequestRejected,
     TransientError,
 )
-from runner.fake import Fault
-from runner.fakeserver import mock_transport
+from runner.fake.openrouter import Fault
+from runner.fake.server import mock_transport
 
 from .conftest import TEST_KEY
 

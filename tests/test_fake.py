@@ -12,9 +12,9 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
-from runner.fake import FakeOpenRouter, Fault
-from runner.fakereplies import DATED_IDS
-from runner.fakeserver import mock_transport
+from runner.fake.openrouter import FakeOpenRouter, Fault
+from runner.fake.replies import DATED_IDS
+from runner.fake.server import mock_transport
 
 from .conftest import ROOT, TEST_KEY
 
@@ -80,8 +80,8 @@ def test_two_fakes_in_the_same_second_never_share_a_generation_id():
 def test_two_processes_never_share_a_generation_id():
     script = (
         "import asyncio, json, httpx\n"
-        "from runner.fake import FakeOpenRouter\n"
-        "from runner.fakeserver import mock_transport\n"
+        "from runner.fake.openrouter import FakeOpenRouter\n"
+        "from runner.fake.server import mock_transport\n"
         "async def main():\n"
         "    async with httpx.AsyncClient(transport=mock_transport(FakeOpenRouter())) as client:\n"
         "        body = {'model': 'google/gemini-2.5-flash-lite', 'messages': [{'role': 'user', 'content': 'hi'}]}\n"

@@ -12,9 +12,9 @@ import sqlite3
 
 import pytest
 
-from runner.fake import FakeOpenRouter, Fault
-from runner.fakereplies import DATED_IDS
-from runner.fakeserver import FakeServer
+from runner.fake.openrouter import FakeOpenRouter, Fault
+from runner.fake.replies import DATED_IDS
+from runner.fake.server import FakeServer
 
 from .conftest import TEST_KEY, cost_rows, invoke, write_pipeline
 

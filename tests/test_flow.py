@@ -7,11 +7,11 @@ import io
 import time
 
 from runner.api import load_pipeline
-from runner.fake import FakeOpenRouter
-from runner.fakeserver import mock_transport
-from runner.flow import RequestGate, SlidingWindowLimiter
-from runner.progress import RunProgress
-from runner.results import RunTotals
+from runner.chat.flow import RequestGate, SlidingWindowLimiter
+from runner.fake.openrouter import FakeOpenRouter
+from runner.fake.server import mock_transport
+from runner.report.progress import RunProgress
+from runner.run.results import RunTotals
 
 from .conftest import write_pipeline
 
@@ -141,8 +141,8 @@ class Ledger:
 def test_shared_budget_waits_for_room_then_refuses_every_later_request():
     import pytest
 
-    from runner.budget import SharedBudget
     from runner.errors import BudgetExceeded
+    from runner.run.budget import SharedBudget
 
     async def scenario():
         ledger = Ledger(cap=1.0)

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from runner.errors import UsageError
-from runner.inputs import CSV_CELL_LIMIT, is_stream, read_inputs, record_fingerprint
+from runner.run.inputs import CSV_CELL_LIMIT, is_stream, read_inputs, record_fingerprint
 
 SCHEMA = {
     "type": "object",

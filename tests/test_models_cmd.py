@@ -11,10 +11,10 @@ import socket
 
 import httpx
 
-from runner.catalog import cache_path_for, load_catalog
-from runner.client import OpenRouterClient
-from runner.fake import FakeOpenRouter
-from runner.fakeserver import FakeServer
+from runner.chat.catalog import cache_path_for, load_catalog
+from runner.chat.client import OpenRouterClient
+from runner.fake.openrouter import FakeOpenRouter
+from runner.fake.server import FakeServer
 
 from .conftest import TEST_KEY, invoke
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from runner.budget import worst_case_cost
-from runner.catalog import bundled_catalog
-from runner.request import OutputMode, build_body
-from runner.spec import load_spec
+from runner.chat.catalog import bundled_catalog
+from runner.chat.request import OutputMode, build_body
+from runner.run.budget import worst_case_cost
+from runner.spec.load import load_spec
 
 from .conftest import write_pipeline
 

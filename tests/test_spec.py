@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from runner.api import load_pipeline
-from runner.assertions import Assertion, check
+from runner.chat.verdict import check_reply, compile_validator
 from runner.errors import InputError, SpecError, SpecErrors
-from runner.inputs import read_inputs
-from runner.spec import load_spec
-from runner.validate import check_reply, compile_validator
+from runner.run.inputs import read_inputs
+from runner.spec.load import load_spec
+from runner.testing.assertions import Assertion, check
 
 from .conftest import EXAMPLES, FIXTURES, write_pipeline
 

@@ -9,14 +9,14 @@ from types import MappingProxyType
 
 import pytest
 
-from runner.db import open_database
+from runner.chat.reply import Reply, Usage
+from runner.chat.verdict import Verdict
 from runner.errors import StoreError, UsageError
-from runner.liveness import RunProcess
-from runner.migrations import MIGRATIONS, migrate
-from runner.reply import Reply, Usage
-from runner.results import CacheEntry, CostEvent, RecordResult
-from runner.store import Store, since_timestamp
-from runner.validate import Verdict
+from runner.run.results import CacheEntry, CostEvent, RecordResult
+from runner.store.db import open_database
+from runner.store.liveness import RunProcess
+from runner.store.migrations import MIGRATIONS, migrate
+from runner.store.store import Store, since_timestamp
 
 from .conftest import invoke
 
@@ -301,7 +301,7 @@ def test_m005_labels_the_fakes_old_cache_entries_and_runs_as_mock(backend, monke
     target, schema = backend
     database = open_database(target, schema)
     try:
-        monkeypatch.setattr("runner.migrations.MIGRATIONS", MIGRATIONS[:3])
+        monkeypatch.setattr("runner.store.migrations.MIGRATIONS", MIGRATIONS[:3])
         migrate(database)
         rows = [
             ("k-text", "gen-9-real1", json.dumps({"reply": {"content": "[mock reply from m/x] hello"}})),

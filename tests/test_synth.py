@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from runner.catalog import bundled_catalog
-from runner.dryrun import estimate
+from runner.chat.catalog import bundled_catalog
 from runner.errors import SynthesisError
-from runner.inputs import InputItem
-from runner.spec import load_spec
-from runner.synth import Synthesizer, synthesize
+from runner.plan.synth import Synthesizer, synthesize
+from runner.run.dryrun import estimate
+from runner.run.inputs import InputItem
+from runner.spec.load import load_spec
 
 from .conftest import EXAMPLES, FIXTURES, ROOT, cost_rows, invoke, write_pipeline
 

@@ -10,11 +10,11 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 
 from runner.api import load_pipeline
-from runner.assertions import Assertion, check
 from runner.errors import SpecError
-from runner.fake import Fault
-from runner.fakeserver import mock_transport
-from runner.testing import load_cases, run_cases
+from runner.fake.openrouter import Fault
+from runner.fake.server import mock_transport
+from runner.testing.assertions import Assertion, check
+from runner.testing.cases import load_cases, run_cases
 
 from .conftest import EXAMPLES, cost_rows, invoke
 

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from runner.api import load_pipeline
-from runner.catalog import bundled_catalog
-from runner.lint import lint
+from runner.chat.catalog import bundled_catalog
+from runner.check.rules import lint
 
 from .conftest import EXAMPLES, FIXTURES, invoke, write_pipeline
 

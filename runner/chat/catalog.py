@@ -1,0 +1,157 @@
+"""The model catalogue (GET /models): prices, limits and supported parameters, cached on disk."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from hashlib import sha256
+from importlib.resources import files
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import CallError
+from .request import OutputMode
+
+log = logging.getLogger("runner.catalog")
+
+DEFAULT_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    prompt_price: float  # USD per token
+    completion_price: float
+    request_price: float
+    context_length: int | None
+    max_completion_tokens: int | None
+    supported_parameters: frozenset[str]
+    name: str = ""
+    input_modalities: tuple[str, ...] = ()  # text, image, file, audio, video
+
+    @classmethod
+    def from_api(cls, entry: Mapping[str, Any]) -> ModelInfo:
+        pricing = entry.get("pricing") or {}
+        top = entry.get("top_provider") or {}
+        architecture = entry.get("architecture") or {}
+        return cls(
+            id=entry["id"],
+            prompt_price=_price(pricing.get("prompt")),
+            completion_price=_price(pricing.get("completion")),
+            request_price=_price(pricing.get("request")),
+            context_length=entry.get("context_length"),
+            max_completion_tokens=top.get("max_completion_tokens"),
+            supported_parameters=frozenset(entry.get("supported_parameters") or ()),
+            name=entry.get("name") if isinstance(entry.get("name"), str) else "",
+            input_modalities=tuple(
+                item for item in architecture.get("input_modalities") or () if isinstance(item, str)
+            ),
+        )
+
+
+def _price(value: Any) -> float:
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Catalog:
+    models: Mapping[str, ModelInfo]
+    source: str = "live"  # where it came from: live (GET /models), cache (the disk cache), bundled (the snapshot)
+
+    def output_mode(self, model: str, has_schema: bool) -> OutputMode:
+        """Strict structured outputs where the model has them; JSON mode, or the prompt alone, otherwise."""
+        if not has_schema:
+            return OutputMode.TEXT
+        info = self.models.get(model)
+        if info is None or not info.supported_parameters:
+            return OutputMode.JSON_SCHEMA  # unknown: ask for it; require_parameters routes accordingly
+        if "structured_outputs" in info.supported_parameters:
+            return OutputMode.JSON_SCHEMA
+        if "response_format" in info.supported_parameters:
+            return OutputMode.JSON_OBJECT
+        return OutputMode.PROMPT
+
+
+EMPTY_CATALOG = Catalog(MappingProxyType({}), "none")
+
+
+def catalog_from_api(payload: Any, source: str = "live") -> Catalog:
+    entries = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(entries, list):
+        return EMPTY_CATALOG
+    models = {}
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            models[entry["id"]] = ModelInfo.from_api(entry)
+    return Catalog(MappingProxyType(models), source)
+
+
+# A Traversable, not a file path: read through importlib.resources, it is found inside any installed wheel.
+SNAPSHOT_PATH = files("runner") / "data" / "models.json"
+
+
+def bundled_catalog() -> Catalog:
+    """The catalogue snapshot shipped with the runner, for when there is no network and no cache."""
+    return catalog_from_api(json.loads(SNAPSHOT_PATH.read_text(encoding="utf-8")), "bundled")
+
+
+def offline_catalog(base_url: str) -> Catalog:
+    """For checks that must not touch the network: the disk cache at any age, else the bundled snapshot."""
+    return _cached_or_bundled(cache_path_for(base_url))
+
+
+def _cached_or_bundled(cache_path: Path | None) -> Catalog:
+    cached = _read_cache(cache_path, float("inf")) if cache_path is not None else None
+    return catalog_from_api(cached, "cache") if cached is not None else bundled_catalog()
+
+
+def cache_path_for(base_url: str, cache_dir: str | None = None) -> Path:
+    folder = Path(cache_dir or os.environ.get("PIPELINE_CACHE_DIR") or Path.home() / ".cache" / "pipeline")
+    return folder / f"models-{sha256(base_url.encode()).hexdigest()[:16]}.json"
+
+
+async def load_catalog(client, cache_path: Path | None, ttl_s: float = DEFAULT_TTL_S) -> Catalog:
+    """The catalogue from the disk cache when fresh, else from GET /models (then cached).
+
+    When the endpoint fails (offline, an outage) the disk cache serves at any age, else the
+    snapshot bundled with the runner.
+    """
+    if cache_path is not None:
+        cached = _read_cache(cache_path, ttl_s)
+        if cached is not None:
+            return catalog_from_api(cached, "cache")
+    try:
+        payload = await client.get_json("models")
+    except CallError as exc:
+        log.warning("could not fetch the model catalogue (%s); using the disk cache or the bundled snapshot", exc)
+        return _cached_or_bundled(cache_path)
+    if cache_path is not None:
+        _write_cache(cache_path, payload)
+    return catalog_from_api(payload)
+
+
+def _read_cache(path: Path, ttl_s: float) -> Any:
+    try:
+        if time.time() - path.stat().st_mtime > ttl_s:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_cache(path: Path, payload: Any) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(payload), encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        log.info("could not cache the model catalogue at %s: %s", path, exc)

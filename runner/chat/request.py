@@ -1,0 +1,104 @@
+"""Building chat-completion request bodies: pure functions of the step, its messages and the model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import Enum
+from typing import Any
+
+from ..spec.load import StepSpec, thaw
+
+
+class OutputMode(Enum):
+    """How a step asks for JSON: strict structured outputs, plain JSON mode, or just text."""
+
+    JSON_SCHEMA = "json_schema"
+    JSON_OBJECT = "json_object"  # JSON mode, the schema in the system message
+    PROMPT = "prompt"  # no response_format at all: the schema in the system message only
+    TEXT = "text"
+
+
+def system_with_schema(system: str | None, schema: dict[str, Any]) -> str:
+    """For models without structured outputs: the schema travels in the system message."""
+    instruction = "Reply with a single JSON value, and nothing else, that matches this JSON Schema:\n" + json.dumps(
+        schema, ensure_ascii=False, sort_keys=True
+    )
+    return f"{system}\n\n{instruction}" if system else instruction
+
+
+def build_body(
+    step: StepSpec,
+    messages: tuple[dict[str, str], ...],
+    model: str,
+    *,
+    schema: dict[str, Any] | None,
+    mode: OutputMode,
+    user_id: str | None,
+    server_fallbacks: tuple[str, ...] = (),
+    supported_parameters: frozenset[str] | None = None,
+) -> dict[str, Any]:
+    """The JSON body of POST /chat/completions; only fields of OpenRouter's published API.
+
+    `schema` is the step's output schema as plain JSON (thawed once per run, not per call).
+    `supported_parameters` is the model's catalogue list: a tuning parameter it does not list is
+    left out (with `provider.require_parameters` it would make OpenRouter answer 404). Unknown
+    (None or empty): everything is sent.
+    """
+    wire_messages = [dict(message) for message in messages]
+    if mode in (OutputMode.JSON_OBJECT, OutputMode.PROMPT) and schema is not None:
+        if wire_messages[0]["role"] == "system":
+            wire_messages[0]["content"] = system_with_schema(wire_messages[0]["content"], schema)
+        else:
+            wire_messages.insert(0, {"role": "system", "content": system_with_schema(None, schema)})
+    body: dict[str, Any] = {"model": model, "messages": wire_messages}
+    tuning = {"temperature": step.temperature, "max_tokens": step.max_tokens, "reasoning": step.reasoning.as_body()}
+    for name, value in tuning.items():
+        if not supported_parameters or name in supported_parameters:
+            body[name] = value
+    body["stream"] = False
+    if server_fallbacks:
+        body["models"] = [model, *server_fallbacks]
+    if user_id is not None:
+        body["user"] = str(user_id)
+    if step.provider is not None:
+        body["provider"] = thaw(step.provider)
+    if mode is OutputMode.JSON_SCHEMA and schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": step.id[:64], "strict": True, "schema": schema},
+        }
+    elif mode is OutputMode.JSON_OBJECT:
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
+def repair_messages(messages: tuple[dict[str, str], ...], reply_text: str, problems: str) -> tuple[dict[str, str], ...]:
+    """The re-ask: the model sees its own reply and what was wrong with it (never an API error)."""
+    return (
+        *messages,
+        {"role": "assistant", "content": reply_text},
+        {
+            "role": "user",
+            "content": (
+                "Your reply could not be used: "
+                + problems
+                + "\nReply again with only the corrected JSON, no explanation and no code fence."
+            ),
+        },
+    )
+
+
+def encode_body(body: dict[str, Any]) -> tuple[str, bytes]:
+    """The body as sent on the wire, and its response-cache key, from one JSON encoding.
+
+    The key hashes the body without the end user's id (`user`), as build_body lays it out: the
+    same step, messages and settings give the same key whoever the user is.
+    """
+    user = body.get("user")
+    without_user = body if user is None else {key: value for key, value in body.items() if key != "user"}
+    raw = json.dumps(without_user, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    key = hashlib.sha256(raw).hexdigest()
+    if user is None:
+        return key, raw
+    return key, raw[:-1] + b',"user":' + json.dumps(user, ensure_ascii=False).encode("utf-8") + b"}"

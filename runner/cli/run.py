@@ -1,0 +1,395 @@
+"""`pipeline run`: one record (`--input`) or a stream of them (`--inputs`), a dry run, a resume."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from ..api import Pipeline, RunOptions, Settings, load_pipeline
+from ..chat.catalog import bundled_catalog, cache_path_for, load_catalog
+from ..chat.client import OpenRouterClient
+from ..errors import BudgetExceeded, CallError, ConfigurationError, OutputError, RunStopped, UsageError
+from ..report.progress import RunProgress
+from ..report.tables import format_rows, money
+from ..run.dryrun import estimate
+from ..run.inputs import InputItem, NotANumber, is_stream, parse_json, read_inputs
+from ..spec.load import thaw
+from ..store.liveness import this_process
+from ..store.store import Store
+
+MOCK_API_KEY = "mock-key-not-secret"
+
+
+def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
+    """`--input '{"a": 1}'`, or repeated `--input key=value` (a string) / `--input key:=JSON`."""
+    record: dict[str, Any] = {}
+    for value in values:
+        stripped = value.strip()
+        if stripped.startswith("{"):
+            try:
+                parsed = parse_json(stripped)
+            except NotANumber as exc:
+                raise UsageError(f"--input: {exc} is not a JSON number (JSON has no NaN or Infinity)") from None
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"--input is not valid JSON: {exc.msg} at column {exc.colno}") from None
+            record.update(parsed)
+            continue
+        if ":=" in value and value.index(":=") < value.index("=") + 1:
+            name, raw = value.split(":=", 1)
+            try:
+                record[name.strip()] = parse_json(raw)
+            except NotANumber as exc:
+                raise UsageError(f"--input {name}:= {exc} is not a JSON number (JSON has no NaN or Infinity)") from None
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"--input {name}:= needs a JSON value: {exc.msg}") from None
+            continue
+        if "=" not in value:
+            raise UsageError(f"--input {value!r}: use a JSON object, key=value (a string) or key:=JSON")
+        name, raw = value.split("=", 1)
+        if not name.strip():
+            raise UsageError(f"--input {value!r}: the key before '=' is empty")
+        record[name.strip()] = raw
+    return record
+
+
+@contextlib.contextmanager
+def connection(
+    db: str | None, mock: bool, *, need_key: bool = True, db_schema: str | None = None
+) -> Iterator[Settings]:
+    """Settings from the environment; with --mock, a fake OpenRouter on 127.0.0.1 for the run's length."""
+    settings = Settings.from_env(db=db, db_schema=db_schema)
+    if not mock:
+        if need_key and not settings.api_key:
+            raise ConfigurationError(
+                "OPENROUTER_API_KEY is not set: export it to call OpenRouter, or add --mock to run offline "
+                "against the built-in fake"
+            )
+        yield settings
+        return
+    from ..fake.openrouter import FakeOpenRouter
+    from ..fake.server import FakeServer
+
+    with FakeServer(FakeOpenRouter()) as server:
+        yield replace(settings, api_key=MOCK_API_KEY, base_url=server.base_url, models_cache=False, mock=True)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--input", "inputs", multiple=True, metavar="JSON|KEY=VALUE", help="One input record (repeatable).")
+@click.option("--inputs", "inputs_path", metavar="DATA", help="Records from a .jsonl or .csv file, or - for stdin.")
+@click.option("--key-field", metavar="NAME", help="The field that keys each record (default: its line number).")
+@click.option("--output", "output_path", metavar="OUT.jsonl", help="Write one JSON line per record here.")
+@click.option("--ordered", is_flag=True, help="Write records in input order (a bounded reorder buffer).")
+@click.option(
+    "--concurrency", default=16, show_default=True, type=click.IntRange(1, 10_000), help="Model requests in flight."
+)
+@click.option("--user", "user_id", metavar="ID", help="End-user id, sent as `user` and stored with every cost.")
+@click.option("--db", metavar="PATH", help="SQLite file for costs and results (default: $PIPELINE_DB).")
+@click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Hard cap on the run's total cost.")
+@click.option("--dry-run", is_flag=True, help="Render every prompt, call nothing, estimate the cost.")
+@click.option("--mock", is_flag=True, help="Answer from the built-in fake OpenRouter: offline, no key, no cost.")
+@click.option("--no-cache", is_flag=True, help="Serve nothing from the response cache (replies are still stored).")
+@click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an earlier run without paying again.")
+@click.option("--retry-failed", is_flag=True, help="With --resume: run the records that failed again (costs money).")
+@click.option("--run-id", "join_id", metavar="NAME", help="Name the run; workers given the same name share it.")
+@click.option("--db-schema", metavar="NAME", help="PostgreSQL: keep the tables in this schema ($PIPELINE_DB_SCHEMA).")
+def run(
+    file: str,
+    inputs: tuple[str, ...],
+    inputs_path: str | None,
+    key_field: str | None,
+    output_path: str | None,
+    ordered: bool,
+    concurrency: int,
+    user_id: str | None,
+    db: str | None,
+    max_cost: float | None,
+    dry_run: bool,
+    mock: bool,
+    no_cache: bool,
+    resume_id: str | None,
+    retry_failed: bool,
+    join_id: str | None,
+    db_schema: str | None,
+) -> None:
+    """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
+    pipeline = load_pipeline(file)
+    if inputs and inputs_path:
+        raise UsageError("give --input (one record) or --inputs (a file of records), not both")
+    if not inputs and not inputs_path:
+        raise UsageError("give the record with --input JSON (or key=value), or a file of records with --inputs")
+    if resume_id and join_id:
+        raise UsageError("give --resume RUN_ID (finish a run) or --run-id NAME (start or join one), not both")
+    if retry_failed and not resume_id:
+        raise UsageError("--retry-failed goes with --resume RUN_ID: it runs that run's failed records again")
+    options = RunOptions(
+        concurrency=concurrency,
+        use_cache=not no_cache,
+        max_cost_usd=max_cost,
+        resume=resume_id is not None,
+        retry_failed=retry_failed,
+    )
+    if dry_run:
+        items = _items(pipeline, inputs, inputs_path, key_field)
+        with connection(db, mock, need_key=False) as settings:
+            _print_estimate(pipeline, items, asyncio.run(_catalog(settings)))
+        return
+    if resume_id:
+        settings = Settings.from_env(db=db, db_schema=db_schema)
+        _announce_resume(settings, pipeline.name, resume_id, mock=mock, retry_failed=retry_failed)
+    if inputs:
+        record = pipeline.check_input(parse_inputs(inputs))
+        with connection(db, mock, db_schema=db_schema) as settings:
+            code = asyncio.run(_run_one(pipeline, record, settings, user_id, options, resume_id or join_id))
+    else:
+        items = _items(pipeline, (), inputs_path, key_field)
+        with connection(db, mock, db_schema=db_schema) as settings, _output(output_path) as out:
+            code = asyncio.run(
+                _run_batch(pipeline, items, settings, user_id, options, resume_id or join_id, out, ordered, inputs_path)
+            )
+    sys.exit(code)
+
+
+def _items(pipeline: Pipeline, inputs, inputs_path, key_field) -> Iterator[InputItem]:
+    if inputs:
+        return iter([InputItem(1, parse_inputs(inputs))])
+    schema = thaw(pipeline.spec.input_schema) if pipeline.spec.input_schema is not None else None
+    return read_inputs(inputs_path, key_field=key_field, input_schema=schema)
+
+
+async def _catalog(settings: Settings):
+    client = OpenRouterClient(api_key=settings.api_key, base_url=settings.base_url, require_key=False)
+    async with client:
+        try:
+            return await load_catalog(client, cache_path_for(settings.base_url) if settings.models_cache else None)
+        except (CallError, ConfigurationError):  # a dry run calls nothing: an unreachable API does not stop it
+            return bundled_catalog()
+
+
+def _print_estimate(pipeline: Pipeline, items, catalog) -> None:
+    result = estimate(pipeline.spec, pipeline.renderer, catalog, items, pipeline.check_input)
+    rows = [
+        {
+            "step": row.step,
+            "model": row.model,
+            "calls": row.calls,
+            "prompt_tokens": row.prompt_tokens,
+            "low_usd": row.low_usd if row.priced else None,
+            "high_usd": row.high_usd if row.priced else None,
+        }
+        for row in result.rows
+    ]
+    click.echo(format_rows(rows, "table", total=False))
+    click.echo(
+        f"{result.records} record(s), {sum(row.calls for row in result.rows)} possible call(s): "
+        f"estimated {money(result.low_usd)} - {money(result.high_usd)} "
+        "(prompt only - prompt plus max_tokens; fallbacks and re-asks not counted)"
+    )
+    if result.invalid_records:
+        click.echo(f"{result.invalid_records} record(s) do not match the input schema and would fail", err=True)
+    if result.render_errors:
+        click.echo(f"{result.render_errors} prompt(s) could not be rendered", err=True)
+    for problem in result.stand_in_problems:
+        click.echo(f"no schema-valid stand-in output for {problem}", err=True)
+    unpriced = sorted({row.model for row in result.rows if not row.priced})
+    if unpriced:
+        click.echo(f"no price in the model catalogue for: {', '.join(unpriced)}", err=True)
+
+
+def _announce_resume(settings: Settings, pipeline: str, run_id: str, *, mock: bool, retry_failed: bool) -> None:
+    """Say what --resume will run again, or refuse to pay again for a finished run's failed records.
+
+    Records that failed are paid for again when they run again, so that needs --retry-failed.
+    """
+    with Store(settings.db, schema=settings.db_schema) as store:
+        store.mark_abandoned_runs()
+        row = store.resumable_run(run_id, pipeline, mock=mock)
+    if row["status"] == "running" and row["host"] == this_process().host:  # its process is alive: it was checked
+        raise UsageError(f"--resume {run_id}: the run is still running (process {row['pid']}); stop it first")
+    done, failed = row["records_ok"], row["records_failed"]
+    finished = row["status"] in ("ok", "failed")
+    if finished and not failed:
+        click.echo(
+            f"run {run_id} finished with all {done} record(s) done: they are re-emitted without calls; "
+            "a record whose content changed since runs again",
+            err=True,
+        )
+        return
+    if finished and not retry_failed:
+        raise UsageError(
+            f"--resume {run_id}: the run finished and only its {failed} failed record(s) are left; running them "
+            "again costs money: add --retry-failed to do so"
+        )
+    if retry_failed:
+        plan = f"its {failed} failed record(s) run again (--retry-failed)"
+    elif failed:
+        plan = f"its {failed} failed record(s) stay failed (--retry-failed runs them again)"
+    else:
+        plan = "no record had failed"
+    click.echo(
+        f"resuming run {run_id} ({row['status']}): {done} finished record(s) are re-emitted without calls, "
+        f"{plan}, records not run yet run now",
+        err=True,
+    )
+
+
+async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> int:
+    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options)
+    stopped: RunStopped | None = None
+    entered = False
+    try:
+        async with session:
+            entered = True
+            try:
+                result = await session.run(record)
+            except RunStopped as exc:
+                stopped = session.stopped = exc
+    finally:
+        if entered:
+            click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
+    if stopped is not None:
+        click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
+        return stopped.exit_code
+    if result.status == "failed":
+        click.echo(json.dumps(result.line(), indent=2, ensure_ascii=False))  # the record's line, error included
+        error = result.error
+        click.echo(
+            f"error: step '{error.step}' failed ({error.kind}) after {error.attempts} billed attempt(s); "
+            f"models tried: {', '.join(error.models) or 'none'}. Details are in the log above.",
+            err=True,
+        )
+        return 1
+    click.echo(json.dumps(result.output, indent=2, ensure_ascii=False))
+    return 0
+
+
+async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out, ordered, inputs_path) -> int:
+    total = _count_records(inputs_path)
+    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options)
+    stopped: RunStopped | None = None
+    interruption: str | None = None
+    entered = False
+    try:
+        async with session:
+            entered = True
+            # What is loaded by now lives for the whole run: keep the cyclic GC from walking it again and again.
+            gc.collect()
+            gc.freeze()
+            session.totals.started = time.monotonic()
+            progress = RunProgress(session.totals, total_records=total)
+            results = session.run_many(items, ordered=ordered, threaded_input=is_stream(inputs_path))
+            try:
+                async for result in results:
+                    _write_line(out, result.line())
+                    progress.update()
+            except RunStopped as exc:  # the budget, a stop status, or an output that cannot be written
+                stopped = session.stopped = exc
+            except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels the run, then raises KeyboardInterrupt
+                interruption, session.interrupted = "interrupted (Ctrl-C)", True
+                raise
+            finally:
+                await results.aclose()  # records in flight are cancelled before anything is counted
+                progress.close()
+    finally:
+        if entered:
+            _report_end(session, stopped, interruption)
+    if isinstance(stopped, OutputError) and stopped.closed_pipe:
+        return 141  # what a shell reports for a program stopped by SIGPIPE (`... | head -1`)
+    if stopped is not None:
+        return stopped.exit_code
+    if session.interrupted:
+        return 1
+    return 1 if session.totals.records_failed else 0
+
+
+def _write_line(out: TextIO, line: dict[str, Any]) -> None:
+    """One output line, flushed; a full disk or a closed pipe stops the run (its records are in the database)."""
+    try:
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        if out is sys.stdout:  # nobody reads any more: send what Python still holds to /dev/null, quietly
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise OutputError("the output pipe was closed", closed_pipe=True) from None
+    except OSError as exc:
+        where = "stdout" if out is sys.stdout else f"--output {getattr(out, 'name', '')}"
+        raise OutputError(f"cannot write to {where}: {exc.strerror or exc}") from None
+
+
+def _summary(session) -> str:
+    text = session.totals.summary()
+    return f"{text} (--mock: the fake's costs, nothing was billed)" if session.settings.mock else text
+
+
+def _report_end(session, stopped: RunStopped | None, interruption: str | None) -> None:
+    """The summary, then why the run stopped: every figure as `pipeline runs` shows the run."""
+    click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
+    final = session.final
+    if final is not None and session.resumed_from is not None:
+        click.echo(
+            f"run {session.run_id} in all: {final['records_ok']} record(s) ok, {final['records_failed']} failed; "
+            f"calls: {final['calls']} billed; cost: ${final['cost_usd']:.6f}",
+            err=True,
+        )
+    if stopped is not None:
+        click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
+    elif interruption is not None:
+        click.echo(f"stopped: {interruption}; finished records are kept", err=True)
+    elif final is None or final["status"] != "interrupted":  # an unexpected error says so itself afterwards
+        return
+    click.echo(f"finish it later with: --resume {session.run_id}", err=True)
+
+
+def _stop_reason(stopped: RunStopped, session) -> str:
+    final = session.final
+    if not isinstance(stopped, BudgetExceeded) or final is None:
+        return str(stopped)
+    return (
+        f"--max-cost ${session.options.max_cost_usd:.4f} reached: ${final['cost_usd']:.6f} spent by the run, "
+        f"{final['records_ok']} record(s) finished and {final['records_failed']} failed; the next request could "
+        "have passed the cap, so it was not sent; finished records are kept, resume with a higher --max-cost"
+    )
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[TextIO]:
+    """Opened before the run is created, so that an unwritable --output leaves no run behind."""
+    if path is None:
+        yield sys.stdout
+        return
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise UsageError(f"--output {path}: the folder {folder} does not exist")
+    try:
+        handle = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed below, its errors ignored
+    except OSError as exc:
+        raise UsageError(f"--output {path}: {exc.strerror or exc}") from None
+    try:
+        yield handle
+    finally:
+        with contextlib.suppress(OSError):  # a write already failed and stopped the run
+            handle.close()
+
+
+def _count_records(inputs_path: str) -> int | None:
+    """The number of records, for the progress bar's ETA (a quick pass over the file)."""
+    if is_stream(inputs_path) or not sys.stderr.isatty():
+        return None
+    try:
+        with open(inputs_path, "rb") as handle:
+            lines = sum(1 for line in handle if line.strip())
+    except OSError:
+        return None
+    return lines - 1 if inputs_path.lower().endswith(".csv") else lines

@@ -1,0 +1,44 @@
+"""`pipeline graph`: the step DAG as Mermaid or Graphviz dot, for docs and pull-request review."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..plan.graph import StepGraph
+from ..spec.load import PipelineSpec
+
+
+def _nodes(spec: PipelineSpec, graph: StepGraph) -> Iterator[tuple[str, str]]:
+    """Each step with its label detail: module, model, and whether a `when` guards it."""
+    for step_id in graph.order:
+        step = spec.step(step_id)
+        yield step_id, f"{step.module} · {step.model}" + (" · when" if step.when is not None else "")
+
+
+def _edges(graph: StepGraph) -> list[tuple[str, str]]:
+    return sorted(graph.dag.edges, key=lambda edge: (graph.order.index(edge[0]), edge[1]))
+
+
+def _into_output(graph: StepGraph) -> list[str]:
+    return [step_id for step_id in graph.order if step_id in graph.output_steps]
+
+
+def mermaid(spec: PipelineSpec, graph: StepGraph) -> str:
+    lines = ["flowchart TD"]
+    lines += [f'    {step_id}["{step_id}<br/><small>{detail}</small>"]' for step_id, detail in _nodes(spec, graph)]
+    lines += [f"    {parent} --> {child}" for parent, child in _edges(graph)]
+    if graph.output_steps:
+        lines.append('    output(["output"])')
+        lines += [f"    {step_id} -.-> output" for step_id in _into_output(graph)]
+    return "\n".join(lines) + "\n"
+
+
+def dot(spec: PipelineSpec, graph: StepGraph) -> str:
+    lines = [f'digraph "{spec.name}" {{', "    rankdir=TB;", "    node [shape=box, fontname=Helvetica];"]
+    lines += [f'    {step_id} [label="{step_id}\\n{detail}"];' for step_id, detail in _nodes(spec, graph)]
+    lines += [f"    {parent} -> {child};" for parent, child in _edges(graph)]
+    if graph.output_steps:
+        lines.append('    output [shape=ellipse, label="output"];')
+        lines += [f"    {step_id} -> output [style=dashed];" for step_id in _into_output(graph)]
+    lines.append("}")
+    return "\n".join(lines) + "\n"

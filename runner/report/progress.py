@@ -1,0 +1,62 @@
+"""Progress on stderr: a rich bar on a terminal, plain periodic log lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..run.results import RunTotals
+
+
+class RunProgress:
+    """Call `update()` after each record; `close()` at the end."""
+
+    def __init__(
+        self, totals: RunTotals, *, total_records: int | None, stream: TextIO | None = None, every_s: float = 10.0
+    ) -> None:
+        self._totals = totals
+        self._stream = stream or sys.stderr
+        self._every_s = every_s
+        self._started = time.monotonic()
+        self._last_line = self._started
+        self._bar: Progress | None = None
+        if self._stream.isatty():
+            self._bar = Progress(
+                TextColumn("[bold]records"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(file=self._stream),
+                transient=False,
+            )
+            self._task = self._bar.add_task("run", total=total_records, detail="")
+            self._bar.start()
+
+    def _detail(self) -> str:
+        totals = self._totals
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        return (
+            f"{totals.records_failed} failed  {totals.calls / elapsed:.1f} calls/s  "
+            f"{totals.cache_hits} cached  ${totals.cost_usd:.4f}"
+        )
+
+    def update(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self._totals.records, detail=self._detail())
+            return
+        now = time.monotonic()
+        if now - self._last_line >= self._every_s:
+            self._last_line = now
+            print(f"progress: {self._totals.records} records done, {self._detail()}", file=self._stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self.update()
+            self._bar.stop()

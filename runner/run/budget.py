@@ -1,0 +1,111 @@
+"""The hard cost cap: reserve a request's worst case before sending it, settle with `usage.cost`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..chat.catalog import ModelInfo
+from ..errors import BudgetExceeded
+
+BYTES_PER_TOKEN = 3.0  # conservative: English averages ~4 characters a token, most scripts more bytes
+TOKENS_PER_MESSAGE = 8
+
+
+def estimate_prompt_tokens(messages: list[dict[str, Any]] | tuple[dict[str, Any], ...], extra: Any = None) -> int:
+    """An upper-leaning estimate of the prompt tokens, from the UTF-8 size of what is sent."""
+    size = sum(len(str(message.get("content", "")).encode("utf-8")) for message in messages)
+    if extra is not None:
+        size += len(json.dumps(extra, ensure_ascii=False).encode("utf-8"))
+    return math.ceil(size / BYTES_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
+
+
+def worst_case_cost(body: dict[str, Any], info: ModelInfo) -> float:
+    """Prompt tokens at the prompt price plus max_tokens (reasoning included) at the completion price.
+
+    A body without max_tokens (the model does not take it) is bounded by the model's own output limit.
+    """
+    prompt_tokens = estimate_prompt_tokens(body["messages"], body.get("response_format"))
+    max_tokens = body.get("max_tokens") or info.max_completion_tokens or info.context_length or 0
+    return prompt_tokens * info.prompt_price + max_tokens * info.completion_price + info.request_price
+
+
+@dataclass
+class Budget:
+    """Spend so far, money reserved by requests in flight, and the cap they may not pass together."""
+
+    max_cost_usd: float
+    spent_usd: float = 0.0
+    reserved_usd: float = 0.0
+    exhausted: bool = False
+    _waiters: list[asyncio.Future] = field(default_factory=list)
+
+    async def reserve(self, amount: float) -> float:
+        """Reserve `amount`, waiting while requests in flight hold the room it needs.
+
+        Refused (BudgetExceeded, and every later request with it) once the spend itself leaves
+        no room: then the request could pass the cap whatever the others cost.
+        """
+        while True:
+            if self.exhausted or self.spent_usd + amount > self.max_cost_usd:
+                self.exhausted = True
+                self._wake()
+                raise BudgetExceeded(
+                    f"--max-cost ${self.max_cost_usd:.4f} reached: ${self.spent_usd:.6f} spent, the next request "
+                    f"could cost up to ${amount:.6f}; finished records are kept, resume with a higher --max-cost"
+                )
+            if self.spent_usd + self.reserved_usd + amount <= self.max_cost_usd:
+                self.reserved_usd += amount
+                return amount
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    def settle(self, reserved: float, actual: float) -> None:
+        self.reserved_usd = max(0.0, self.reserved_usd - reserved)
+        self.spent_usd += actual
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class BudgetLedger(Protocol):
+    def try_reserve(self, run_id: str, amount: float) -> tuple[bool, float, float]: ...
+
+    def settle_budget(self, run_id: str, reserved: float, actual: float) -> None: ...
+
+
+class SharedBudget:
+    """Budget's contract, kept in the database: every worker on the run reserves from the same row."""
+
+    def __init__(self, ledger: BudgetLedger, run_id: str, *, poll_s: float = 0.02) -> None:
+        self._ledger = ledger
+        self._run_id = run_id
+        self._poll_s = poll_s
+        self.exhausted = False
+        self._spent = 0.0  # as the database last said, for the message
+        self._cap = 0.0
+
+    async def reserve(self, amount: float) -> float:
+        while True:
+            if not self.exhausted:
+                reserved, self._spent, self._cap = self._ledger.try_reserve(self._run_id, amount)
+                if reserved:
+                    return amount
+                self.exhausted = self._spent + amount > self._cap
+            if self.exhausted:
+                raise BudgetExceeded(
+                    f"--max-cost ${self._cap:.4f} reached: ${self._spent:.6f} spent, the next request could cost up "
+                    f"to ${amount:.6f}; finished records are kept, resume with a higher --max-cost"
+                )
+            await asyncio.sleep(self._poll_s)  # requests in flight (here or in other workers) hold the room
+
+    def settle(self, reserved: float, actual: float) -> None:
+        self._ledger.settle_budget(self._run_id, reserved, actual)

@@ -1,0 +1,103 @@
+"""--dry-run: render every prompt of every record, call nothing, and estimate the cost range.
+
+A step's own output does not exist yet in a dry run, so templates downstream of it see a
+stand-in: schema-valid values for schema steps (the same synthesis as `--mock`), empty text for
+text steps. A schema no value can be made for is reported in `stand_in_problems`. Steps behind a
+`when` are counted as possible calls. Fallback models and re-asks are not counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..chat.catalog import Catalog
+from ..chat.request import build_body
+from ..errors import InputError, RenderError, SynthesisError
+from ..plan.render import Renderer
+from ..plan.synth import synthesize
+from ..spec.load import PipelineSpec, thaw
+from .budget import estimate_prompt_tokens
+from .inputs import InputItem
+
+
+@dataclass
+class EstimateRow:
+    step: str
+    model: str
+    calls: int = 0
+    prompt_tokens: int = 0
+    max_completion_tokens: int = 0
+    low_usd: float = 0.0  # prompt tokens only
+    high_usd: float = 0.0  # prompt tokens plus max_tokens
+    priced: bool = True
+
+
+@dataclass
+class Estimate:
+    rows: list[EstimateRow]
+    records: int = 0
+    invalid_records: int = 0
+    render_errors: int = 0
+    stand_in_problems: list[str] = field(default_factory=list)  # "step X: why no valid stand-in"
+
+    @property
+    def low_usd(self) -> float:
+        return sum(row.low_usd for row in self.rows)
+
+    @property
+    def high_usd(self) -> float:
+        return sum(row.high_usd for row in self.rows)
+
+
+def estimate(
+    spec: PipelineSpec, renderer: Renderer, catalog: Catalog, items: Iterable[InputItem], check_input
+) -> Estimate:
+    rows = {step.id: EstimateRow(step.id, step.model) for step in spec.steps}
+    result = Estimate(rows=list(rows.values()))
+    stand_ins = {step.id: _stand_in(step, result.stand_in_problems) for step in spec.steps}
+    schemas = {step.id: thaw(step.schema) if step.schema is not None else None for step in spec.steps}
+    for item in items:
+        if item.problem is not None:
+            result.invalid_records += 1
+            continue
+        try:
+            record = check_input(item.record, key=str(item.key))
+        except InputError:
+            result.invalid_records += 1
+            continue
+        result.records += 1
+        context = {"input": record, "steps": stand_ins}
+        for step in spec.steps:
+            try:
+                messages = renderer.messages(step, context)
+            except RenderError:
+                result.render_errors += 1
+                continue
+            mode = catalog.output_mode(step.model, schemas[step.id] is not None)
+            body = build_body(step, messages, step.model, schema=schemas[step.id], mode=mode, user_id=None)
+            tokens = estimate_prompt_tokens(body["messages"], body.get("response_format"))
+            row = rows[step.id]
+            row.calls += 1
+            row.prompt_tokens += tokens
+            row.max_completion_tokens += step.max_tokens
+            info = catalog.models.get(step.model)
+            if info is None:
+                row.priced = False
+                continue
+            low = tokens * info.prompt_price + info.request_price
+            row.low_usd += low
+            row.high_usd += low + step.max_tokens * info.completion_price
+    return result
+
+
+def _stand_in(step, problems: list[str]) -> dict:
+    output = ""
+    if step.schema is not None:
+        try:
+            output = synthesize(thaw(step.schema), hashlib.sha256(step.id.encode()).digest())
+        except SynthesisError as exc:
+            output = exc.closest  # still renders downstream prompts; the problem is reported
+            problems.append(f"step '{step.id}': {exc}")
+    return {"output": output, "model": step.model, "cost_usd": 0.0, "usage": None, "reasoning": None, "status": "ok"}

@@ -1,0 +1,365 @@
+"""The pipeline file: YAML -> checked against runner/data/pipeline.schema.json -> frozen dataclasses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft202012Validator
+
+from ..errors import SpecError, SpecErrors
+from .explain import explain
+from .strict import strict_mode_problems
+from .yamlmarks import SourceMap, load_yaml
+
+# Read through importlib.resources: the schema ships inside the package, so an installed wheel finds it too.
+SCHEMA_PATH = files("runner") / "data" / "pipeline.schema.json"
+
+# Values a step gets when neither it nor `defaults` sets them. Temperature, reasoning and
+# max_tokens are always sent explicitly, so a run never depends on a provider's defaults.
+BUILTIN_SETTINGS = MappingProxyType(
+    {
+        "fallback_models": (),
+        "fallback_mode": "client",
+        "temperature": 1.0,
+        "reasoning": MappingProxyType({"effort": "low"}),
+        "max_tokens": 1024,
+        "provider": None,
+        "retries": 3,
+        "repair_attempts": 1,
+        "timeout_s": 120.0,
+        "rate_limit": None,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    effort: str | None = None
+    max_tokens: int | None = None
+    exclude: bool | None = None
+
+    def as_body(self) -> dict[str, Any]:
+        return {
+            key: value
+            for key, value in (("effort", self.effort), ("max_tokens", self.max_tokens), ("exclude", self.exclude))
+            if value is not None
+        }
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests: int
+    per_seconds: float
+
+
+@dataclass(frozen=True)
+class Template:
+    """A Jinja source and where it came from, so template errors can point at a line."""
+
+    source: str
+    path: str
+    line: int
+    field: str  # as written: `prompt`, `prompt_file`, `system`, `when`, `output.reply`
+    step: str | None = None  # None for `output`
+    named_at: str | None = None  # for a prompt_file: "pipeline.yaml:12", where the file is named
+    file_lines: tuple[str, ...] = ()  # the lines of `path` the template is written on, from `line`
+
+    @property
+    def label(self) -> str:
+        """How messages name it: `prompt` of step 'classify', `output.reply`, or a prompt_file and where it is named."""
+        label = f"`{self.field}` of step '{self.step}'" if self.step else f"`{self.field}`"
+        return f"{label} (named at {self.named_at})" if self.named_at else label
+
+    def column_of(self, text: str, line: int) -> int | None:
+        """The file column of `text` on `line`, when it is written there once (Jinja itself reports no columns)."""
+        index = line - self.line
+        if not 0 <= index < len(self.file_lines) or self.file_lines[index].count(text) != 1:
+            return None
+        return self.file_lines[index].index(text) + 1
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    id: str
+    module: str
+    model: str
+    fallback_models: tuple[str, ...]
+    fallback_mode: str
+    temperature: float
+    reasoning: Reasoning
+    max_tokens: int
+    provider: MappingProxyType | None
+    retries: int
+    repair_attempts: int
+    timeout_s: float
+    rate_limit: RateLimit | None
+    prompt: Template
+    system: Template | None
+    schema: MappingProxyType | None
+    when: Template | None
+    needs: tuple[str, ...]
+    line: int
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return (self.model, *self.fallback_models)
+
+    def templates(self) -> tuple[Template, ...]:
+        return tuple(template for template in (self.system, self.prompt, self.when) if template is not None)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    description: str
+    path: str
+    input_schema: MappingProxyType | None
+    steps: tuple[StepSpec, ...]
+    output: Any
+    source: SourceMap
+
+    def step(self, step_id: str) -> StepSpec:
+        return next(step for step in self.steps if step.id == step_id)
+
+    @property
+    def step_ids(self) -> tuple[str, ...]:
+        return tuple(step.id for step in self.steps)
+
+
+@cache
+def pipeline_schema_validator() -> Draft202012Validator:
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
+
+
+def load_spec(path: str | Path, *, text: str | None = None) -> PipelineSpec:
+    """Read, check and freeze one pipeline file (or `text` given for it). Raises SpecError naming file and line."""
+    file_path = Path(path)
+    display = str(path)
+    if text is None:
+        try:
+            text = file_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SpecError("file not found", path=display) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"cannot read the file: {exc}", path=display) from None
+    data, source = load_yaml(text, display)
+    if not isinstance(data, dict):
+        raise SpecError("the top level must be a mapping with `name` and `steps`", path=display, line=1, column=1)
+    _check_against_schema(data, source)
+    return _build(data, source, file_path.resolve().parent)
+
+
+def _check_against_schema(data: dict, source: SourceMap) -> None:
+    errors = sorted(pipeline_schema_validator().iter_errors(data), key=lambda error: list(error.absolute_path))
+    problems = []
+    for error in errors:
+        problems.extend(explain(error, source))
+    if problems:
+        unique = {(p.line, p.column, p.reason): p for p in problems}
+        ordered = sorted(unique.values(), key=lambda p: (p.line or 0, p.column or 0))
+        raise ordered[0] if len(ordered) == 1 else SpecErrors(ordered)
+
+
+def _build(data: dict, source: SourceMap, folder: Path) -> PipelineSpec:
+    errors: list[SpecError] = []
+    defaults = data.get("defaults") or {}
+    input_schema = data.get("input")
+    if input_schema is not None:
+        errors.extend(_metaschema_problems(input_schema, ("input",), source, strict=False))
+    steps = []
+    for step_id, raw in data["steps"].items():
+        try:
+            steps.append(_build_step(step_id, raw or {}, defaults, data["name"], source, folder))
+        except SpecErrors as exc:
+            errors.extend(exc.errors)
+        except SpecError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0] if len(errors) == 1 else SpecErrors(errors)
+    return PipelineSpec(
+        name=data["name"],
+        description=data.get("description", ""),
+        path=source.path,
+        input_schema=_freeze(input_schema),
+        steps=tuple(steps),
+        output=data.get("output"),
+        source=source,
+    )
+
+
+def _build_step(step_id: str, raw: dict, defaults: dict, pipeline_name: str, source: SourceMap, folder: Path):
+    here = ("steps", step_id)
+    line = source.where(here, key=True)[0] or 1
+    settings = {**BUILTIN_SETTINGS, "module": pipeline_name, **defaults, **raw}
+    if "model" not in settings:
+        raise source.error(
+            f"step '{step_id}' has no model: set `model` in the step or in `defaults`", here, key=True, field="model"
+        )
+    if "prompt" in raw and "prompt_file" in raw:
+        raise source.error(
+            f"step '{step_id}' sets both `prompt` and `prompt_file`; keep one", (*here, "prompt_file"), key=True
+        )
+    if "prompt" in raw:
+        prompt = inline_template(raw["prompt"], source, (*here, "prompt"), "prompt", step_id)
+    elif "prompt_file" in raw:
+        prompt_path = _inside(folder, raw["prompt_file"], source, (*here, "prompt_file"), "prompt_file")
+        try:
+            prompt_text = prompt_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise source.error(
+                f"step '{step_id}': cannot read prompt_file '{raw['prompt_file']}': {exc.strerror or exc}",
+                (*here, "prompt_file"),
+                field="prompt_file",
+            ) from None
+        named_at = f"{source.path}:{_template_line(source, (*here, 'prompt_file'))}"
+        prompt = Template(
+            prompt_text, str(prompt_path), 1, "prompt_file", step_id, named_at, tuple(prompt_text.splitlines())
+        )
+    else:
+        raise source.error(
+            f"step '{step_id}' has no prompt: add `prompt:` (a Jinja template) or `prompt_file:`",
+            here,
+            key=True,
+            field="prompt",
+        )
+    system = inline_template(raw["system"], source, (*here, "system"), "system", step_id) if "system" in raw else None
+    when = raw.get("when")
+    when_template = None
+    if when is not None and when is not True:
+        # A bare expression (`when: steps.a.output.ok`) means the same as `{{ ... }}`.
+        text = "false" if when is False else when
+        if "{{" not in text and "{%" not in text:
+            text = "{{ " + text + " }}"
+        when_template = inline_template(text, source, (*here, "when"), "when", step_id)
+    schema = _load_schema(step_id, raw.get("schema"), source, folder)
+    reasoning = settings["reasoning"]
+    rate_limit = settings["rate_limit"]
+    return StepSpec(
+        id=step_id,
+        module=settings["module"],
+        model=settings["model"],
+        fallback_models=tuple(model for model in settings["fallback_models"] if model != settings["model"]),
+        fallback_mode=settings["fallback_mode"],
+        temperature=float(settings["temperature"]),
+        reasoning=Reasoning(**reasoning),
+        max_tokens=int(settings["max_tokens"]),
+        provider=_freeze(settings["provider"]),
+        retries=int(settings["retries"]),
+        repair_attempts=int(settings["repair_attempts"]),
+        timeout_s=float(settings["timeout_s"]),
+        rate_limit=RateLimit(**rate_limit) if rate_limit else None,
+        prompt=prompt,
+        system=system,
+        schema=_freeze(schema),
+        when=when_template,
+        needs=tuple(raw.get("needs", ())),
+        line=line,
+    )
+
+
+def inline_template(text: str, source: SourceMap, location: tuple, field: str, step_id: str | None) -> Template:
+    """A template written in the pipeline file at `location`, with the file lines it spans."""
+    line = _template_line(source, location)
+    span = max(1, len(text.splitlines()))
+    return Template(text, source.path, line, field, step_id, None, source.lines[line - 1 : line - 1 + span])
+
+
+def _template_line(source: SourceMap, location: tuple) -> int:
+    """Line of a template's first text line (the source map already skips a block scalar's `|`)."""
+    return source.where(location)[0] or 1
+
+
+def _inside(folder: Path, relative: str, source: SourceMap, location: tuple, field: str) -> Path:
+    """Resolve a path written in the pipeline file; refuse one that leaves the pipeline's folder."""
+    candidate = (folder / relative).resolve()
+    if not candidate.is_relative_to(folder):
+        raise source.error(
+            f"{field} '{relative}' points outside the pipeline's folder ({folder}); "
+            "keep prompt and schema files beside the pipeline file or below it",
+            location,
+            field=field,
+        )
+    if not candidate.is_file():
+        raise source.error(f"{field} '{relative}' does not exist (looked for {candidate})", location, field=field)
+    return candidate
+
+
+def _load_schema(step_id: str, raw: Any, source: SourceMap, folder: Path) -> dict | None:
+    if raw is None:
+        return None
+    location = ("steps", step_id, "schema")
+    if isinstance(raw, str):
+        schema_path = _inside(folder, raw, source, location, "schema")
+        try:
+            schema = json.loads(schema_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SpecError(
+                f"step '{step_id}': schema file is not valid JSON: {exc.msg}",
+                path=str(schema_path),
+                line=exc.lineno,
+                column=exc.colno,
+                field="schema",
+            ) from None
+        if not isinstance(schema, dict):
+            raise source.error(f"step '{step_id}': schema file '{raw}' must hold a JSON object", location)
+        problems = _metaschema_problems(schema, location, source, strict=True, file_label=raw)
+    else:
+        schema = raw
+        problems = _metaschema_problems(schema, location, source, strict=True)
+    if problems:
+        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
+    return schema
+
+
+def _metaschema_problems(
+    schema: dict, location: tuple, source: SourceMap, *, strict: bool, file_label: str | None = None
+) -> list[SpecError]:
+    owner = f"step '{location[1]}' schema" if location[0] == "steps" else "input schema"
+    if file_label:
+        owner += f" ({file_label})"
+    try:
+        Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        pointer = "/" + "/".join(str(part) for part in exc.absolute_path)
+        inner = location if file_label else (*location, *exc.absolute_path)
+        return [source.error(f"{owner} is not a valid JSON Schema at {pointer}: {exc.message}", inner)]
+    if not strict:
+        return []
+    return [
+        source.error(
+            f"{owner} is not accepted by structured outputs' strict mode at {pointer}: {message}",
+            location if file_label else (*location, *_pointer_parts(pointer)),
+            key=True,
+        )
+        for pointer, message in strict_mode_problems(schema)
+    ]
+
+
+def _pointer_parts(pointer: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in pointer.strip("/").split("/") if part)
+
+
+def _freeze(value: Any) -> Any:
+    """Read-only views of the JSON-like values kept in the spec."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: _freeze(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(item) for item in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Plain dicts and lists again, for JSON encoding and jsonschema."""
+    if isinstance(value, MappingProxyType | dict):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(item) for item in value]
+    return value

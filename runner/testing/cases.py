@@ -1,0 +1,261 @@
+"""`pipeline test`: cases (an input record plus assertions) run against a pipeline and judged.
+
+A cases file:
+
+    cases:
+      - name: billing ticket
+        input: {ticket: "I was charged twice"}
+        assert:
+          - {path: steps.classify.output.category, equals: billing}
+          - {path: output.reply, judge: "Polite, and promises no refund"}
+          - {max_cost_usd: 0.01}
+
+Each case runs `repeat` times; an assertion passes when it held in at least `pass_rate` of
+the runs (default: all of them).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..api import Pipeline, RunOptions, Session, Settings
+from ..errors import PipelineError, RunStopped, SpecError
+from ..plan.graph import build_graph
+from ..spec.load import load_spec
+from ..spec.yamlmarks import SourceMap, load_yaml
+from .assertions import MISSING, Assertion, Check, check, parse_assertion, resolve
+
+DEFAULT_JUDGE_MODEL = "google/gemini-2.5-flash"
+JUDGE_PIPELINE = """
+name: judge
+input:
+  type: object
+  required: [rubric, value]
+  properties:
+    rubric: {type: string}
+defaults:
+  module: test
+  model: MODEL
+  temperature: 0
+  reasoning: {effort: low}
+  max_tokens: 800
+steps:
+  judge:
+    system: You grade the output of an AI pipeline against a rubric. Be strict; when unsure, fail it.
+    prompt: |
+      Rubric: {{ input.rubric }}
+
+      Output to grade:
+      {{ input.value | tojson }}
+
+      Does the output meet the rubric? Give a one-sentence reason.
+    schema:
+      type: object
+      additionalProperties: false
+      required: [pass, reason]
+      properties:
+        pass: {type: boolean}
+        reason: {type: string}
+output: "{{ steps.judge.output }}"
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    input: dict[str, Any]
+    assertions: tuple[Assertion, ...]
+    user: str | None
+    repeat: int
+    line: int | None
+
+
+@dataclass(frozen=True)
+class CaseFile:
+    path: str
+    cases: tuple[Case, ...]
+    judge_model: str
+
+
+@dataclass
+class AssertionResult:
+    assertion: Assertion
+    passes: int = 0
+    runs: int = 0
+    last: Check | None = None
+    failed_check: Check | None = None
+
+    def passed(self, default_rate: float) -> bool:
+        rate = self.assertion.pass_rate if self.assertion.pass_rate is not None else default_rate
+        return self.runs > 0 and self.passes / self.runs >= rate - 1e-9
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    results: list[AssertionResult]
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    pass_rate: float = 1.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.errors and all(result.passed(self.pass_rate) for result in self.results)
+
+
+def load_cases(path: str | Path) -> CaseFile:
+    display = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read the cases file: {exc.strerror or exc}", path=display) from None
+    data, source = load_yaml(text, display)
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or not data["cases"]:
+        raise SpecError("a cases file is a mapping with a non-empty `cases:` list", path=display, line=1)
+    unknown = [key for key in data if key not in ("cases", "judge_model")]
+    if unknown:
+        raise source.error(
+            f"unknown key '{unknown[0]}'; a cases file has `cases` and `judge_model`", (unknown[0],), key=True
+        )
+    cases = tuple(_case(raw, index, source) for index, raw in enumerate(data["cases"]))
+    names = [case.name for case in cases]
+    duplicate = next((name for name in names if names.count(name) > 1), None)
+    if duplicate:
+        raise SpecError(f"two cases are named {duplicate!r}; names must be unique", path=display)
+    return CaseFile(display, cases, str(data.get("judge_model") or DEFAULT_JUDGE_MODEL))
+
+
+def _case(raw: Any, index: int, source: SourceMap) -> Case:
+    location = ("cases", index)
+    if not isinstance(raw, dict):
+        raise source.error("a case is a mapping with `input` and `assert`", location)
+    allowed = ("name", "input", "assert", "user", "repeat")
+    unknown = [key for key in raw if key not in allowed]
+    if unknown:
+        raise source.error(
+            f"unknown key '{unknown[0]}' in a case; use {', '.join(allowed)}", (*location, unknown[0]), key=True
+        )
+    if not isinstance(raw.get("input"), dict):
+        raise source.error("a case needs `input:`, the record to run (a mapping)", location)
+    assertions = raw.get("assert") or []
+    if not isinstance(assertions, list) or not assertions:
+        raise source.error("a case needs `assert:`, a list of assertions", location)
+    repeat = raw.get("repeat", 1)
+    if not isinstance(repeat, int) or repeat < 1:
+        raise source.error("repeat is a whole number of runs, at least 1", (*location, "repeat"))
+    return Case(
+        name=str(raw.get("name") or f"case {index + 1}"),
+        input=raw["input"],
+        assertions=tuple(parse_assertion(item, source, (*location, "assert", n)) for n, item in enumerate(assertions)),
+        user=str(raw["user"]) if raw.get("user") is not None else None,
+        repeat=repeat,
+        line=source.where(location)[0],
+    )
+
+
+class Judge:
+    """Rubric assertions: a model call per check, recorded with module `test`."""
+
+    def __init__(self, settings: Settings, transport_factory, model: str) -> None:
+        self._settings = settings
+        self._transport_factory = transport_factory
+        self._default_model = model
+        self._sessions: dict[str, Session] = {}
+
+    async def grade(self, assertion: Assertion, value: Any) -> Check:
+        model = assertion.judge_model or self._default_model
+        session = self._sessions.get(model)
+        if session is None:
+            spec = load_spec("<judge>", text=JUDGE_PIPELINE.replace("MODEL", model))
+            pipeline = Pipeline(spec, build_graph(spec))
+            transport = self._transport_factory() if self._transport_factory else None
+            session = pipeline.session(self._settings, transport=transport, options=RunOptions(use_cache=False))
+            await session.__aenter__()
+            self._sessions[model] = session
+        result = await session.run({"rubric": str(assertion.expected), "value": value})
+        if result.status != "ok":
+            return Check(False, value, f"the judge call failed ({result.error.kind})")
+        verdict = result.output
+        return Check(bool(verdict.get("pass")), value, str(verdict.get("reason", "")))
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.__aexit__(None, None, None)
+
+
+async def run_cases(
+    pipeline: Pipeline,
+    case_file: CaseFile,
+    settings: Settings,
+    *,
+    transport_factory: Callable[[], Any] | None = None,
+    repeat: int = 1,
+    pass_rate: float = 1.0,
+    on_case: Callable[[CaseResult], None] | None = None,
+) -> list[CaseResult]:
+    judge = Judge(settings, transport_factory, case_file.judge_model)
+    results = []
+    try:
+        for case in case_file.cases:
+            transport = transport_factory() if transport_factory else None
+            result = await _run_case(pipeline, case, settings, transport, judge, max(repeat, case.repeat), pass_rate)
+            results.append(result)
+            if on_case is not None:
+                on_case(result)
+    finally:
+        await judge.close()
+    return results
+
+
+async def _run_case(
+    pipeline, case: Case, settings, transport, judge: Judge, repeat: int, pass_rate: float
+) -> CaseResult:
+    outcome = CaseResult(case, [AssertionResult(assertion) for assertion in case.assertions], pass_rate=pass_rate)
+    started = time.monotonic()
+    options = RunOptions(use_cache=False)
+    async with pipeline.session(settings, transport=transport, user_id=case.user, options=options) as session:
+        for attempt in range(repeat):
+            run_started = time.perf_counter()
+            try:
+                record = await session.run(case.input, key=f"{case.name}#{attempt + 1}")
+            except RunStopped as exc:
+                step = getattr(exc, "step", None)
+                outcome.errors.append(f"step '{step}': {exc}" if step else str(exc))
+                break
+            except PipelineError as exc:
+                outcome.errors.append(str(exc))
+                break
+            view = {
+                "input": case.input,
+                "output": record.output,
+                "steps": {step_id: step.view() for step_id, step in record.steps.items()},
+                "cost_usd": record.cost_usd,
+                "latency_ms": round((time.perf_counter() - run_started) * 1000),
+                "status": record.status,
+            }
+            if record.status == "failed":
+                error = record.error
+                outcome.errors.append(f"the record failed: step '{error.step}' ({error.kind}), see the log")
+                break
+            for result in outcome.results:
+                assertion = result.assertion
+                if assertion.kind == "judge":
+                    value = resolve(view, assertion.path)
+                    result_check = (
+                        Check(False, None, f"nothing at {assertion.path}")
+                        if value is MISSING
+                        else await judge.grade(assertion, value)
+                    )
+                else:
+                    result_check = check(assertion, view)
+                result.runs += 1
+                result.passes += int(result_check.passed)
+                result.last = result_check
+                if not result_check.passed:
+                    result.failed_check = result_check
+    outcome.seconds = time.monotonic() - started
+    return outcome
