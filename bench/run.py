@@ -317,7 +317,7 @@ class Bench:
             script = (
                 "import asyncio, json, sys, time\n"
                 "from runner import load_pipeline\n"
-                "from runner.api import Settings\n"
+                "from runner.settings import Settings\n"
                 "pipeline = load_pipeline('bench/pipelines/dag5.yaml')\n"
                 "settings = Settings.from_env(db=sys.argv[1])\n"
                 "async def main():\n"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from runner.api import Settings
 from runner.cli.main import main
 from runner.fake.openrouter import FakeOpenRouter
 from runner.fake.server import FakeServer, mock_transport
+from runner.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "pipelines"

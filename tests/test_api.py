@@ -5,9 +5,9 @@ import asyncio
 import pytest
 
 from runner import load_pipeline
-from runner.api import Settings
 from runner.errors import InputError
 from runner.fake.server import mock_transport
+from runner.settings import Settings
 
 from .conftest import EXAMPLES, TEST_KEY, cost_rows
 

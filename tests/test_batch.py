@@ -13,11 +13,12 @@ import time
 
 import pytest
 
-from runner.api import RunOptions, load_pipeline
+from runner.api import load_pipeline
 from runner.chat.request import encode_body
 from runner.fake.openrouter import Fault
 from runner.fake.server import mock_transport
 from runner.run.inputs import InputItem
+from runner.settings import RunOptions
 
 from .conftest import ROOT, TEST_KEY, cost_rows, invoke
 
@@ -439,7 +440,7 @@ def test_record_fingerprints_are_stored_on_both_backends(backend):
     from types import MappingProxyType
 
     from runner.run.results import RecordResult
-    from runner.store.store import Store
+    from runner.store import Store
 
     target, schema = backend
     with Store(target, schema=schema) as store:

@@ -15,10 +15,11 @@ from itertools import count
 import httpx
 import pytest
 
-from runner.api import RunOptions, load_pipeline
+from runner.api import load_pipeline
 from runner.chat.catalog import SNAPSHOT_PATH
 from runner.chat.reply import Reply, Usage
 from runner.errors import BudgetExceeded
+from runner.settings import RunOptions
 
 from .conftest import cost_rows, invoke, write_pipeline
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from runner.store.store import Store
+from runner.store import Store
 
 from .conftest import EXAMPLES, ROOT, TEST_KEY, invoke
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from runner.chat.catalog import bundled_catalog
 from runner.chat.request import OutputMode, build_body
 from runner.run.budget import worst_case_cost
-from runner.spec.load import load_spec
+from runner.spec import load_spec
 
 from .conftest import write_pipeline
 

@@ -9,7 +9,7 @@ from runner.api import load_pipeline
 from runner.chat.verdict import check_reply, compile_validator
 from runner.errors import InputError, SpecError, SpecErrors
 from runner.run.inputs import read_inputs
-from runner.spec.load import load_spec
+from runner.spec import load_spec
 from runner.testing.assertions import Assertion, check
 
 from .conftest import EXAMPLES, FIXTURES, write_pipeline

@@ -13,10 +13,11 @@ from runner.chat.reply import Reply, Usage
 from runner.chat.verdict import Verdict
 from runner.errors import StoreError, UsageError
 from runner.run.results import CacheEntry, CostEvent, RecordResult
+from runner.store import Store
 from runner.store.db import open_database
 from runner.store.liveness import RunProcess
 from runner.store.migrations import MIGRATIONS, migrate
-from runner.store.store import Store, since_timestamp
+from runner.store.queries import since_timestamp
 
 from .conftest import invoke
 

@@ -22,7 +22,7 @@ from runner.errors import SynthesisError
 from runner.plan.synth import Synthesizer, synthesize
 from runner.run.dryrun import estimate
 from runner.run.inputs import InputItem
-from runner.spec.load import load_spec
+from runner.spec import load_spec
 
 from .conftest import EXAMPLES, FIXTURES, ROOT, cost_rows, invoke, write_pipeline
 

@@ -7,7 +7,7 @@ import json
 from enum import Enum
 from typing import Any
 
-from ..spec.load import StepSpec, thaw
+from ..spec.model import StepSpec, thaw
 
 
 class OutputMode(Enum):

@@ -27,7 +27,7 @@ from jinja2 import nodes
 from ..chat.catalog import Catalog
 from ..plan.graph import StepGraph
 from ..plan.refs import input_references, parse, references, undefined_input_property
-from ..spec.load import PipelineSpec, StepSpec, Template
+from ..spec.model import PipelineSpec, StepSpec, Template
 
 
 @dataclass(frozen=True)

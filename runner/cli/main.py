@@ -10,13 +10,14 @@ from pathlib import Path
 
 import click
 
-from ..api import Settings, load_pipeline
+from ..api import load_pipeline
 from ..chat.catalog import offline_catalog
 from ..check.rules import Finding, lint
 from ..errors import PipelineError, SpecError, SpecErrors, UsageError
 from ..report.tables import format_rows, money
+from ..settings import Settings
+from ..store import Store
 from ..store.db import is_postgres, redact
-from ..store.store import Store
 from .models import models_command
 from .run import run
 from .test import graph_command, test_command

@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from ..api import Settings
 from ..chat.catalog import Catalog, ModelInfo, bundled_catalog, cache_path_for, load_catalog, offline_catalog
 from ..chat.client import OpenRouterClient
 from ..errors import ConfigurationError
 from ..report.tables import format_rows
+from ..settings import Settings
 
 SOURCES = {
     "live": "from {base_url}/models",

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import click
 
-from ..api import Pipeline, RunOptions, Settings, load_pipeline
+from ..api import Pipeline, load_pipeline
 from ..chat.catalog import bundled_catalog, cache_path_for, load_catalog
 from ..chat.client import OpenRouterClient
 from ..errors import BudgetExceeded, CallError, ConfigurationError, OutputError, RunStopped, UsageError
@@ -24,9 +24,10 @@ from ..report.progress import RunProgress
 from ..report.tables import format_rows, money
 from ..run.dryrun import estimate
 from ..run.inputs import InputItem, NotANumber, is_stream, parse_json, read_inputs
-from ..spec.load import thaw
+from ..settings import RunOptions, Settings
+from ..spec.model import thaw
+from ..store import Store
 from ..store.liveness import this_process
-from ..store.store import Store
 
 MOCK_API_KEY = "mock-key-not-secret"
 

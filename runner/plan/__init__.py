@@ -1,0 +1,7 @@
+"""Pure planning, no I/O: Jinja references (refs), the step graph (graph, networkx kept inside), sandboxed
+rendering (render), and schema-valid values chosen from a seed (synth, with schemaops and regexgen),
+which the dry run and the fake OpenRouter share.
+
+May import: runner.errors and runner.spec. Inside, one way: refs <- graph <- render;
+regexgen, schemaops <- synth.
+"""

@@ -13,7 +13,8 @@ from typing import Any
 import networkx as nx
 
 from ..errors import SpecError, SpecErrors
-from ..spec.load import PipelineSpec, Template, inline_template
+from ..spec.load import inline_template
+from ..spec.model import PipelineSpec, Template
 from .refs import Reference, check_input_reference, check_reference, input_references, references, template_error
 
 

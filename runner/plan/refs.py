@@ -11,7 +11,7 @@ import jinja2
 from jinja2 import nodes
 
 from ..errors import SpecError
-from ..spec.load import PipelineSpec, Template
+from ..spec.model import PipelineSpec, Template
 
 STEP_FIELDS = ("output", "model", "cost_usd", "usage", "reasoning", "status")
 _GUARD_FILTERS = frozenset({"default", "d"})

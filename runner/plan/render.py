@@ -18,7 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
 from ..errors import RenderError
-from ..spec.load import PipelineSpec, StepSpec, Template, thaw
+from ..spec.model import PipelineSpec, StepSpec, Template, thaw
 from ..spec.strict import json_type
 from .graph import StepGraph
 from .refs import syntax_error

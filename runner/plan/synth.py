@@ -25,6 +25,7 @@ from referencing.jsonschema import DRAFT202012
 
 from ..errors import SynthesisError
 from .regexgen import example
+from .schemaops import first_bound, kind_of, merge, rank, tidy
 
 if TYPE_CHECKING:
     from referencing._core import Resolver
@@ -34,8 +35,6 @@ _DEEP = 3  # $ref expansions on one path after which only the smallest values ar
 _TOO_DEEP = 40  # a reference cycle that admits no finite value
 _ROOT_URI = "urn:pipeline:synth"
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
-_BOUNDS_LOW = ("minLength", "minItems", "minProperties", "minimum", "exclusiveMinimum", "minContains")
-_BOUNDS_HIGH = ("maxLength", "maxItems", "maxProperties", "maximum", "exclusiveMaximum", "maxContains")
 _NUMERIC = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 
 
@@ -134,14 +133,14 @@ class _Run:
             merged = {key: value for key, value in schema.items() if key != "allOf"}
             for part in schema["allOf"]:
                 part, resolver, depth = self._deref(part if isinstance(part, dict) else {}, resolver, at, depth)
-                merged = _merge(merged, part)
+                merged = merge(merged, part)
             return self.make(merged, resolver, at, depth)
         for key in ("anyOf", "oneOf"):
             if schema.get(key):
                 return self._one_of(schema, key, resolver, at, depth, deep)
         if isinstance(schema.get("if"), dict):
             return self._if_then_else(schema, resolver, at, depth)
-        kind = _kind(schema, deep)
+        kind = kind_of(schema, deep)
         if kind == "object":
             return self._object(schema, resolver, at, depth, deep)
         if kind == "array":
@@ -165,7 +164,7 @@ class _Run:
                 raise _NoValue(at.pointer, f"cannot resolve {reference!r} ({exc})") from None
             target = resolved.contents if isinstance(resolved.contents, dict) else {}
             siblings = {key: value for key, value in schema.items() if key not in ("$ref", "$dynamicRef", "$id")}
-            schema, resolver, depth = _merge(target, siblings), resolved.resolver, depth + 1
+            schema, resolver, depth = merge(target, siblings), resolved.resolver, depth + 1
             if depth > _TOO_DEEP:
                 raise _NoValue(at.pointer, "the references never end")
         return schema, resolver, depth
@@ -174,11 +173,11 @@ class _Run:
         rest = {name: value for name, value in schema.items() if name != key}
         options = [option for option in schema[key] if option is not False]
         rng = at.rng(key)
-        ranked = sorted(options, key=lambda option: (_rank(option, deep), rng.random() if self.attempt else 0))
+        ranked = sorted(options, key=lambda option: (rank(option, deep), rng.random() if self.attempt else 0))
         value, problem = None, f"no option of {key} fits"
         for option in ranked:
             try:
-                value = self.make(_merge(rest, option), resolver, at, depth)
+                value = self.make(merge(rest, option), resolver, at, depth)
             except _NoValue as exc:
                 problem = exc.problem
                 continue
@@ -190,12 +189,12 @@ class _Run:
 
     def _if_then_else(self, schema: dict, resolver: Resolver, at: _At, depth: int) -> Any:
         rest = {key: value for key, value in schema.items() if key not in ("if", "then", "else")}
-        branches = [_merge(schema["if"], schema.get("then", {})), schema.get("else", {})]
+        branches = [merge(schema["if"], schema.get("then", {})), schema.get("else", {})]
         if at.seed[4] % 2:
             branches.reverse()
         value = None
         for branch in branches:
-            value = self.make(_merge(rest, branch), resolver, at, depth)
+            value = self.make(merge(rest, branch), resolver, at, depth)
             if self.synthesizer.fits(schema, value):
                 break
         return value
@@ -261,7 +260,7 @@ class _Run:
             position = len(result)
             sub = prefix[position] if position < len(prefix) else items
             if 0 <= position - len(prefix) < needed:
-                sub = _merge(sub, contains)
+                sub = merge(sub, contains)
             place = _At(f"{at.pointer}/{position}", _reseed(at.seed, str(tries)))
             tries += 1
             item = self.make(sub, resolver, place, depth)
@@ -278,8 +277,8 @@ class _Run:
         numeric = {key: schema[key] for key in _NUMERIC if key in schema}
         numeric["type"] = "integer" if integer else "number"
         check = self.synthesizer.numeric_validator(numeric)
-        low = _first(schema, "minimum", "exclusiveMinimum")
-        high = _first(schema, "maximum", "exclusiveMaximum")
+        low = first_bound(schema, "minimum", "exclusiveMinimum")
+        high = first_bound(schema, "maximum", "exclusiveMaximum")
         if low is None:
             low = 0 if high is None or high >= 0 else high - 100
         if high is None:
@@ -291,8 +290,8 @@ class _Run:
             first, last = math.ceil(low / step), math.floor(high / step)
             if first <= last:
                 start = first + round((last - first) * fraction)
-                candidates += [_tidy(k * step, step) for k in range(start, min(last, start + 50) + 1)]
-                candidates += [_tidy(k * step, step) for k in range(first, min(last, first + 50) + 1)]
+                candidates += [tidy(k * step, step) for k in range(start, min(last, start + 50) + 1)]
+                candidates += [tidy(k * step, step) for k in range(first, min(last, first + 50) + 1)]
                 candidates += list(range(math.ceil(low), math.floor(high) + 1))[:50]
         else:
             value = low + (high - low) * fraction
@@ -356,83 +355,6 @@ def _formatted(name: Any, at: _At) -> str | None:
         "regex": f"^{leaf}[0-9]+$",
     }
     return values.get(name)
-
-
-def _kind(schema: dict, deep: bool) -> str:
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        options = [item for item in kind if item != "null"]
-        if not options or (deep and "null" in kind):
-            return "null"
-        return options[0]
-    if isinstance(kind, str):
-        return kind
-    keys = set(schema)
-    if keys & {"properties", "required", "additionalProperties", "patternProperties", "minProperties"}:
-        return "object"
-    if keys & {"items", "prefixItems", "minItems", "maxItems", "contains", "uniqueItems"}:
-        return "array"
-    if keys & {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}:
-        return "number"
-    return "string"
-
-
-def _rank(option: Any, deep: bool) -> int:
-    """Options tried first: non-null ones, unless the value is already deep (then null and leaves)."""
-    if not isinstance(option, dict):
-        return 1
-    is_null = option.get("type") == "null" or option.get("const", 0) is None
-    if deep:
-        return 0 if is_null else (2 if "$ref" in json.dumps(option) else 1)
-    return 1 if is_null else 0
-
-
-def _merge(base: Any, extra: Any) -> dict:
-    """Both schemas' constraints in one schema (allOf, $ref siblings); the tighter bound wins."""
-    base = base if isinstance(base, dict) else {}
-    extra = extra if isinstance(extra, dict) else {}
-    merged = dict(base)
-    for key, value in extra.items():
-        if key not in merged:
-            merged[key] = value
-        elif key == "properties":
-            properties = dict(merged[key])
-            for name, sub in value.items():
-                properties[name] = {"allOf": [properties[name], sub]} if name in properties else sub
-            merged[key] = properties
-        elif key == "required":
-            merged[key] = list(dict.fromkeys([*merged[key], *value]))
-        elif key in _BOUNDS_LOW:
-            merged[key] = max(merged[key], value)
-        elif key in _BOUNDS_HIGH:
-            merged[key] = min(merged[key], value)
-        elif key == "enum":
-            merged[key] = [item for item in merged[key] if item in value]
-        elif key == "type":
-            mine = merged[key] if isinstance(merged[key], list) else [merged[key]]
-            theirs = value if isinstance(value, list) else [value]
-            common = [item for item in mine if item in theirs or (item == "integer" and "number" in theirs)]
-            common += [item for item in theirs if item == "integer" and "number" in mine and item not in common]
-            merged[key] = common
-        elif key in ("anyOf", "oneOf", "allOf"):
-            merged["allOf"] = [*merged.get("allOf", ()), {key: value}]
-        else:
-            merged[key] = value
-    return merged
-
-
-def _first(schema: dict, inclusive: str, exclusive: str) -> float | None:
-    values = [schema[key] for key in (inclusive, exclusive) if isinstance(schema.get(key), int | float)]
-    if not values:
-        return None
-    return max(values) if inclusive == "minimum" else min(values)
-
-
-def _tidy(value: float, step: float) -> float:
-    """k * 0.01 as 0.07, not 0.07000000000000001: as many decimals as the step has."""
-    decimals = max(0, -math.floor(math.log10(abs(step)))) + 2 if step < 1 else 0
-    rounded = round(value, decimals)
-    return int(rounded) if float(rounded).is_integer() else rounded
 
 
 def _identity(value: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..plan.graph import StepGraph
-from ..spec.load import PipelineSpec
+from ..spec.model import PipelineSpec
 
 
 def _nodes(spec: PipelineSpec, graph: StepGraph) -> Iterator[tuple[str, str]]:

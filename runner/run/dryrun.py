@@ -17,7 +17,7 @@ from ..chat.request import build_body
 from ..errors import InputError, RenderError, SynthesisError
 from ..plan.render import Renderer
 from ..plan.synth import synthesize
-from ..spec.load import PipelineSpec, thaw
+from ..spec.model import PipelineSpec, thaw
 from .budget import estimate_prompt_tokens
 from .inputs import InputItem
 

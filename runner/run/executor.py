@@ -24,7 +24,7 @@ from ..chat.verdict import Verdict, check_reply, compile_validator
 from ..errors import FailureSummary, NoEndpointsError, RenderError, RequestRejected, RunStopped, TransientError
 from ..plan.graph import StepGraph
 from ..plan.render import Renderer
-from ..spec.load import PipelineSpec, StepSpec, thaw
+from ..spec.model import PipelineSpec, StepSpec, thaw
 from .budget import Budget, SharedBudget, worst_case_cost
 from .results import CacheEntry, CostEvent, RecordResult, StepResult, utc_now
 

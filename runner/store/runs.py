@@ -1,16 +1,109 @@
-"""The runs table beyond starting and finishing a run: lookups, which runs can be resumed, runs a killed
-process left `running`, and one run's figures as `pipeline runs` shows them. Mixed into Store."""
+"""The runs table and what a run writes as it goes: starting, joining, resuming and finishing a run,
+records and step results (queued, written in batches), which runs can be resumed and runs a killed
+process left `running`. Mixed into Store."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..errors import UsageError
-from .liveness import process_alive, this_process
+from ..run.results import RecordResult, StepResult, utc_now
+from .liveness import RunProcess, process_alive, this_process
 
 
 class RunHistory:
-    """Needs the Store's `_query`, `finish_run` and `_db`."""
+    """Needs the Store's `_query`, `_queue`, `_write`, `flush` and `_db`."""
+
+    def start_run(
+        self,
+        run_id: str,
+        pipeline: str,
+        pipeline_path: str,
+        user_id: str | None,
+        *,
+        mock: bool = False,
+        process: RunProcess | None = None,
+    ) -> None:
+        """Create the run, or join it when another worker already did (`--run-id`)."""
+        found = self._query("SELECT pipeline, mock FROM runs WHERE id = ?", (run_id,))
+        if found and found[0]["pipeline"] != pipeline:
+            raise UsageError(f"run {run_id} belongs to pipeline '{found[0]['pipeline']}', not '{pipeline}'")
+        if found:
+            check_mock(f"--run-id {run_id}", found[0], mock)
+        process = process or this_process()
+        self._write(
+            "INSERT INTO runs (id, pipeline, pipeline_path, user_id, status, started_at, mock, pid, host)"
+            " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = 'running',"
+            " finished_at = NULL, pid = excluded.pid, host = excluded.host",
+            (run_id, pipeline, pipeline_path, user_id, utc_now(), int(mock), process.pid, process.host),
+        )
+
+    def resume_run(
+        self, run_id: str, pipeline: str, *, mock: bool = False, process: RunProcess | None = None
+    ) -> dict[str, Any]:
+        """Reopen a run and return its row as it was."""
+        found = self.resumable_run(run_id, pipeline, mock=mock)
+        process = process or this_process()
+        self._write(
+            "UPDATE runs SET status = 'running', finished_at = NULL, pid = ?, host = ? WHERE id = ?",
+            (process.pid, process.host, run_id),
+        )
+        return found
+
+    def finish_run(self, run_id: str, status: str, *, only_if: str | None = None) -> None:
+        """Set the run's final status and its record counts, as the records table has them."""
+        self.flush()
+        self._write(
+            "UPDATE runs SET status = ?, finished_at = ?,"
+            " records_ok = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status != 'failed'),"
+            " records_failed = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status = 'failed')"
+            " WHERE id = ? AND status = COALESCE(?, status)",
+            (status, utc_now(), run_id, run_id, run_id, only_if),
+        )
+
+    def add_step(self, run_id: str, record_key: str, result: StepResult) -> None:
+        """Queued; written at the next flush()."""
+        self._queue(
+            (
+                "INSERT INTO step_results (run_id, record_key, step, status, output_json, model, cost_usd,"
+                " attempts, error_kind, reasoning, latency_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, record_key, step) DO UPDATE SET status = excluded.status,"
+                " output_json = excluded.output_json, model = excluded.model, cost_usd = excluded.cost_usd,"
+                " attempts = excluded.attempts, error_kind = excluded.error_kind, reasoning = excluded.reasoning,"
+                " latency_ms = excluded.latency_ms, created_at = excluded.created_at",
+                (
+                    run_id, record_key, result.step, result.status, json.dumps(result.output, ensure_ascii=False),
+                    result.model, result.cost_usd, result.attempts, result.error.kind if result.error else None,
+                    result.reasoning, result.latency_ms, utc_now(),
+                ),
+            )
+        )  # fmt: skip
+
+    def add_record(self, result: RecordResult, fingerprint: str | None = None) -> None:
+        """Queued; flush() before the record is reported done. `fingerprint` hashes the input record."""
+        self._queue(
+            (
+                "INSERT INTO records (run_id, record_key, status, output_json, error_json, cost_usd, created_at,"
+                " fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, record_key) DO UPDATE SET"
+                " status = excluded.status, output_json = excluded.output_json, error_json = excluded.error_json,"
+                " cost_usd = excluded.cost_usd, created_at = excluded.created_at, fingerprint = excluded.fingerprint",
+                (
+                    result.run_id, str(result.key), result.status, json.dumps(result.output, ensure_ascii=False),
+                    json.dumps(result.error.as_dict()) if result.error else None, result.cost_usd, utc_now(),
+                    fingerprint,
+                ),
+            )
+        )  # fmt: skip
+
+    def finished_record(self, run_id: str, record_key: str, *, include_failed: bool = False) -> dict[str, Any] | None:
+        """A record this run already finished (ok or skipped; failed too if asked), with its input's fingerprint."""
+        found = self._query(
+            "SELECT status, output_json, error_json, fingerprint FROM records WHERE run_id = ? AND record_key = ?"
+            + ("" if include_failed else " AND status != 'failed'"),
+            (run_id, record_key),
+        )
+        return found[0] if found else None
 
     def run_row(self, run_id: str) -> dict[str, Any] | None:
         found = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -42,29 +135,6 @@ class RunHistory:
         for run_id in abandoned:
             self.finish_run(run_id, "interrupted", only_if="running")
         return abandoned
-
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The latest runs with their spend, newest first; `mock` marks the fake's runs (their cost is not real)."""
-        return self._run_rows("ORDER BY r.started_at DESC LIMIT ?", (limit,))
-
-    def run_summary(self, run_id: str) -> dict[str, Any] | None:
-        """One run as `pipeline runs` shows it."""
-        found = self._run_rows("WHERE r.id = ?", (run_id,))
-        return found[0] if found else None
-
-    def _run_rows(self, tail: str, parameters: tuple) -> list[dict[str, Any]]:
-        rows = self._query(
-            "SELECT r.id, r.pipeline, r.status, r.mock, r.records_ok, r.records_failed,"
-            " (SELECT COUNT(*) FROM cost_records c WHERE c.run_id = r.id AND c.cached = 0) AS calls,"
-            " (SELECT COUNT(*) FROM cost_records c WHERE c.run_id = r.id AND c.cached = 1) AS cache_hits,"
-            " (SELECT COALESCE(SUM(cost_usd), 0) FROM cost_records c WHERE c.run_id = r.id) AS cost_usd,"
-            f" r.started_at, r.finished_at FROM runs r {tail}",
-            parameters,
-        )
-        for row in rows:
-            row["mock"] = bool(row["mock"])
-            row["cost_usd"] = round(float(row["cost_usd"]), 10)
-        return rows
 
 
 def check_mock(what: str, run: dict[str, Any], mock: bool) -> None:

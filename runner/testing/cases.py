@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..api import Pipeline, RunOptions, Session, Settings
+from ..api import Pipeline
 from ..errors import PipelineError, RunStopped, SpecError
 from ..plan.graph import build_graph
+from ..session import Session
+from ..settings import RunOptions, Settings
 from ..spec.load import load_spec
 from ..spec.yamlmarks import SourceMap, load_yaml
 from .assertions import MISSING, Assertion, Check, check, parse_assertion, resolve

@@ -1,0 +1,271 @@
+"""One run's wiring: the environment's Settings turned into a client, a catalogue, a store and a
+budget around the executor, for the Python API and the CLI alike."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from .chat.catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
+from .chat.client import OpenRouterClient
+from .chat.flow import RequestGate
+from .errors import ConfigurationError, FailureSummary, InputError, RunStopped, UsageError
+from .run.batch import stream_records
+from .run.budget import Budget, SharedBudget
+from .run.executor import Executor, Hooks
+from .run.inputs import InputItem, aiter_items, record_fingerprint
+from .run.results import CacheEntry, CostEvent, RecordResult, RunTotals, StepResult
+from .settings import RunOptions, Settings
+from .store import Store
+from .store.cache import MOCK_ENDPOINT
+
+if TYPE_CHECKING:
+    from .api import Pipeline
+
+_log = logging.getLogger(__name__)
+
+
+class Session:
+    """One run: one HTTP client, one catalogue, one store connection, one run id."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: Settings,
+        *,
+        transport=None,
+        user_id: str | None = None,
+        run_id: str | None = None,
+        hooks: Hooks | None = None,
+        options: RunOptions | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self.options = options or RunOptions()
+        if self.options.resume and not run_id:
+            raise UsageError("resuming needs the run id")
+        self.user_id = user_id
+        self.run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
+        self.totals = RunTotals()
+        self.stopped: RunStopped | None = None
+        self.interrupted = False  # set by the caller when it gave up on the run (its output closed, Ctrl-C)
+        self.resumed_from: dict[str, Any] | None = None  # the run's row as it was, when resuming
+        self.final: dict[str, Any] | None = None  # the run as `pipeline runs` shows it, once finished
+        self.catalog: Catalog = EMPTY_CATALOG
+        self.gate: RequestGate | None = None
+        self.budget: Budget | SharedBudget | None = None
+        self._transport = transport
+        self._extra_hooks = hooks
+        self._client: OpenRouterClient | None = None
+        self._store: Store | None = None
+        self._executor: Executor | None = None
+        self._flush_scheduled = False
+
+    async def __aenter__(self) -> Session:
+        settings, options = self.settings, self.options
+        self.gate = RequestGate(options.concurrency)
+        self._client = OpenRouterClient(
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            transport=self._transport,
+            app_url=settings.app_url,
+            app_name=settings.app_name,
+            max_connections=max(settings.max_connections, options.concurrency),
+            backoff_base_s=settings.backoff_base_s,
+            backoff_max_s=settings.backoff_max_s,
+            gate=self.gate,
+            generation_wait_s=settings.generation_wait_s,
+        )
+        try:
+            cache = cache_path_for(settings.base_url) if settings.models_cache else None
+            self.catalog = await load_catalog(self._client, cache)
+            if settings.db is not None:
+                self._store = Store(settings.db, schema=settings.db_schema, endpoint=self.endpoint)
+                self._store.mark_abandoned_runs()
+                if options.resume:
+                    self.resumed_from = self._store.resume_run(self.run_id, self.pipeline.name, mock=settings.mock)
+                else:
+                    self._store.start_run(
+                        self.run_id, self.pipeline.name, self.pipeline.spec.path, self.user_id, mock=settings.mock
+                    )
+            if options.max_cost_usd is not None:
+                self.budget = self._budget(options.max_cost_usd)
+        except BaseException:
+            await self._close()
+            raise
+        self._executor = Executor(
+            self.pipeline.spec,
+            self.pipeline.graph,
+            self.pipeline.renderer,
+            self._client,
+            self.catalog,
+            run_id=self.run_id,
+            hooks=Hooks(on_cost=self._on_cost, on_step=self._on_step),
+            cache=self if self._store is not None else None,
+            budget=self.budget,
+        )
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """Where replies come from, as the response cache labels them."""
+        return MOCK_ENDPOINT if self.settings.mock else self.settings.base_url.rstrip("/")
+
+    def _budget(self, max_cost_usd: float) -> Budget | SharedBudget:
+        unpriced = sorted(
+            {model for step in self.pipeline.spec.steps for model in step.models if model not in self.catalog.models}
+        )
+        if unpriced:
+            raise ConfigurationError(
+                f"--max-cost needs every model's price, and the model catalogue has none for {', '.join(unpriced)}"
+            )
+        if self._store is None:
+            return Budget(max_cost_usd=max_cost_usd)
+        # In the database, so that workers joining the run (--run-id) share one cap.
+        self._store.open_budget(self.run_id, max_cost_usd, fresh=self.options.resume)
+        return SharedBudget(self._store, self.run_id)
+
+    async def __aexit__(self, exc_type, exc, traceback) -> None:
+        if isinstance(exc, RunStopped):
+            self.stopped = exc
+        if self.stopped:
+            status = "stopped"
+        elif self.interrupted or exc is not None:  # Ctrl-C, a closed output, a crash: resumable
+            status = "interrupted"
+        elif self.totals.records_failed:
+            status = "failed"
+        else:
+            status = "ok"
+        try:
+            if self._store is not None:
+                self._store.finish_run(self.run_id, status)
+                self.final = self._store.run_summary(self.run_id)
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+        if self._store is not None:
+            self._store.close()
+
+    def lookup(self, key: str) -> CacheEntry | None:
+        """The response cache, as the executor sees it; with --no-cache nothing is found, but replies are kept."""
+        return self._store.cached_reply(key) if self.options.use_cache else None
+
+    def _on_cost(self, event: CostEvent, entry: CacheEntry | None) -> None:
+        self.totals.add_cost(event)
+        if self._store is not None:
+            self._store.add_cost(event, entry)
+            self._schedule_flush()
+        if self._extra_hooks is not None:
+            self._extra_hooks.on_cost(event, entry)
+
+    def _schedule_flush(self) -> None:
+        """Group commit: every reply that arrived in this event-loop iteration goes to disk in one transaction."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._store is not None:
+            self._store.flush()
+
+    def _on_step(self, record_key: str, result: StepResult) -> None:
+        if self._store is not None:
+            self._store.add_step(self.run_id, record_key, result)
+        if self._extra_hooks is not None:
+            self._extra_hooks.on_step(record_key, result)
+
+    async def run(self, record: Mapping[str, Any], *, key: str | int = 1) -> RecordResult:
+        """One record; an invalid record raises InputError (nothing is called)."""
+        checked = self.pipeline.check_input(record, key=str(key))
+        result = await self._executor.run_record(checked, key=key, user_id=self.user_id)
+        result = await self._finish_record(result, record_fingerprint(checked))
+        self._flush()
+        return result
+
+    async def run_item(self, item: InputItem) -> RecordResult:
+        """One record of a batch: an invalid record becomes a failed result and the batch goes on."""
+        fingerprint = record_fingerprint(item.record) if item.problem is None and item.record is not None else None
+        if self.options.resume and self._store is not None:
+            stored = self._store.finished_record(
+                self.run_id, str(item.key), include_failed=not self.options.retry_failed
+            )
+            if stored is not None and _same_input(stored, fingerprint):
+                result = _stored_result(item.key, stored, self.run_id)
+                self.totals.add_record(result)
+                return result
+            if stored is not None:
+                _log.warning("record %s changed since run %s answered it: running it again", item.key, self.run_id)
+        problem = item.problem
+        if problem is None:
+            try:
+                record = self.pipeline.check_input(item.record, key=str(item.key))
+            except InputError as exc:
+                problem = str(exc)
+        if problem is not None:
+            summary = FailureSummary(kind="invalid_input", step="input", message=problem)
+            return await self._finish_record(
+                RecordResult(item.key, "failed", None, MappingProxyType({}), error=summary, run_id=self.run_id),
+                fingerprint,
+            )
+        result = await self._executor.run_record(record, key=item.key, user_id=self.user_id)
+        return await self._finish_record(result, fingerprint)
+
+    async def _finish_record(self, result: RecordResult, fingerprint: str | None = None) -> RecordResult:
+        self.totals.add_record(result)
+        if self._store is not None:
+            self._store.add_record(result, fingerprint)
+        return result
+
+    def run_many(
+        self, records: Iterable[Any] | AsyncIterable[Any], *, ordered: bool = False, threaded_input: bool = False
+    ) -> AsyncIterator[RecordResult]:
+        """Results as records finish (in input order with `ordered`); see batch.stream_records."""
+        window = max(8, self.options.concurrency * (4 if ordered else 2))
+        return self._flushed(
+            stream_records(self.run_item, _as_items(records, threaded_input), window=window, ordered=ordered)
+        )
+
+    async def _flushed(self, batches: AsyncIterator[list[RecordResult]]) -> AsyncIterator[RecordResult]:
+        """Every record is on disk before it is reported done: one write for each batch that finished together.
+
+        Closing this stream early (the caller stopped reading) cancels the records in flight at once, so
+        nothing is spent or counted after the caller has told the user where the run stands.
+        """
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                self._flush()
+                for result in batch:
+                    yield result
+
+
+def _same_input(stored: Mapping[str, Any], fingerprint: str | None) -> bool:
+    """The stored answer belongs to this record: same content (rows from before fingerprints: same key)."""
+    if fingerprint is None:  # the record cannot be read now: it is not the one that was answered
+        return False
+    return stored["fingerprint"] is None or stored["fingerprint"] == fingerprint
+
+
+def _stored_result(key: str | int, stored: Mapping[str, Any], run_id: str) -> RecordResult:
+    error = json.loads(stored["error_json"]) if stored["error_json"] else None
+    summary = FailureSummary(**{**error, "models": tuple(error.get("models", ()))}) if error else None
+    output = json.loads(stored["output_json"]) if stored["output_json"] else None
+    return RecordResult(key, stored["status"], output, MappingProxyType({}), error=summary, run_id=run_id, resumed=True)
+
+
+async def _as_items(records: Iterable[Any] | AsyncIterable[Any], threaded: bool) -> AsyncIterator[InputItem]:
+    """InputItems as they are, plain dicts keyed by position (1, 2, ...)."""
+    position = 0
+    source = records if isinstance(records, AsyncIterable) else aiter_items(records, threaded=threaded)
+    async for record in source:
+        position += 1
+        yield record if isinstance(record, InputItem) else InputItem(position, record)

@@ -1,0 +1,122 @@
+"""The pipeline file's frozen values: the pipeline, its steps, templates, reasoning and rate limits;
+`freeze` and `thaw` between them and plain JSON-like values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from .yamlmarks import SourceMap
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    effort: str | None = None
+    max_tokens: int | None = None
+    exclude: bool | None = None
+
+    def as_body(self) -> dict[str, Any]:
+        return {
+            key: value
+            for key, value in (("effort", self.effort), ("max_tokens", self.max_tokens), ("exclude", self.exclude))
+            if value is not None
+        }
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests: int
+    per_seconds: float
+
+
+@dataclass(frozen=True)
+class Template:
+    """A Jinja source and where it came from, so template errors can point at a line."""
+
+    source: str
+    path: str
+    line: int
+    field: str  # as written: `prompt`, `prompt_file`, `system`, `when`, `output.reply`
+    step: str | None = None  # None for `output`
+    named_at: str | None = None  # for a prompt_file: "pipeline.yaml:12", where the file is named
+    file_lines: tuple[str, ...] = ()  # the lines of `path` the template is written on, from `line`
+
+    @property
+    def label(self) -> str:
+        """How messages name it: `prompt` of step 'classify', `output.reply`, or a prompt_file and where it is named."""
+        label = f"`{self.field}` of step '{self.step}'" if self.step else f"`{self.field}`"
+        return f"{label} (named at {self.named_at})" if self.named_at else label
+
+    def column_of(self, text: str, line: int) -> int | None:
+        """The file column of `text` on `line`, when it is written there once (Jinja itself reports no columns)."""
+        index = line - self.line
+        if not 0 <= index < len(self.file_lines) or self.file_lines[index].count(text) != 1:
+            return None
+        return self.file_lines[index].index(text) + 1
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    id: str
+    module: str
+    model: str
+    fallback_models: tuple[str, ...]
+    fallback_mode: str
+    temperature: float
+    reasoning: Reasoning
+    max_tokens: int
+    provider: MappingProxyType | None
+    retries: int
+    repair_attempts: int
+    timeout_s: float
+    rate_limit: RateLimit | None
+    prompt: Template
+    system: Template | None
+    schema: MappingProxyType | None
+    when: Template | None
+    needs: tuple[str, ...]
+    line: int
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return (self.model, *self.fallback_models)
+
+    def templates(self) -> tuple[Template, ...]:
+        return tuple(template for template in (self.system, self.prompt, self.when) if template is not None)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    description: str
+    path: str
+    input_schema: MappingProxyType | None
+    steps: tuple[StepSpec, ...]
+    output: Any
+    source: SourceMap
+
+    def step(self, step_id: str) -> StepSpec:
+        return next(step for step in self.steps if step.id == step_id)
+
+    @property
+    def step_ids(self) -> tuple[str, ...]:
+        return tuple(step.id for step in self.steps)
+
+
+def freeze(value: Any) -> Any:
+    """Read-only views of the JSON-like values kept in the spec."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: freeze(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(freeze(item) for item in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Plain dicts and lists again, for JSON encoding and jsonschema."""
+    if isinstance(value, MappingProxyType | dict):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(item) for item in value]
+    return value

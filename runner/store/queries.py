@@ -1,0 +1,156 @@
+"""Reading the ledger and the runs table for reports: spend grouped by any dimension, the runs list,
+one run in detail; `--since` durations. Mixed into Store."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..errors import UsageError
+
+GROUP_COLUMNS = {
+    "step": "step",
+    "module": "module",
+    "model": "model",
+    "requested_model": "requested_model",
+    "user": "user_id",
+    "run": "run_id",
+    "day": "substr(created_at, 1, 10)",
+    "outcome": "outcome",
+    "provider": "provider",
+    "cost_source": "cost_source",
+}
+
+COUNT_COLUMNS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "reasoning_tokens", "total_tokens")
+
+
+class Queries:
+    """Needs the Store's `_query` and `_db`."""
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest runs with their spend, newest first; `mock` marks the fake's runs (their cost is not real)."""
+        return self._run_rows("ORDER BY r.started_at DESC LIMIT ?", (limit,))
+
+    def run_summary(self, run_id: str) -> dict[str, Any] | None:
+        """One run as `pipeline runs` shows it."""
+        found = self._run_rows("WHERE r.id = ?", (run_id,))
+        return found[0] if found else None
+
+    def _run_rows(self, tail: str, parameters: tuple) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT r.id, r.pipeline, r.status, r.mock, r.records_ok, r.records_failed,"
+            " (SELECT COUNT(*) FROM cost_records c WHERE c.run_id = r.id AND c.cached = 0) AS calls,"
+            " (SELECT COUNT(*) FROM cost_records c WHERE c.run_id = r.id AND c.cached = 1) AS cache_hits,"
+            " (SELECT COALESCE(SUM(cost_usd), 0) FROM cost_records c WHERE c.run_id = r.id) AS cost_usd,"
+            f" r.started_at, r.finished_at FROM runs r {tail}",
+            parameters,
+        )
+        for row in rows:
+            row["mock"] = bool(row["mock"])
+            row["cost_usd"] = round(float(row["cost_usd"]), 10)
+        return rows
+
+    def run_detail(self, run_id: str) -> dict[str, Any] | None:
+        """One run: its row, each record's result and each step's result."""
+        found = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not found:
+            return None
+        records = self._query(
+            "SELECT record_key, status, output_json, error_json, cost_usd FROM records"
+            " WHERE run_id = ? ORDER BY created_at, record_key",
+            (run_id,),
+        )
+        steps = self._query(
+            "SELECT record_key, step, status, model, attempts, cost_usd, error_kind, output_json, reasoning"
+            " FROM step_results WHERE run_id = ? ORDER BY created_at, record_key, step",
+            (run_id,),
+        )
+        return {"run": found[0], "records": records, "steps": steps}
+
+    def mock_cost_rows(self) -> int:
+        """How many cost rows belong to --mock runs (left out of cost reports unless asked for)."""
+        row = self._db.one("SELECT COUNT(*) FROM cost_records WHERE run_id IN (SELECT id FROM runs WHERE mock = 1)")
+        return int(row[0])
+
+    def cost_rows(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        where, parameters = _filters(run_id, None)
+        return self._query(f"SELECT * FROM cost_records {where} ORDER BY created_at, id", parameters)
+
+    def cost_summary(
+        self,
+        by: tuple[str, ...],
+        *,
+        run_id: str | None = None,
+        since: str | None = None,
+        upstream: bool = False,
+        include_mock: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Spend grouped by the named dimensions (step, module, model, user, day, ...).
+
+        `upstream` adds what providers billed (`upstream_usd`, for BYOK outside OpenRouter's
+        `cost_usd`) and the BYOK calls; `duplicates` and `estimated` appear when any row has them.
+        The rows of --mock runs are the fake's, not spend: left out unless asked for (or their run is named).
+        """
+        unknown = [name for name in by if name not in GROUP_COLUMNS]
+        if unknown:
+            raise UsageError(f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUP_COLUMNS)}")
+        where, parameters = _filters(run_id, since, include_mock=include_mock or run_id is not None)
+        keys = [f"{GROUP_COLUMNS[name]} AS {'user' if name == 'user' else name}" for name in by]
+        group = f"GROUP BY {', '.join(GROUP_COLUMNS[name] for name in by)} ORDER BY cost_usd DESC" if by else ""
+        sql = (
+            f"SELECT {', '.join([*keys, ''])}"
+            "COUNT(*) AS calls, SUM(cached) AS cache_hits, SUM(prompt_tokens) AS prompt_tokens,"
+            " SUM(completion_tokens) AS completion_tokens, SUM(reasoning_tokens) AS reasoning_tokens,"
+            " SUM(total_tokens) AS total_tokens, SUM(cost_usd) AS cost_usd,"
+            " SUM(upstream_cost_usd) AS upstream_usd, SUM(is_byok) AS byok_calls,"
+            " SUM(CASE WHEN cost_source = 'estimate' THEN 1 ELSE 0 END) AS estimated,"
+            " SUM(CASE WHEN duplicate_of IS NULL THEN 0 ELSE 1 END) AS duplicates"
+            f" FROM cost_records {where} {group}"
+        )
+        rows = [row for row in self._query(sql, parameters) if row["calls"]]
+        for row in rows:  # the same numbers from either backend
+            for name in (*COUNT_COLUMNS, "byok_calls", "estimated", "duplicates"):
+                row[name] = int(row[name] or 0)
+            row["cost_usd"] = round(float(row["cost_usd"] or 0), 10)
+            row["upstream_usd"] = None if row["upstream_usd"] is None else round(float(row["upstream_usd"]), 10)
+        optional = [] if upstream else ["upstream_usd", "byok_calls"]
+        optional += [name for name in ("estimated", "duplicates") if not any(row[name] for row in rows)]
+        for row in rows:
+            for name in optional:
+                del row[name]
+        return rows
+
+
+def _filters(run_id: str | None, since: str | None, *, include_mock: bool = True) -> tuple[str, tuple]:
+    clauses, parameters = [], []
+    if not include_mock:
+        clauses.append("run_id NOT IN (SELECT id FROM runs WHERE mock = 1)")
+    if run_id:
+        clauses.append("run_id = ?")
+        parameters.append(run_id)
+    if since:
+        clauses.append("created_at >= ?")
+        parameters.append(since_timestamp(since))
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(parameters)
+
+
+_DURATION = re.compile(r"^(?P<amount>\d+)(?P<unit>[smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def since_timestamp(since: str, now: datetime | None = None, *, option: str = "--since") -> str:
+    """`7d`, `24h`, `30m` ago, or an ISO date, as the ISO-8601 UTC text stored in created_at."""
+    match = _DURATION.match(since.strip())
+    if match:
+        moment = (now or datetime.now(UTC)) - timedelta(**{_UNITS[match["unit"]]: int(match["amount"])})
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        moment = datetime.fromisoformat(since.strip())
+    except ValueError:
+        raise UsageError(
+            f"{option} {since!r}: use a duration such as 7d, 24h or 30m, or a date such as 2026-11-01"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
