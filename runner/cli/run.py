@@ -10,7 +10,6 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,8 +27,7 @@ from ..settings import RunOptions, Settings
 from ..spec.model import thaw
 from ..store import Store
 from ..store.liveness import this_process
-
-MOCK_API_KEY = "mock-key-not-secret"
+from .connect import connection
 
 
 def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
@@ -62,27 +60,6 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
             raise UsageError(f"--input {value!r}: the key before '=' is empty")
         record[name.strip()] = raw
     return record
-
-
-@contextlib.contextmanager
-def connection(
-    db: str | None, mock: bool, *, need_key: bool = True, db_schema: str | None = None
-) -> Iterator[Settings]:
-    """Settings from the environment; with --mock, a fake OpenRouter on 127.0.0.1 for the run's length."""
-    settings = Settings.from_env(db=db, db_schema=db_schema)
-    if not mock:
-        if need_key and not settings.api_key:
-            raise ConfigurationError(
-                "OPENROUTER_API_KEY is not set: export it to call OpenRouter, or add --mock to run offline "
-                "against the built-in fake"
-            )
-        yield settings
-        return
-    from ..fake.openrouter import FakeOpenRouter
-    from ..fake.server import FakeServer
-
-    with FakeServer(FakeOpenRouter()) as server:
-        yield replace(settings, api_key=MOCK_API_KEY, base_url=server.base_url, models_cache=False, mock=True)
 
 
 @click.command()

@@ -1,25 +1,21 @@
-"""`pipeline test` (cases in mock, live or replay mode; reports) and `pipeline graph`."""
+"""`pipeline test`: cases in mock, live or replay mode, printed as they finish; JSON and JUnit reports."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
-import xml.etree.ElementTree as ElementTree
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 
 import click
 
 from ..api import load_pipeline
 from ..chat.client import production_transport
 from ..errors import UsageError
-from ..report.diagram import dot, mermaid
-from ..testing.assertions import MISSING
 from ..testing.cases import CaseResult, load_cases, run_cases
 from ..testing.cassette import Cassette, RecordingTransport, ReplayTransport, cassette_path
-from .run import connection
+from ..testing.junit import case_json, show_value, write_junit
+from .connect import connection
 
 REPLAY_KEY = "replay-key-not-secret"
 
@@ -108,7 +104,7 @@ def test_command(
     if junit_path:
         write_junit(results, junit_path, pipeline.name)
     if as_json:
-        click.echo(json.dumps([_case_json(result) for result in results], indent=2, ensure_ascii=False))
+        click.echo(json.dumps([case_json(result) for result in results], indent=2, ensure_ascii=False))
     failed = [result for result in results if not result.passed]
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed", err=True)
     sys.exit(1 if failed else 0)
@@ -127,85 +123,7 @@ def _print_case(result: CaseResult) -> None:
         line = f" (line {item.assertion.line})" if item.assertion.line else ""
         click.echo(f"    {item.assertion.describe()}{line}: passed {item.passes}/{item.runs}")
         if shown is not None and item.assertion.kind != "judge":
-            click.echo(f"      expected: {_show(item.assertion.expected)}")
-            click.echo(f"      actual:   {_show(shown.actual)}")
+            click.echo(f"      expected: {show_value(item.assertion.expected)}")
+            click.echo(f"      actual:   {show_value(shown.actual)}")
         if shown is not None and shown.detail:
             click.echo(f"      {shown.detail}")
-
-
-def _show(value: Any) -> str:
-    if value is MISSING:
-        return "(nothing)"
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _case_json(result: CaseResult) -> dict[str, Any]:
-    return {
-        "name": result.case.name,
-        "passed": result.passed,
-        "seconds": round(result.seconds, 3),
-        "errors": result.errors,
-        "assertions": [
-            {
-                "assertion": item.assertion.describe(),
-                "line": item.assertion.line,
-                "passed": item.passed(result.pass_rate),
-                "passes": item.passes,
-                "runs": item.runs,
-                "expected": item.assertion.expected,
-                "actual": None if item.last is None or item.last.actual is MISSING else item.last.actual,
-                "detail": (item.failed_check or item.last).detail if item.last else "",
-            }
-            for item in result.results
-        ],
-    }
-
-
-def write_junit(results: list[CaseResult], path: str, suite_name: str) -> None:
-    failures = sum(1 for result in results if not result.passed and not result.errors)
-    errors = sum(1 for result in results if result.errors)
-    suite = ElementTree.Element(
-        "testsuite",
-        name=suite_name,
-        tests=str(len(results)),
-        failures=str(failures),
-        errors=str(errors),
-        time=f"{sum(result.seconds for result in results):.3f}",
-    )
-    for result in results:
-        testcase = ElementTree.SubElement(
-            suite, "testcase", classname=suite_name, name=result.case.name, time=f"{result.seconds:.3f}"
-        )
-        if result.errors:
-            error = ElementTree.SubElement(testcase, "error", message=result.errors[0])
-            error.text = "\n".join(result.errors)
-            continue
-        broken = [item for item in result.results if not item.passed(result.pass_rate)]
-        if broken:
-            lines = []
-            for item in broken:
-                shown = item.failed_check or item.last
-                actual = None if shown is None or shown.actual is MISSING else shown.actual
-                lines.append(
-                    f"{item.assertion.describe()}: passed {item.passes}/{item.runs}; "
-                    f"expected {_show(item.assertion.expected)}, actual {_show(actual)}"
-                    + (f" ({shown.detail})" if shown is not None and shown.detail else "")
-                )
-            failure = ElementTree.SubElement(testcase, "failure", message=lines[0])
-            failure.text = "\n".join(lines)
-    tree = ElementTree.ElementTree(ElementTree.Element("testsuites"))
-    tree.getroot().append(suite)
-    ElementTree.indent(tree)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
-
-
-@click.command(name="graph")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "output_format", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
-def graph_command(file: str, output_format: str) -> None:
-    """Print the step DAG of FILE (steps with module and model, edges from references)."""
-    pipeline = load_pipeline(file)
-    render = mermaid if output_format == "mermaid" else dot
-    click.echo(render(pipeline.spec, pipeline.graph), nl=False)

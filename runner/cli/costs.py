@@ -1,0 +1,63 @@
+"""`pipeline costs`: spend grouped by step, module, model, user, day, run, ..."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import UsageError
+from ..report.tables import format_rows, money
+from .options import db_options, open_store
+
+
+@click.command()
+@click.option(
+    "--by",
+    default="step,module,model,user",
+    show_default=True,
+    help="Group by: step, module, model, user, day, run, outcome, provider.",
+)
+@click.option("--run", "run_id", metavar="RUN_ID", help="Only this run (a --mock run too).")
+@click.option("--since", metavar="7d|24h|DATE", help="Only costs recorded since then.")
+@click.option("--include-mock", is_flag=True, help="Count the fake's costs of --mock runs too (they are not spend).")
+@click.option(
+    "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@click.option("--export", "export_format", type=click.Choice(["csv", "json"]), help="The same as --format csv|json.")
+@click.option(
+    "--upstream", is_flag=True, help="Add what providers billed (upstream_usd; BYOK spend) and the BYOK calls."
+)
+@db_options
+def costs(
+    by: str,
+    run_id: str | None,
+    since: str | None,
+    include_mock: bool,
+    output_format: str,
+    export_format: str | None,
+    upstream: bool,
+    db: str | None,
+    db_schema: str | None,
+) -> None:
+    """What each step, module, model and user spent (--mock runs' costs only with --include-mock)."""
+    output_format = export_format or output_format
+    dimensions = tuple(name.strip() for name in by.split(",") if name.strip())
+    with open_store(db, db_schema) as store:
+        if run_id is not None and not store.run_exists(run_id):
+            raise UsageError(f"--run {run_id}: no such run in this database; `pipeline runs` lists them")
+        rows = store.cost_summary(dimensions, run_id=run_id, since=since, upstream=upstream, include_mock=include_mock)
+        left_out = 0 if include_mock or run_id else store.mock_cost_rows()
+    if left_out:
+        click.echo(
+            f"left out: {left_out} cost row(s) of --mock runs (the fake's, not spend); --include-mock counts them",
+            err=True,
+        )
+    click.echo(format_rows(rows, output_format, empty="no costs recorded"), nl=output_format != "csv")
+    if output_format == "table" and upstream and rows:
+        click.echo(f"upstream total: {money(sum(row['upstream_usd'] or 0 for row in rows))} (billed by providers)")
+    duplicates = sum(row.get("duplicates", 0) for row in rows)
+    if duplicates:
+        click.echo(
+            f"{duplicates} cost row(s) arrived under a generation id already recorded: kept under suffixed ids"
+            " (column duplicate_of) and counted in the spend",
+            err=True,
+        )

@@ -1,0 +1,90 @@
+"""`pipeline runs` (the latest runs) and `pipeline show` (one run: its records and steps)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import UsageError
+from ..report.tables import format_rows
+from .options import db_options, open_store
+
+
+@click.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs, newest first.")
+@click.option(
+    "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@db_options
+def runs(limit: int, output_format: str, db: str | None, db_schema: str | None) -> None:
+    """The latest runs: status, records, calls and spend; `mock` marks the fake's runs."""
+    with open_store(db, db_schema) as store:
+        store.mark_abandoned_runs()
+        rows = store.runs(limit)
+    if output_format == "table":
+        rows = [{**row, "mock": "mock" if row["mock"] else ""} for row in rows]
+    click.echo(format_rows(rows, output_format, total=False, empty="no runs recorded"), nl=output_format != "csv")
+
+
+@click.command()
+@click.argument("run_id")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="table: records, then steps; csv: one row per record; json: the run, its records and steps.",
+)
+@db_options
+def show(run_id: str, output_format: str, db: str | None, db_schema: str | None) -> None:
+    """One run: every record (invalid inputs included) and step, with outputs (nothing is lost on failure)."""
+    with open_store(db, db_schema) as store:
+        store.mark_abandoned_runs()
+        detail = store.run_detail(run_id)
+    if detail is None:
+        raise UsageError(f"no run {run_id!r} in this database; `pipeline runs` lists them")
+    if output_format == "json":
+        click.echo(json.dumps(detail, indent=2, ensure_ascii=False))
+        return
+    if output_format == "csv":
+        click.echo(format_rows(_record_rows(detail["records"]), "csv"), nl=False)
+        return
+    run_row = detail["run"]
+    click.echo(
+        f"run {run_row['id']}  pipeline {run_row['pipeline']}  status {run_row['status']}"
+        f"{'  mock' if run_row['mock'] else ''}  records ok {run_row['records_ok']} failed "
+        f"{run_row['records_failed']}  started {run_row['started_at']}"
+    )
+    records = [{**row, "error_message": _shorten(row["error_message"])} for row in _record_rows(detail["records"])]
+    click.echo(format_rows([_without(row, "output") for row in records], "table", empty="no records recorded"))
+    steps = [_without(row, "output_json", "reasoning") for row in detail["steps"]]
+    click.echo(format_rows(steps, "table", empty="no steps recorded"))
+
+
+def _record_rows(records: list[dict]) -> list[dict]:
+    """One flat row per record: its key, status, cost, the error's kind, step and message, and its output."""
+    rows = []
+    for record in records:
+        error = json.loads(record["error_json"]) if record["error_json"] else {}
+        rows.append(
+            {
+                "record_key": record["record_key"],
+                "status": record["status"],
+                "cost_usd": record["cost_usd"],
+                "error_kind": error.get("kind"),
+                "error_step": error.get("step"),
+                "error_message": error.get("message"),
+                "output": record["output_json"],
+            }
+        )
+    return rows
+
+
+def _without(row: dict, *names: str) -> dict:
+    return {key: value for key, value in row.items() if key not in names}
+
+
+def _shorten(text: str | None, width: int = 80) -> str | None:
+    return text if text is None or len(text) <= width else text[: width - 3] + "..."
