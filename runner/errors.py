@@ -18,7 +18,7 @@
     │   └── RequestRejected                        400, or 403 moderation: the step fails at once
     ├── RenderError                   exit_code 1  a template failed at run time (undefined, sandbox)
     ├── SynthesisError                exit_code 1  no value satisfying a schema could be made (mock, dry run)
-    └── (cassette.py) CassetteMiss is a RunStopped: a replayed request the cassette does not hold
+    └── (testing/cassette.py) CassetteMiss is a RunStopped: a replayed request the cassette does not hold
 
 Errors carry their context as attributes; `str()` gives the message a user reads.
 Raw provider text stays in the logs: a FailureSummary is what goes into outputs.

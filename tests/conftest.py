@@ -12,7 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from runner.cli.main import main
-from runner.fake.openrouter import FakeOpenRouter
+from runner.fake import FakeOpenRouter
 from runner.fake.server import FakeServer, mock_transport
 from runner.settings import Settings
 

@@ -15,7 +15,7 @@ import pytest
 
 from runner.api import load_pipeline
 from runner.chat.request import encode_body
-from runner.fake.openrouter import Fault
+from runner.fake import Fault
 from runner.fake.server import mock_transport
 from runner.run.inputs import InputItem
 from runner.settings import RunOptions

@@ -12,7 +12,7 @@ import pytest
 
 from runner.cli.run import parse_inputs
 from runner.errors import UsageError
-from runner.fake.openrouter import Fault
+from runner.fake import Fault
 
 from .conftest import EXAMPLES, FIXTURES, ROOT, TEST_KEY, cost_rows, invoke
 

@@ -17,7 +17,7 @@ from runner.errors import (
     RequestRejected,
     TransientError,
 )
-from runner.fake.openrouter import Fault
+from runner.fake import Fault
 from runner.fake.server import mock_transport
 
 from .conftest import TEST_KEY

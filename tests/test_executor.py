@@ -11,7 +11,7 @@ import pytest
 
 from runner.api import load_pipeline
 from runner.errors import AuthenticationError, CreditsExhausted
-from runner.fake.openrouter import Fault
+from runner.fake import Fault
 from runner.fake.server import mock_transport
 
 from .conftest import EXAMPLES, cost_rows, write_pipeline

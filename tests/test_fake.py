@@ -12,7 +12,7 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
-from runner.fake.openrouter import FakeOpenRouter, Fault
+from runner.fake import FakeOpenRouter, Fault
 from runner.fake.replies import DATED_IDS
 from runner.fake.server import mock_transport
 
@@ -80,7 +80,7 @@ def test_two_fakes_in_the_same_second_never_share_a_generation_id():
 def test_two_processes_never_share_a_generation_id():
     script = (
         "import asyncio, json, httpx\n"
-        "from runner.fake.openrouter import FakeOpenRouter\n"
+        "from runner.fake import FakeOpenRouter\n"
         "from runner.fake.server import mock_transport\n"
         "async def main():\n"
         "    async with httpx.AsyncClient(transport=mock_transport(FakeOpenRouter())) as client:\n"

@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from runner.fake.openrouter import FakeOpenRouter, Fault
+from runner.fake import FakeOpenRouter, Fault
 from runner.fake.replies import DATED_IDS
 from runner.fake.server import FakeServer
 

@@ -8,7 +8,7 @@ import time
 
 from runner.api import load_pipeline
 from runner.chat.flow import RequestGate, SlidingWindowLimiter
-from runner.fake.openrouter import FakeOpenRouter
+from runner.fake import FakeOpenRouter
 from runner.fake.server import mock_transport
 from runner.report.progress import RunProgress
 from runner.run.results import RunTotals

@@ -13,7 +13,7 @@ import httpx
 
 from runner.chat.catalog import cache_path_for, load_catalog
 from runner.chat.client import OpenRouterClient
-from runner.fake.openrouter import FakeOpenRouter
+from runner.fake import FakeOpenRouter
 from runner.fake.server import FakeServer
 
 from .conftest import TEST_KEY, invoke

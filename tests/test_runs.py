@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from runner.fake.openrouter import Fault
+from runner.fake import Fault
 
 from .conftest import EXAMPLES, ROOT, TEST_KEY, cost_rows, invoke
 

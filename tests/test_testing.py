@@ -11,7 +11,7 @@ import pytest
 
 from runner.api import load_pipeline
 from runner.errors import SpecError
-from runner.fake.openrouter import Fault
+from runner.fake import Fault
 from runner.fake.server import mock_transport
 from runner.testing.assertions import Assertion, check
 from runner.testing.cases import load_cases, run_cases

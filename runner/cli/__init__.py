@@ -1,7 +1,7 @@
-"""The `pipeline` command, one module per command: the group, `main()` and the one
-`except PipelineError` (main), run (run, with dryrun_output and resume), test and graph (test, graph),
-models, validate, costs, runs and show (runs), cache, db; options shared by several commands and the
-connection to OpenRouter or the fake (options).
+"""The `pipeline` command, one module per command: the group, logging, `main()` and its one
+`except PipelineError` (main); run, test, graph, models, validate, costs, runs (runs and show),
+cache and db; the --db options and store opening of the reporting commands (options); and where
+requests go, OpenRouter or the --mock fake (connect), shared by run and test.
 
-May import: every layer. Inside, one way: options <- each command <- main.
+May import: every layer. Inside, one way: options, connect <- each command <- main.
 """

@@ -27,7 +27,7 @@ def connection(
             )
         yield settings
         return
-    from ..fake.openrouter import FakeOpenRouter
+    from ..fake import FakeOpenRouter
     from ..fake.server import FakeServer
 
     with FakeServer(FakeOpenRouter()) as server:

@@ -1,6 +1,6 @@
 """A fake OpenRouter: answers like the real API (shapes, usage, cost, errors) without a network.
 
-`FakeOpenRouter` holds the behaviour; fakeserver.py puts it behind an HTTP server on 127.0.0.1
+`FakeOpenRouter` holds the behaviour; server.py puts it behind an HTTP server on 127.0.0.1
 (for `--mock`, end-to-end tests and benchmarks) or behind an httpx.MockTransport (unit tests).
 Reply shapes and failures are scripted with `enqueue(Fault(...))` (see Fault for the kinds);
 constructor switches set what holds for every reply (`served_models`, the `/generation` delay).

@@ -1,6 +1,6 @@
 """The bodies the fake OpenRouter sends, shaped as OpenRouter's openapi.yaml and real traffic have them.
 
-Pure functions: fake.py decides what happens, this module says what it looks like on the wire.
+Pure functions: openrouter.py decides what happens, this module says what it looks like on the wire.
 """
 
 from __future__ import annotations

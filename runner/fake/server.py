@@ -1,6 +1,6 @@
 """The fake OpenRouter on the wire: an aiohttp server on 127.0.0.1 (free port), or an httpx.MockTransport.
 
-`python -m runner.fakeserver --latency-ms 100` serves it in its own process (benchmarks);
+`python -m runner.fake.server --latency-ms 100` serves it in its own process (benchmarks);
 `FakeServer(fake)` runs it on a background thread (`--mock`, end-to-end tests).
 """
 

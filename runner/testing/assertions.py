@@ -98,7 +98,7 @@ def resolve(view: Mapping[str, Any], path: str) -> Any:
 
 
 def check(assertion: Assertion, view: Mapping[str, Any]) -> Check:
-    """Every kind but `judge`, which needs a model call (see testing.py)."""
+    """Every kind but `judge`, which needs a model call (see cases.py)."""
     kind, expected = assertion.kind, assertion.expected
     if kind == "max_cost_usd":
         return Check(view["cost_usd"] <= expected, view["cost_usd"])
