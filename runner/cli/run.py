@@ -16,18 +16,14 @@ from typing import Any, TextIO
 import click
 
 from ..api import Pipeline, load_pipeline
-from ..chat.catalog import bundled_catalog, cache_path_for, load_catalog
-from ..chat.client import OpenRouterClient
-from ..errors import BudgetExceeded, CallError, ConfigurationError, OutputError, RunStopped, UsageError
+from ..errors import BudgetExceeded, OutputError, RunStopped, UsageError
 from ..report.progress import RunProgress
-from ..report.tables import format_rows, money
-from ..run.dryrun import estimate
 from ..run.inputs import InputItem, NotANumber, is_stream, parse_json, read_inputs
 from ..settings import RunOptions, Settings
 from ..spec.model import thaw
-from ..store import Store
-from ..store.liveness import this_process
 from .connect import connection
+from .dryrun import dry_run_catalog, print_estimate
+from .resume import announce_resume
 
 
 def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
@@ -121,11 +117,11 @@ def run(
     if dry_run:
         items = _items(pipeline, inputs, inputs_path, key_field)
         with connection(db, mock, need_key=False) as settings:
-            _print_estimate(pipeline, items, asyncio.run(_catalog(settings)))
+            print_estimate(pipeline, items, asyncio.run(dry_run_catalog(settings)))
         return
     if resume_id:
         settings = Settings.from_env(db=db, db_schema=db_schema)
-        _announce_resume(settings, pipeline.name, resume_id, mock=mock, retry_failed=retry_failed)
+        announce_resume(settings, pipeline.name, resume_id, mock=mock, retry_failed=retry_failed)
     if inputs:
         record = pipeline.check_input(parse_inputs(inputs))
         with connection(db, mock, db_schema=db_schema) as settings:
@@ -144,82 +140,6 @@ def _items(pipeline: Pipeline, inputs, inputs_path, key_field) -> Iterator[Input
         return iter([InputItem(1, parse_inputs(inputs))])
     schema = thaw(pipeline.spec.input_schema) if pipeline.spec.input_schema is not None else None
     return read_inputs(inputs_path, key_field=key_field, input_schema=schema)
-
-
-async def _catalog(settings: Settings):
-    client = OpenRouterClient(api_key=settings.api_key, base_url=settings.base_url, require_key=False)
-    async with client:
-        try:
-            return await load_catalog(client, cache_path_for(settings.base_url) if settings.models_cache else None)
-        except (CallError, ConfigurationError):  # a dry run calls nothing: an unreachable API does not stop it
-            return bundled_catalog()
-
-
-def _print_estimate(pipeline: Pipeline, items, catalog) -> None:
-    result = estimate(pipeline.spec, pipeline.renderer, catalog, items, pipeline.check_input)
-    rows = [
-        {
-            "step": row.step,
-            "model": row.model,
-            "calls": row.calls,
-            "prompt_tokens": row.prompt_tokens,
-            "low_usd": row.low_usd if row.priced else None,
-            "high_usd": row.high_usd if row.priced else None,
-        }
-        for row in result.rows
-    ]
-    click.echo(format_rows(rows, "table", total=False))
-    click.echo(
-        f"{result.records} record(s), {sum(row.calls for row in result.rows)} possible call(s): "
-        f"estimated {money(result.low_usd)} - {money(result.high_usd)} "
-        "(prompt only - prompt plus max_tokens; fallbacks and re-asks not counted)"
-    )
-    if result.invalid_records:
-        click.echo(f"{result.invalid_records} record(s) do not match the input schema and would fail", err=True)
-    if result.render_errors:
-        click.echo(f"{result.render_errors} prompt(s) could not be rendered", err=True)
-    for problem in result.stand_in_problems:
-        click.echo(f"no schema-valid stand-in output for {problem}", err=True)
-    unpriced = sorted({row.model for row in result.rows if not row.priced})
-    if unpriced:
-        click.echo(f"no price in the model catalogue for: {', '.join(unpriced)}", err=True)
-
-
-def _announce_resume(settings: Settings, pipeline: str, run_id: str, *, mock: bool, retry_failed: bool) -> None:
-    """Say what --resume will run again, or refuse to pay again for a finished run's failed records.
-
-    Records that failed are paid for again when they run again, so that needs --retry-failed.
-    """
-    with Store(settings.db, schema=settings.db_schema) as store:
-        store.mark_abandoned_runs()
-        row = store.resumable_run(run_id, pipeline, mock=mock)
-    if row["status"] == "running" and row["host"] == this_process().host:  # its process is alive: it was checked
-        raise UsageError(f"--resume {run_id}: the run is still running (process {row['pid']}); stop it first")
-    done, failed = row["records_ok"], row["records_failed"]
-    finished = row["status"] in ("ok", "failed")
-    if finished and not failed:
-        click.echo(
-            f"run {run_id} finished with all {done} record(s) done: they are re-emitted without calls; "
-            "a record whose content changed since runs again",
-            err=True,
-        )
-        return
-    if finished and not retry_failed:
-        raise UsageError(
-            f"--resume {run_id}: the run finished and only its {failed} failed record(s) are left; running them "
-            "again costs money: add --retry-failed to do so"
-        )
-    if retry_failed:
-        plan = f"its {failed} failed record(s) run again (--retry-failed)"
-    elif failed:
-        plan = f"its {failed} failed record(s) stay failed (--retry-failed runs them again)"
-    else:
-        plan = "no record had failed"
-    click.echo(
-        f"resuming run {run_id} ({row['status']}): {done} finished record(s) are re-emitted without calls, "
-        f"{plan}, records not run yet run now",
-        err=True,
-    )
 
 
 async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> int:

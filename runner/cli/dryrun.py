@@ -1,0 +1,53 @@
+"""`pipeline run --dry-run`'s output: the catalogue it prices with (never a stop: the bundled snapshot
+when the API is unreachable) and the estimate as a table with its warnings."""
+
+from __future__ import annotations
+
+import click
+
+from ..api import Pipeline
+from ..chat.catalog import bundled_catalog, cache_path_for, load_catalog
+from ..chat.client import OpenRouterClient
+from ..errors import CallError, ConfigurationError
+from ..report.tables import format_rows, money
+from ..run.dryrun import estimate
+from ..settings import Settings
+
+
+async def dry_run_catalog(settings: Settings):
+    client = OpenRouterClient(api_key=settings.api_key, base_url=settings.base_url, require_key=False)
+    async with client:
+        try:
+            return await load_catalog(client, cache_path_for(settings.base_url) if settings.models_cache else None)
+        except (CallError, ConfigurationError):  # a dry run calls nothing: an unreachable API does not stop it
+            return bundled_catalog()
+
+
+def print_estimate(pipeline: Pipeline, items, catalog) -> None:
+    result = estimate(pipeline.spec, pipeline.renderer, catalog, items, pipeline.check_input)
+    rows = [
+        {
+            "step": row.step,
+            "model": row.model,
+            "calls": row.calls,
+            "prompt_tokens": row.prompt_tokens,
+            "low_usd": row.low_usd if row.priced else None,
+            "high_usd": row.high_usd if row.priced else None,
+        }
+        for row in result.rows
+    ]
+    click.echo(format_rows(rows, "table", total=False))
+    click.echo(
+        f"{result.records} record(s), {sum(row.calls for row in result.rows)} possible call(s): "
+        f"estimated {money(result.low_usd)} - {money(result.high_usd)} "
+        "(prompt only - prompt plus max_tokens; fallbacks and re-asks not counted)"
+    )
+    if result.invalid_records:
+        click.echo(f"{result.invalid_records} record(s) do not match the input schema and would fail", err=True)
+    if result.render_errors:
+        click.echo(f"{result.render_errors} prompt(s) could not be rendered", err=True)
+    for problem in result.stand_in_problems:
+        click.echo(f"no schema-valid stand-in output for {problem}", err=True)
+    unpriced = sorted({row.model for row in result.rows if not row.priced})
+    if unpriced:
+        click.echo(f"no price in the model catalogue for: {', '.join(unpriced)}", err=True)
