@@ -1,0 +1,39 @@
+"""The words a run records, one StrEnum each: a record's or step's `Status`, a billed reply's
+`Outcome` (the cost record's), a run's `RunStatus`. Members equal their strings ("ok" ==
+Status.OK), so the database, the output lines and JSON hold the plain words.
+
+May import: nothing of ours (the lowest layer, with errors).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """A record's or a step's result."""
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # a step whose `when` was false; a record whose every step was skipped
+
+
+class Outcome(StrEnum):
+    """What a billed reply turned out to be, as `cost_records.outcome` holds it."""
+
+    OK = "ok"
+    INVALID_JSON = "invalid_json"
+    SCHEMA_MISMATCH = "schema_mismatch"
+    CONTENT_FILTER = "content_filter"
+    LENGTH = "length"
+    ERROR = "error"
+
+
+class RunStatus(StrEnum):
+    """A run's status in the runs table."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"  # finished, some records failed
+    STOPPED = "stopped"  # a budget or configuration stop
+    INTERRUPTED = "interrupted"  # Ctrl-C, or its process is gone
