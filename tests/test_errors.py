@@ -197,3 +197,12 @@ def test_the_cache_folder_is_a_setting_read_from_the_environment(tmp_path, monke
     # The catalogue reads no environment: the folder is the one it is given.
     assert cache_path_for("https://x.test/api/v1", str(tmp_path / "given")).parent == tmp_path / "given"
     assert cache_path_for("https://x.test/api/v1").parent == Path.home() / ".cache" / "pipeline"
+
+
+def test_an_assertion_kind_without_a_rule_is_a_bug_not_a_bad_file():
+    """parse_assertion admits only known kinds; `check` reaching an unknown one is not the user's SpecError."""
+    from runner.testing.assertions import Assertion, check
+
+    with pytest.raises(ValueError, match="no rule for assertion kind 'judge'") as raised:
+        check(Assertion("judge", "is polite", "output", None, None, None, None), {"output": "hi"})
+    assert not isinstance(raised.value, PipelineError)
