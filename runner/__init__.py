@@ -26,7 +26,7 @@ from .errors import (
     UnpricedModels,
     UsageError,
 )
-from .outcomes import Outcome, RunStatus, Status
+from .outcomes import FailureKind, Outcome, RunStatus, Status
 from .run.executor import Hooks
 from .run.results import RecordResult, StepResult
 from .session import Session
@@ -39,6 +39,7 @@ __all__ = [  # sorted; README's Python API section groups them
     "ConfigurationError",
     "CreditsExhausted",
     "DatabaseUnavailable",
+    "FailureKind",
     "FailureSummary",
     "Hooks",
     "InputError",

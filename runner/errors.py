@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .outcomes import FailureKind
+
 
 class PipelineError(Exception):
     exit_code = 1
@@ -189,7 +191,7 @@ class OutputError(RunStopped):
 class RenderError(PipelineError):
     """A template failed at run time (an undefined variable, a sandbox violation)."""
 
-    kind = "render_error"
+    kind = FailureKind.RENDER_ERROR
 
     def __init__(self, message: str, *, step: str | None) -> None:
         super().__init__(message)
@@ -219,7 +221,7 @@ class DatabaseUnavailable(StoreError):
 class CallError(PipelineError):
     """One request to OpenRouter failed; `kind` is the safe, stable name of the failure."""
 
-    kind = "error"
+    kind = FailureKind.ERROR
 
     def __init__(
         self,
@@ -236,15 +238,15 @@ class CallError(PipelineError):
 
 
 class TransientError(CallError):
-    kind = "unavailable"
+    kind = FailureKind.UNAVAILABLE
 
 
 class NoEndpointsError(CallError):
-    kind = "no_endpoints"
+    kind = FailureKind.NO_ENDPOINTS
 
 
 class RequestRejected(CallError):
-    kind = "rejected"
+    kind = FailureKind.REJECTED
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,7 @@ class FailureSummary:
     provider's.
     """
 
-    kind: str
+    kind: str  # a FailureKind
     step: str
     attempts: int = 0
     models: tuple[str, ...] = ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from runner.outcomes import Outcome, RunStatus, Status
+from runner.outcomes import FailureKind, Outcome, RunStatus, Status
 from runner.store import Store
 from runner.store.db import open_database
 from runner.store.migrations import m001_initial
@@ -39,3 +39,21 @@ def test_enum_values_are_stored_as_their_words(backend):
         store.flush()
         assert [row["outcome"] for row in store.cost_summary(("outcome",))] == ["schema_mismatch"]
         assert store.run_row("run-a")["status"] == "interrupted"
+
+
+def test_failure_kinds_cover_the_error_classes_and_the_failing_outcomes():
+    import inspect
+    import json
+
+    import runner.errors as errors
+
+    kinds = {
+        cls.kind
+        for cls in vars(errors).values()
+        if inspect.isclass(cls) and issubclass(cls, errors.PipelineError) and hasattr(cls, "kind")
+    }
+    assert kinds and all(isinstance(kind, FailureKind) for kind in kinds)
+    # A step whose re-asks are spent fails with its last reply's outcome as its kind.
+    assert {str(outcome) for outcome in Outcome if outcome != Outcome.OK} <= {str(kind) for kind in FailureKind}
+    summary = errors.FailureSummary(kind=errors.RenderError.kind, step="s")
+    assert json.loads(json.dumps(summary.as_dict()))["kind"] == "render_error"
