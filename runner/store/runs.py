@@ -26,7 +26,8 @@ class RunHistory:
         mock: bool = False,
         process: RunProcess | None = None,
     ) -> None:
-        """Create the run, or join it when another worker already did (`--run-id`)."""
+        """Create the run, or join it when another worker already did (RunMismatch when it is not this
+        pipeline's, or not of this kind of endpoint)."""
         found = self._query("SELECT pipeline, mock FROM runs WHERE id = ?", (run_id,))
         if found:
             check_run(run_id, found[0], pipeline, mock, resuming=False)
@@ -117,8 +118,8 @@ class RunHistory:
         )
 
     def resumable_run(self, run_id: str, pipeline: str, *, mock: bool) -> dict[str, Any]:
-        """The run's row; refused when it does not exist, belongs to another pipeline or was run against the
-        other kind of endpoint (--mock or not)."""
+        """The run's row; RunNotFound when it does not exist, RunMismatch when it belongs to another pipeline
+        or was run against the other kind of endpoint (the fake or a real API)."""
         found = self.run_row(run_id)
         if found is None:
             raise RunNotFound(run_id, self._db.label)
