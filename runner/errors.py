@@ -3,13 +3,18 @@
     PipelineError                     exit_code 1
     ├── SpecError                     exit_code 2  the pipeline file is wrong (file, line, column, field)
     ├── InputError                    exit_code 2  an input record does not match the pipeline's `input`
-    ├── UsageError                    exit_code 2  a command-line value cannot be used
+    ├── UsageError                    exit_code 2  a value given to a command or a call cannot be used
+    │   ├── RunNotFound                            no run with this id to resume (run_id, database)
+    │   └── RunMismatch                            the run is another pipeline's, or of the other endpoint kind
     ├── RunStopped                    exit_code 3  no further call may be made in this run
-    │   ├── ConfigurationError                     missing API key, unusable settings
+    │   ├── ConfigurationError                     unusable settings
+    │   │   ├── MissingAPIKey                      no OpenRouter API key
+    │   │   └── UnpricedModels                     a cost cap, but the catalogue has no price for some models
     │   ├── AuthenticationError                    HTTP 401
     │   ├── CreditsExhausted                       HTTP 402
-    │   ├── BudgetExceeded                         the next request could pass --max-cost
-    │   └── OutputError                            --output cannot be written (disk full, closed pipe)
+    │   ├── BudgetExceeded                         the next request could pass the cap (cap_usd, spent_usd, next_usd)
+    │   ├── CassetteMiss                           a replayed request the cassette does not hold (`pipeline test`)
+    │   └── OutputError                            the output cannot be written (disk full, closed pipe)
     ├── StoreError                    exit_code 1  the database could not be read or written
     │   └── DatabaseUnavailable       exit_code 3  it cannot be opened: a folder, not SQLite, unknown role or database
     ├── CallError                     exit_code 1  one model call failed (raised inside a step)
@@ -27,6 +32,8 @@ Raw provider text stays in the logs: a FailureSummary is what goes into outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .outcomes import FailureKind
 
 
 class PipelineError(Exception):
@@ -83,6 +90,40 @@ class UsageError(PipelineError):
     exit_code = 2
 
 
+class RunNotFound(UsageError):
+    """No run with this id in the database, so there is nothing to resume."""
+
+    def __init__(self, run_id: str, database: str) -> None:
+        super().__init__(f"no run {run_id} in {database}")
+        self.run_id = run_id
+        self.database = database
+
+
+class RunMismatch(UsageError):
+    """The run exists but cannot be continued by this one: another pipeline's run (`run_pipeline` is set),
+    or a run against the other kind of endpoint (`run_mock` says which it was: the fake's or real)."""
+
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        resuming: bool,
+        pipeline: str,
+        run_pipeline: str | None = None,
+        run_mock: bool | None = None,
+    ) -> None:
+        if run_pipeline is not None:
+            reason = f"that run belongs to pipeline '{run_pipeline}', not '{pipeline}'"
+        else:
+            reason = "that run was made against the fake (mock)" if run_mock else "that run was made against a live API"
+        super().__init__(f"run {run_id}: {reason}")
+        self.run_id = run_id
+        self.resuming = resuming  # True: resuming it; False: starting or joining a run by that id
+        self.pipeline = pipeline
+        self.run_pipeline = run_pipeline
+        self.run_mock = run_mock
+
+
 class RunStopped(PipelineError):
     exit_code = 3
     step: str | None = None  # the step that was running, when one was
@@ -90,6 +131,23 @@ class RunStopped(PipelineError):
 
 class ConfigurationError(RunStopped):
     pass
+
+
+class MissingAPIKey(ConfigurationError):
+    """No OpenRouter API key was given (OPENROUTER_API_KEY, or `Settings.api_key`)."""
+
+    def __init__(self) -> None:
+        super().__init__("OPENROUTER_API_KEY is not set")
+
+
+class UnpricedModels(ConfigurationError):
+    """A cost cap was asked for, but the model catalogue has no price for these models."""
+
+    def __init__(self, models: tuple[str, ...]) -> None:
+        super().__init__(
+            f"a cost cap needs every model's price, and the model catalogue has none for {', '.join(models)}"
+        )
+        self.models = tuple(models)
 
 
 class AuthenticationError(RunStopped):
@@ -101,7 +159,25 @@ class CreditsExhausted(RunStopped):
 
 
 class BudgetExceeded(RunStopped):
-    """The next request could take spend past --max-cost, so it was not sent."""
+    """The next request could take the run's spend past its cap, so it was not sent."""
+
+    def __init__(self, cap_usd: float, spent_usd: float, next_usd: float) -> None:
+        super().__init__(
+            f"the cost cap of ${cap_usd:.4f} is reached: ${spent_usd:.6f} spent, the next request could cost up to "
+            f"${next_usd:.6f}; finished records are kept"
+        )
+        self.cap_usd = cap_usd
+        self.spent_usd = spent_usd
+        self.next_usd = next_usd
+
+
+class CassetteMiss(RunStopped):
+    """A request in replay mode that the cassette does not hold: the pipeline changed since recording."""
+
+    def __init__(self, message: str, *, model: str | None, cassette: str) -> None:
+        super().__init__(message)
+        self.model = model
+        self.cassette = cassette
 
 
 class OutputError(RunStopped):
@@ -115,7 +191,7 @@ class OutputError(RunStopped):
 class RenderError(PipelineError):
     """A template failed at run time (an undefined variable, a sandbox violation)."""
 
-    kind = "render_error"
+    kind = FailureKind.RENDER_ERROR
 
     def __init__(self, message: str, *, step: str | None) -> None:
         super().__init__(message)
@@ -145,7 +221,7 @@ class DatabaseUnavailable(StoreError):
 class CallError(PipelineError):
     """One request to OpenRouter failed; `kind` is the safe, stable name of the failure."""
 
-    kind = "error"
+    kind = FailureKind.ERROR
 
     def __init__(
         self,
@@ -162,15 +238,15 @@ class CallError(PipelineError):
 
 
 class TransientError(CallError):
-    kind = "unavailable"
+    kind = FailureKind.UNAVAILABLE
 
 
 class NoEndpointsError(CallError):
-    kind = "no_endpoints"
+    kind = FailureKind.NO_ENDPOINTS
 
 
 class RequestRejected(CallError):
-    kind = "rejected"
+    kind = FailureKind.REJECTED
 
 
 @dataclass(frozen=True)
@@ -181,7 +257,7 @@ class FailureSummary:
     provider's.
     """
 
-    kind: str
+    kind: str  # a FailureKind
     step: str
     attempts: int = 0
     models: tuple[str, ...] = ()

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from .chat.catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
 from .chat.client import OpenRouterClient
 from .chat.flow import RequestGate
-from .errors import ConfigurationError, FailureSummary, InputError, RunStopped, UsageError
+from .errors import FailureSummary, InputError, RunStopped, UnpricedModels, UsageError
+from .outcomes import RunStatus
 from .run.batch import stream_records
 from .run.budget import Budget, SharedBudget
 from .run.executor import Executor, Hooks
@@ -83,7 +84,7 @@ class Session:
             generation_wait_s=settings.generation_wait_s,
         )
         try:
-            cache = cache_path_for(settings.base_url) if settings.models_cache else None
+            cache = cache_path_for(settings.base_url, settings.cache_dir) if settings.models_cache else None
             self.catalog = await load_catalog(self._client, cache)
             if settings.db is not None:
                 self._store = Store(settings.db, schema=settings.db_schema, endpoint=self.endpoint)
@@ -122,9 +123,7 @@ class Session:
             {model for step in self.pipeline.spec.steps for model in step.models if model not in self.catalog.models}
         )
         if unpriced:
-            raise ConfigurationError(
-                f"--max-cost needs every model's price, and the model catalogue has none for {', '.join(unpriced)}"
-            )
+            raise UnpricedModels(tuple(unpriced))
         if self._store is None:
             return Budget(max_cost_usd=max_cost_usd)
         # In the database, so that workers joining the run (--run-id) share one cap.
@@ -135,13 +134,13 @@ class Session:
         if isinstance(exc, RunStopped):
             self.stopped = exc
         if self.stopped:
-            status = "stopped"
+            status = RunStatus.STOPPED
         elif self.interrupted or exc is not None:  # Ctrl-C, a closed output, a crash: resumable
-            status = "interrupted"
+            status = RunStatus.INTERRUPTED
         elif self.totals.records_failed:
-            status = "failed"
+            status = RunStatus.FAILED
         else:
-            status = "ok"
+            status = RunStatus.OK
         try:
             if self._store is not None:
                 self._store.finish_run(self.run_id, status)

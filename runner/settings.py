@@ -25,6 +25,7 @@ class Settings:
     app_url: str | None = None
     app_name: str | None = None
     models_cache: bool = True
+    cache_dir: str | None = None  # where the model catalogue is cached; None: ~/.cache/pipeline
     mock: bool = False  # base_url is the built-in fake (--mock): its replies and costs are not real
     max_connections: int = 100
     backoff_base_s: float = 0.5  # transport retries wait ~base * 2**n with full jitter, capped
@@ -41,6 +42,7 @@ class Settings:
             db_schema=environ.get("PIPELINE_DB_SCHEMA") or None,
             app_url=environ.get("PIPELINE_APP_URL") or None,
             app_name=environ.get("PIPELINE_APP_NAME") or None,
+            cache_dir=environ.get("PIPELINE_CACHE_DIR") or None,
         )
         _check_header_values(settings)
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})

@@ -99,10 +99,8 @@ def test_key_field_and_csv_with_typed_cells(capsys, monkeypatch, tmp_path, live)
 
 
 def test_stdin_is_read_as_json_lines(capsys, monkeypatch, tmp_path, live):
-    import io
-
-    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(json.dumps(record) + "\n" for record in records(3))))
-    result = run_batch(capsys, monkeypatch, "-")
+    stdin = "".join(json.dumps(record) + "\n" for record in records(3))
+    result = invoke(capsys, monkeypatch, "run", str(CHAIN), "--inputs", "-", stdin=stdin)
     assert result.code == 0, result.err
     assert sorted(json.loads(line)["key"] for line in result.out.splitlines()) == [1, 2, 3]
 

@@ -211,8 +211,10 @@ def test_without_a_generation_record_the_cost_is_a_catalogue_estimate_with_a_war
 def test_the_budget_settles_at_the_looked_up_cost_and_stops_the_run(label, settings, db_path):
     """The issue: 8 calls without usage.cost ran under a $0.002 cap; each cost $0.001 here."""
     script = OpenRouterScript([without_cost], generation_cost=0.001)
-    with pytest.raises(BudgetExceeded, match=r"--max-cost \$0.0020 reached: \$0.002000 spent"):
+    with pytest.raises(BudgetExceeded) as stopped:
         run_records(label, script, settings, records=6, max_cost_usd=0.002)
+    assert (stopped.value.cap_usd, stopped.value.spent_usd) == (0.002, pytest.approx(0.002))
+    assert "--max-cost" not in str(stopped.value)  # the Python API's words name no flag
     assert len(script.chat_bodies) == 2  # a third call could pass the cap
     assert [row["cost_usd"] for row in cost_rows(db_path)] == [0.001, 0.001]
 

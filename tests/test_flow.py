@@ -154,8 +154,11 @@ def test_shared_budget_waits_for_room_then_refuses_every_later_request():
         first.settle(held, 0.2)  # the first request cost 0.2: room for 0.5 now
         assert await waiting == 0.5
         second.settle(0.5, 0.4)
-        with pytest.raises(BudgetExceeded, match=r"--max-cost \$1.0000 reached: \$0.600000 spent"):
+        with pytest.raises(BudgetExceeded, match=r"cap of \$1.0000 is reached: \$0.600000 spent") as refused:
             await first.reserve(0.5)  # 0.6 + 0.5 > 1.0 whatever else happens
+        assert (refused.value.cap_usd, refused.value.spent_usd, refused.value.next_usd) == pytest.approx(
+            (1.0, 0.6, 0.5)
+        )
         with pytest.raises(BudgetExceeded):
             await first.reserve(0.01)  # once refused, every later request is too
 

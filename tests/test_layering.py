@@ -15,7 +15,7 @@ MAX_LINES = 400
 
 # Bottom to top. A module's layer is that of the longest entry naming it or a package above it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("runner.errors",),
+    ("runner.errors", "runner.outcomes"),
     ("runner.spec",),
     ("runner.plan",),
     ("runner.chat",),

@@ -11,13 +11,13 @@ import pytest
 
 from runner.chat.reply import Reply, Usage
 from runner.chat.verdict import Verdict
+from runner.cli.options import since_timestamp
 from runner.errors import StoreError, UsageError
 from runner.run.results import CacheEntry, CostEvent, RecordResult
 from runner.store import Store
 from runner.store.db import open_database
 from runner.store.liveness import RunProcess
 from runner.store.migrations import MIGRATIONS, migrate
-from runner.store.queries import since_timestamp
 
 from .conftest import invoke
 
@@ -216,9 +216,9 @@ def test_summary_filters_by_run_and_since(backend):
     with Store(backend[0], schema=backend[1]) as store:
         store.add_cost(event(id="old", created_at="2020-01-01T00:00:00.000Z"))
         store.add_cost(event(id="new", run_id="run-b", created_at=since_timestamp("1h")))
-        assert store.cost_summary((), since="7d")[0]["calls"] == 1
+        assert store.cost_summary((), since=since_timestamp("7d"))[0]["calls"] == 1
         assert store.cost_summary((), run_id="run-a")[0]["calls"] == 1
-        days = {row["day"] for row in store.cost_summary(("day",), since="2019-12-31")}
+        days = {row["day"] for row in store.cost_summary(("day",), since=since_timestamp("2019-12-31"))}
         assert days == {"2020-01-01", since_timestamp("1h")[:10]}
 
 
@@ -293,9 +293,9 @@ def test_the_cache_serves_each_endpoint_its_own_replies(backend):
         assert set(stats) == {"mock", "https://openrouter.ai/api/v1"}
         assert stats["mock"]["entries"] == 1 and stats["mock"]["size_bytes"] > len("[mock reply from m/x] hi")
         assert live.clear_cache(mock_only=True) == 1
-        assert live.clear_cache(older_than="7d") == 0
+        assert live.clear_cache(older_than=since_timestamp("7d")) == 0
         assert [row["endpoint"] for row in live.cache_stats()] == ["https://openrouter.ai/api/v1"]
-        assert live.clear_cache(older_than="30m") == 1 and live.cache_stats() == []
+        assert live.clear_cache(older_than=since_timestamp("30m")) == 1 and live.cache_stats() == []
 
 
 def test_m005_labels_the_fakes_old_cache_entries_and_runs_as_mock(backend, monkeypatch):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -103,9 +102,9 @@ def bundled_catalog() -> Catalog:
     return catalog_from_api(json.loads(SNAPSHOT_PATH.read_text(encoding="utf-8")), "bundled")
 
 
-def offline_catalog(base_url: str) -> Catalog:
+def offline_catalog(base_url: str, cache_dir: str | None = None) -> Catalog:
     """For checks that must not touch the network: the disk cache at any age, else the bundled snapshot."""
-    return _cached_or_bundled(cache_path_for(base_url))
+    return _cached_or_bundled(cache_path_for(base_url, cache_dir))
 
 
 def _cached_or_bundled(cache_path: Path | None) -> Catalog:
@@ -114,7 +113,8 @@ def _cached_or_bundled(cache_path: Path | None) -> Catalog:
 
 
 def cache_path_for(base_url: str, cache_dir: str | None = None) -> Path:
-    folder = Path(cache_dir or os.environ.get("PIPELINE_CACHE_DIR") or Path.home() / ".cache" / "pipeline")
+    """The catalogue's cache file for this API in `cache_dir` (`Settings.cache_dir`; None: ~/.cache/pipeline)."""
+    folder = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "pipeline"
     return folder / f"models-{sha256(base_url.encode()).hexdigest()[:16]}.json"
 
 

@@ -26,6 +26,7 @@ from ..errors import (
     CallError,
     ConfigurationError,
     CreditsExhausted,
+    MissingAPIKey,
     NoEndpointsError,
     RequestRejected,
     TransientError,
@@ -84,9 +85,7 @@ class OpenRouterClient:
         generation_wait_s: float = 10.0,
     ) -> None:
         if require_key and not api_key:
-            raise ConfigurationError(
-                "OPENROUTER_API_KEY is not set: export it, or run with --mock to use the fake server"
-            )
+            raise MissingAPIKey()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"

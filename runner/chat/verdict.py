@@ -9,6 +9,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from ..outcomes import Outcome
 from ..spec.strict import validation_problem
 
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n?(?P<body>.*?)\n?\s*```\s*$", re.DOTALL)
@@ -17,13 +18,13 @@ MAX_REPORTED_PROBLEMS = 5
 
 @dataclass(frozen=True)
 class Verdict:
-    outcome: str  # "ok", "invalid_json" or "schema_mismatch" (the cost record's outcome)
+    outcome: Outcome  # OK, INVALID_JSON or SCHEMA_MISMATCH (the cost record's outcome)
     value: Any = None
     problems: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.outcome == "ok"
+        return self.outcome == Outcome.OK
 
 
 def compile_validator(schema: dict[str, Any]) -> Draft202012Validator:
@@ -39,15 +40,16 @@ def check_reply(text: str | None, validator: Draft202012Validator | None) -> Ver
     """Text steps accept any non-empty text; schema steps need JSON that the schema accepts."""
     if validator is None:
         if text is None or not text.strip():
-            return Verdict("invalid_json", problems="the reply was empty")
-        return Verdict("ok", value=text)
+            return Verdict(Outcome.INVALID_JSON, problems="the reply was empty")
+        return Verdict(Outcome.OK, value=text)
     if text is None or not text.strip():
-        return Verdict("invalid_json", problems="the reply was empty; a JSON value was expected")
+        return Verdict(Outcome.INVALID_JSON, problems="the reply was empty; a JSON value was expected")
     try:
         value = json.loads(strip_fence(text))
     except json.JSONDecodeError as exc:
         return Verdict(
-            "invalid_json", problems=f"the reply is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+            Outcome.INVALID_JSON,
+            problems=f"the reply is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
         )
     errors = sorted(validator.iter_errors(value), key=lambda error: list(error.absolute_path))
     if errors:
@@ -58,9 +60,9 @@ def check_reply(text: str | None, validator: Draft202012Validator | None) -> Ver
         if len(errors) > MAX_REPORTED_PROBLEMS:
             lines.append(f"... and {len(errors) - MAX_REPORTED_PROBLEMS} more")
         return Verdict(
-            "schema_mismatch", value=value, problems="the JSON does not match the schema:\n" + "\n".join(lines)
+            Outcome.SCHEMA_MISMATCH, value=value, problems="the JSON does not match the schema:\n" + "\n".join(lines)
         )
-    return Verdict("ok", value=value)
+    return Verdict(Outcome.OK, value=value)
 
 
 def _pointer(path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..report.tables import format_rows
-from .options import db_options, open_store
+from .options import db_options, open_store, since_timestamp
 
 
 @click.group("cache")
@@ -40,6 +40,8 @@ def cache_clear(
     mock_only: bool, older_than: str | None, endpoint: str | None, db: str | None, db_schema: str | None
 ) -> None:
     """Delete cache entries: every one, or those the options select (they combine)."""
+    if older_than is not None:
+        older_than = since_timestamp(older_than, option="--older-than")
     with open_store(db, db_schema) as store:
         removed = store.clear_cache(mock_only=mock_only, older_than=older_than, endpoint=endpoint)
     click.echo(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}")

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import replace
 
-from ..errors import ConfigurationError
+from ..errors import MissingAPIKey
 from ..settings import Settings
 
 MOCK_API_KEY = "mock-key-not-secret"
@@ -21,10 +21,7 @@ def connection(
     settings = Settings.from_env(db=db, db_schema=db_schema)
     if not mock:
         if need_key and not settings.api_key:
-            raise ConfigurationError(
-                "OPENROUTER_API_KEY is not set: export it to call OpenRouter, or add --mock to run offline "
-                "against the built-in fake"
-            )
+            raise MissingAPIKey()
         yield settings
         return
     from ..fake import FakeOpenRouter

@@ -6,7 +6,7 @@ import click
 
 from ..errors import UsageError
 from ..report.tables import format_rows, money
-from .options import db_options, open_store
+from .options import db_options, open_store, since_timestamp
 
 
 @click.command()
@@ -41,6 +41,7 @@ def costs(
     """What each step, module, model and user spent (--mock runs' costs only with --include-mock)."""
     output_format = export_format or output_format
     dimensions = tuple(name.strip() for name in by.split(",") if name.strip())
+    since = since_timestamp(since) if since is not None else None
     with open_store(db, db_schema) as store:
         if run_id is not None and not store.run_exists(run_id):
             raise UsageError(f"--run {run_id}: no such run in this database; `pipeline runs` lists them")

@@ -7,6 +7,7 @@ import click
 from ..settings import Settings
 from ..store import Store
 from ..store.db import redact
+from .options import db_options
 
 
 @click.group()
@@ -15,11 +16,10 @@ def db() -> None:
 
 
 @db.command()
-@click.option("--db", "target", metavar="PATH|URL", help="SQLite file or postgresql:// URL (default: $PIPELINE_DB).")
-@click.option("--db-schema", metavar="NAME", help="PostgreSQL schema of the tables ($PIPELINE_DB_SCHEMA).")
-def migrate(target: str | None, db_schema: str | None) -> None:
+@db_options
+def migrate(db: str | None, db_schema: str | None) -> None:
     """Create or upgrade the tables (numbered migrations, each applied once)."""
-    settings = Settings.from_env(db=target, db_schema=db_schema)
+    settings = Settings.from_env(db=db, db_schema=db_schema)
     with Store(settings.db, schema=settings.db_schema) as store:
         applied = store.migrated
     where = redact(settings.db) + (f" (schema {settings.db_schema})" if settings.db_schema else "")

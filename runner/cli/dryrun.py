@@ -18,7 +18,9 @@ async def dry_run_catalog(settings: Settings):
     client = OpenRouterClient(api_key=settings.api_key, base_url=settings.base_url, require_key=False)
     async with client:
         try:
-            return await load_catalog(client, cache_path_for(settings.base_url) if settings.models_cache else None)
+            return await load_catalog(
+                client, cache_path_for(settings.base_url, settings.cache_dir) if settings.models_cache else None
+            )
         except (CallError, ConfigurationError):  # a dry run calls nothing: an unreachable API does not stop it
             return bundled_catalog()
 

@@ -1,5 +1,5 @@
-"""The `pipeline` command group: logging, the commands (one module each) and `main()`, whose one
-`except PipelineError` maps errors to exit codes."""
+"""The `pipeline` command group: logging, the commands (one module each) and `main()`. Errors become
+exit codes inside click (failures.PipelineGroup), so `main()` only starts the group."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 
 import click
 
-from ..errors import PipelineError, SpecError
 from .cache import cache_group
 from .costs import costs
 from .db import db
+from .failures import PipelineGroup
 from .graph import graph_command
 from .models import models_command
 from .run import run
@@ -46,7 +46,7 @@ def _configure_logging(verbose: int) -> None:
     logging.getLogger("runner").setLevel(level)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log detail on stderr (-vv for debug).")
 @click.version_option(package_name="pipeline-runner")
 def cli(verbose: int) -> None:
@@ -67,14 +67,4 @@ cli.add_command(db)
 
 
 def main() -> None:
-    try:
-        cli.main(standalone_mode=False, prog_name="pipeline")
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except PipelineError as exc:
-        click.echo(f"error: {exc}" if not isinstance(exc, SpecError) else str(exc), err=True)
-        sys.exit(exc.exit_code)
+    cli.main(prog_name="pipeline")

@@ -40,7 +40,7 @@ def models_command(search: str | None, output_format: str, mock: bool) -> None:
     elif settings.api_key:
         catalog = asyncio.run(_live_catalog(settings))
     else:
-        catalog = offline_catalog(settings.base_url)
+        catalog = offline_catalog(settings.base_url, settings.cache_dir)
     rows = model_rows(catalog, search)
     if output_format != "json":
         rows = [_for_display(row) for row in rows]
@@ -60,10 +60,12 @@ async def _live_catalog(settings: Settings) -> Catalog:
     )
     async with client:
         try:
-            return await load_catalog(client, cache_path_for(settings.base_url) if settings.models_cache else None)
+            return await load_catalog(
+                client, cache_path_for(settings.base_url, settings.cache_dir) if settings.models_cache else None
+            )
         except ConfigurationError as exc:  # nothing listens there: a listing can still come from disk
             click.echo(f"could not fetch the model catalogue ({exc}); using the disk cache or the snapshot", err=True)
-            return offline_catalog(settings.base_url)
+            return offline_catalog(settings.base_url, settings.cache_dir)
 
 
 def model_rows(catalog: Catalog, search: str | None = None) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import UsageError
+from ..outcomes import RunStatus
 from ..settings import Settings
 from ..store import Store
 from ..store.liveness import this_process
@@ -18,10 +19,12 @@ def announce_resume(settings: Settings, pipeline: str, run_id: str, *, mock: boo
     with Store(settings.db, schema=settings.db_schema) as store:
         store.mark_abandoned_runs()
         row = store.resumable_run(run_id, pipeline, mock=mock)
-    if row["status"] == "running" and row["host"] == this_process().host:  # its process is alive: it was checked
+    if (
+        row["status"] == RunStatus.RUNNING and row["host"] == this_process().host
+    ):  # its process is alive: it was checked
         raise UsageError(f"--resume {run_id}: the run is still running (process {row['pid']}); stop it first")
     done, failed = row["records_ok"], row["records_failed"]
-    finished = row["status"] in ("ok", "failed")
+    finished = row["status"] in (RunStatus.OK, RunStatus.FAILED)
     if finished and not failed:
         click.echo(
             f"run {run_id} finished with all {done} record(s) done: they are re-emitted without calls; "

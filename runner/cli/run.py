@@ -17,12 +17,15 @@ import click
 
 from ..api import Pipeline, load_pipeline
 from ..errors import BudgetExceeded, OutputError, RunStopped, UsageError
+from ..outcomes import RunStatus, Status
 from ..report.progress import RunProgress
 from ..run.inputs import InputItem, NotANumber, is_stream, parse_json, read_inputs
 from ..settings import RunOptions, Settings
 from ..spec.model import thaw
 from .connect import connection
 from .dryrun import dry_run_catalog, print_estimate
+from .failures import describe
+from .options import db_options
 from .resume import announce_resume
 
 
@@ -69,7 +72,7 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
     "--concurrency", default=16, show_default=True, type=click.IntRange(1, 10_000), help="Model requests in flight."
 )
 @click.option("--user", "user_id", metavar="ID", help="End-user id, sent as `user` and stored with every cost.")
-@click.option("--db", metavar="PATH", help="SQLite file for costs and results (default: $PIPELINE_DB).")
+@db_options
 @click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Hard cap on the run's total cost.")
 @click.option("--dry-run", is_flag=True, help="Render every prompt, call nothing, estimate the cost.")
 @click.option("--mock", is_flag=True, help="Answer from the built-in fake OpenRouter: offline, no key, no cost.")
@@ -77,7 +80,6 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an earlier run without paying again.")
 @click.option("--retry-failed", is_flag=True, help="With --resume: run the records that failed again (costs money).")
 @click.option("--run-id", "join_id", metavar="NAME", help="Name the run; workers given the same name share it.")
-@click.option("--db-schema", metavar="NAME", help="PostgreSQL: keep the tables in this schema ($PIPELINE_DB_SCHEMA).")
 def run(
     file: str,
     inputs: tuple[str, ...],
@@ -159,7 +161,7 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
     if stopped is not None:
         click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
         return stopped.exit_code
-    if result.status == "failed":
+    if result.status == Status.FAILED:
         click.echo(json.dumps(result.line(), indent=2, ensure_ascii=False))  # the record's line, error included
         error = result.error
         click.echo(
@@ -245,7 +247,7 @@ def _report_end(session, stopped: RunStopped | None, interruption: str | None) -
         click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
     elif interruption is not None:
         click.echo(f"stopped: {interruption}; finished records are kept", err=True)
-    elif final is None or final["status"] != "interrupted":  # an unexpected error says so itself afterwards
+    elif final is None or final["status"] != RunStatus.INTERRUPTED:  # an unexpected error says so itself afterwards
         return
     click.echo(f"finish it later with: --resume {session.run_id}", err=True)
 
@@ -253,7 +255,7 @@ def _report_end(session, stopped: RunStopped | None, interruption: str | None) -
 def _stop_reason(stopped: RunStopped, session) -> str:
     final = session.final
     if not isinstance(stopped, BudgetExceeded) or final is None:
-        return str(stopped)
+        return describe(stopped)
     return (
         f"--max-cost ${session.options.max_cost_usd:.4f} reached: ${final['cost_usd']:.6f} spent by the run, "
         f"{final['records_ok']} record(s) finished and {final['records_failed']} failed; the next request could "

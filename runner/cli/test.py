@@ -16,6 +16,7 @@ from ..testing.cases import CaseResult, load_cases, run_cases
 from ..testing.cassette import Cassette, RecordingTransport, ReplayTransport, cassette_path
 from ..testing.junit import case_json, show_value, write_junit
 from .connect import connection
+from .options import db_options
 
 REPLAY_KEY = "replay-key-not-secret"
 
@@ -40,7 +41,7 @@ REPLAY_KEY = "replay-key-not-secret"
 )
 @click.option("--junit", "junit_path", metavar="REPORT.xml", help="Write a JUnit XML report.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option("--db", metavar="PATH", help="Where live runs record their costs (default: $PIPELINE_DB).")
+@db_options
 def test_command(
     file: str,
     cases_path: str,
@@ -51,6 +52,7 @@ def test_command(
     junit_path: str | None,
     as_json: bool,
     db: str | None,
+    db_schema: str | None,
 ) -> None:
     """Run the cases of CASES.yaml against FILE and check their assertions (exit 0 when all pass)."""
     pipeline = load_pipeline(file)
@@ -80,7 +82,7 @@ def test_command(
                 )
             )
     else:
-        with connection(db, mock=mode == "mock") as settings:
+        with connection(db, mock=mode == "mock", db_schema=db_schema) as settings:
             if mode == "mock":
                 settings = replace(settings, db=None)
             cassette = Cassette(tape) if record else None

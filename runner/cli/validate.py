@@ -24,7 +24,8 @@ from ..settings import Settings
 def validate(paths: tuple[str, ...], output_format: str, strict: bool) -> None:
     """Check pipeline files (or folders of them) offline: loading, references, models, limits."""
     files = _pipeline_files(paths)
-    catalog = offline_catalog(Settings.from_env().base_url)
+    settings = Settings.from_env()
+    catalog = offline_catalog(settings.base_url, settings.cache_dir)
     findings: list[Finding] = []
     summaries = []
     for path in files:

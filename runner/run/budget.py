@@ -53,10 +53,7 @@ class Budget:
             if self.exhausted or self.spent_usd + amount > self.max_cost_usd:
                 self.exhausted = True
                 self._wake()
-                raise BudgetExceeded(
-                    f"--max-cost ${self.max_cost_usd:.4f} reached: ${self.spent_usd:.6f} spent, the next request "
-                    f"could cost up to ${amount:.6f}; finished records are kept, resume with a higher --max-cost"
-                )
+                raise BudgetExceeded(self.max_cost_usd, self.spent_usd, amount)
             if self.spent_usd + self.reserved_usd + amount <= self.max_cost_usd:
                 self.reserved_usd += amount
                 return amount
@@ -101,10 +98,7 @@ class SharedBudget:
                     return amount
                 self.exhausted = self._spent + amount > self._cap
             if self.exhausted:
-                raise BudgetExceeded(
-                    f"--max-cost ${self._cap:.4f} reached: ${self._spent:.6f} spent, the next request could cost up "
-                    f"to ${amount:.6f}; finished records are kept, resume with a higher --max-cost"
-                )
+                raise BudgetExceeded(self._cap, self._spent, amount)
             await asyncio.sleep(self._poll_s)  # requests in flight (here or in other workers) hold the room
 
     def settle(self, reserved: float, actual: float) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..run.results import CacheEntry, CostEvent
-from .queries import since_timestamp
 
 MOCK_ENDPOINT = "mock"  # the response cache's label for replies of the built-in fake (--mock)
 
@@ -56,7 +55,8 @@ class ResponseCache:
     def clear_cache(
         self, *, mock_only: bool = False, older_than: str | None = None, endpoint: str | None = None
     ) -> int:
-        """Delete cache entries (those of --mock, older than a duration, of one endpoint); returns how many."""
+        """Delete cache entries (the fake's, those written before `older_than`, an ISO-8601 UTC time, or one
+        endpoint's); returns how many."""
         clauses, parameters = [], []
         if mock_only:
             clauses.append("endpoint = ?")
@@ -66,7 +66,7 @@ class ResponseCache:
             parameters.append(endpoint)
         if older_than is not None:
             clauses.append("created_at < ?")
-            parameters.append(since_timestamp(older_than, option="--older-than"))
+            parameters.append(older_than)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         self.flush()
         return self._db.execute(f"DELETE FROM response_cache{where}", tuple(parameters))

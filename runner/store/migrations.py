@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..outcomes import Outcome
 from ..run.results import utc_now
 from .db import Database
+
+
+def sql_list(words: type[Outcome]) -> str:
+    """An enum's values as SQL literals, for a CHECK: `'ok', 'invalid_json', ...`.
+
+    m001 lists every Outcome: a new member needs a new migration that widens the CHECK, and m001
+    must then keep listing the six it was written with (tests/test_outcomes.py pins them).
+    """
+    return ", ".join(f"'{word}'" for word in words)
 
 
 def m001_initial(db: Database) -> None:
@@ -30,7 +40,7 @@ def m001_initial(db: Database) -> None:
             user_id TEXT,
             attempt INTEGER NOT NULL,
             outcome TEXT NOT NULL CHECK (outcome IN
-                ('ok', 'invalid_json', 'schema_mismatch', 'content_filter', 'length', 'error')),
+                ({sql_list(Outcome)})),
             cached INTEGER NOT NULL DEFAULT 0 CHECK (cached IN (0, 1)),
             latency_ms INTEGER NOT NULL DEFAULT 0,
             created_at TEXT NOT NULL

@@ -1,10 +1,8 @@
 """Reading the ledger and the runs table for reports: spend grouped by any dimension, the runs list,
-one run in detail; `--since` durations. Mixed into Store."""
+one run in detail. Mixed into Store."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..errors import UsageError
@@ -91,6 +89,7 @@ class Queries:
         `upstream` adds what providers billed (`upstream_usd`, for BYOK outside OpenRouter's
         `cost_usd`) and the BYOK calls; `duplicates` and `estimated` appear when any row has them.
         The rows of --mock runs are the fake's, not spend: left out unless asked for (or their run is named).
+        `since` is an ISO-8601 UTC time, as created_at holds it (the CLI turns `7d` into one).
         """
         unknown = [name for name in by if name not in GROUP_COLUMNS]
         if unknown:
@@ -131,26 +130,5 @@ def _filters(run_id: str | None, since: str | None, *, include_mock: bool = True
         parameters.append(run_id)
     if since:
         clauses.append("created_at >= ?")
-        parameters.append(since_timestamp(since))
+        parameters.append(since)
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(parameters)
-
-
-_DURATION = re.compile(r"^(?P<amount>\d+)(?P<unit>[smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def since_timestamp(since: str, now: datetime | None = None, *, option: str = "--since") -> str:
-    """`7d`, `24h`, `30m` ago, or an ISO date, as the ISO-8601 UTC text stored in created_at."""
-    match = _DURATION.match(since.strip())
-    if match:
-        moment = (now or datetime.now(UTC)) - timedelta(**{_UNITS[match["unit"]]: int(match["amount"])})
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    try:
-        moment = datetime.fromisoformat(since.strip())
-    except ValueError:
-        raise UsageError(
-            f"{option} {since!r}: use a duration such as 7d, 24h or 30m, or a date such as 2026-11-01"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

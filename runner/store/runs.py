@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import RunMismatch, RunNotFound
+from ..outcomes import RunStatus, Status
 from ..run.results import RecordResult, StepResult, utc_now
 from .liveness import RunProcess, process_alive, this_process
 
@@ -25,16 +26,16 @@ class RunHistory:
         mock: bool = False,
         process: RunProcess | None = None,
     ) -> None:
-        """Create the run, or join it when another worker already did (`--run-id`)."""
+        """Create the run, or join it when another worker already did (RunMismatch when it is not this
+        pipeline's, or not of this kind of endpoint)."""
         found = self._query("SELECT pipeline, mock FROM runs WHERE id = ?", (run_id,))
-        if found and found[0]["pipeline"] != pipeline:
-            raise UsageError(f"run {run_id} belongs to pipeline '{found[0]['pipeline']}', not '{pipeline}'")
         if found:
-            check_mock(f"--run-id {run_id}", found[0], mock)
+            check_run(run_id, found[0], pipeline, mock, resuming=False)
         process = process or this_process()
         self._write(
             "INSERT INTO runs (id, pipeline, pipeline_path, user_id, status, started_at, mock, pid, host)"
-            " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = 'running',"
+            f" VALUES (?, ?, ?, ?, '{RunStatus.RUNNING}', ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            f" status = '{RunStatus.RUNNING}',"
             " finished_at = NULL, pid = excluded.pid, host = excluded.host",
             (run_id, pipeline, pipeline_path, user_id, utc_now(), int(mock), process.pid, process.host),
         )
@@ -46,18 +47,18 @@ class RunHistory:
         found = self.resumable_run(run_id, pipeline, mock=mock)
         process = process or this_process()
         self._write(
-            "UPDATE runs SET status = 'running', finished_at = NULL, pid = ?, host = ? WHERE id = ?",
+            f"UPDATE runs SET status = '{RunStatus.RUNNING}', finished_at = NULL, pid = ?, host = ? WHERE id = ?",
             (process.pid, process.host, run_id),
         )
         return found
 
-    def finish_run(self, run_id: str, status: str, *, only_if: str | None = None) -> None:
+    def finish_run(self, run_id: str, status: RunStatus, *, only_if: RunStatus | None = None) -> None:
         """Set the run's final status and its record counts, as the records table has them."""
         self.flush()
         self._write(
             "UPDATE runs SET status = ?, finished_at = ?,"
-            " records_ok = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status != 'failed'),"
-            " records_failed = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status = 'failed')"
+            f" records_ok = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status != '{Status.FAILED}'),"
+            f" records_failed = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status = '{Status.FAILED}')"
             " WHERE id = ? AND status = COALESCE(?, status)",
             (status, utc_now(), run_id, run_id, run_id, only_if),
         )
@@ -100,7 +101,7 @@ class RunHistory:
         """A record this run already finished (ok or skipped; failed too if asked), with its input's fingerprint."""
         found = self._query(
             "SELECT status, output_json, error_json, fingerprint FROM records WHERE run_id = ? AND record_key = ?"
-            + ("" if include_failed else " AND status != 'failed'"),
+            + ("" if include_failed else f" AND status != '{Status.FAILED}'"),
             (run_id, record_key),
         )
         return found[0] if found else None
@@ -117,28 +118,28 @@ class RunHistory:
         )
 
     def resumable_run(self, run_id: str, pipeline: str, *, mock: bool) -> dict[str, Any]:
-        """The run's row; refused when it does not exist, belongs to another pipeline or was run against the
-        other kind of endpoint (--mock or not)."""
+        """The run's row; RunNotFound when it does not exist, RunMismatch when it belongs to another pipeline
+        or was run against the other kind of endpoint (the fake or a real API)."""
         found = self.run_row(run_id)
         if found is None:
-            raise UsageError(f"--resume {run_id}: no such run in {self._db.label}; `pipeline runs` lists them")
-        if found["pipeline"] != pipeline:
-            raise UsageError(f"--resume {run_id}: that run belongs to pipeline '{found['pipeline']}', not '{pipeline}'")
-        check_mock(f"--resume {run_id}", found, mock)
+            raise RunNotFound(run_id, self._db.label)
+        check_run(run_id, found, pipeline, mock, resuming=True)
         return found
 
     def mark_abandoned_runs(self, host: str | None = None) -> list[str]:
         """Runs still `running` whose process on this host is gone (killed, crashed) become `interrupted`."""
         host = host or this_process().host
-        running = self._query("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,))
+        running = self._query("SELECT id, pid FROM runs WHERE status = ? AND host = ?", (RunStatus.RUNNING, host))
         abandoned = [row["id"] for row in running if row["pid"] is not None and not process_alive(row["pid"])]
         for run_id in abandoned:
-            self.finish_run(run_id, "interrupted", only_if="running")
+            self.finish_run(run_id, RunStatus.INTERRUPTED, only_if=RunStatus.RUNNING)
         return abandoned
 
 
-def check_mock(what: str, run: dict[str, Any], mock: bool) -> None:
-    """A run is all --mock or all real: mixing would put the fake's costs beside real spend."""
+def check_run(run_id: str, run: dict[str, Any], pipeline: str, mock: bool, *, resuming: bool) -> None:
+    """A run is one pipeline's, and all against the fake or all real: mixing would put the fake's costs
+    beside real spend."""
+    if run["pipeline"] != pipeline:
+        raise RunMismatch(run_id, resuming=resuming, pipeline=pipeline, run_pipeline=run["pipeline"])
     if bool(run["mock"]) != mock:
-        kind = "a --mock run: add --mock" if run["mock"] else "a live run: drop --mock"
-        raise UsageError(f"{what}: that run is {kind} to continue it")
+        raise RunMismatch(run_id, resuming=resuming, pipeline=pipeline, run_mock=bool(run["mock"]))

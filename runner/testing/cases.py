@@ -24,6 +24,7 @@ from typing import Any
 
 from ..api import Pipeline
 from ..errors import PipelineError, RunStopped, SpecError
+from ..outcomes import Status
 from ..settings import RunOptions, Settings
 from ..spec.yamlmarks import SourceMap, load_yaml
 from .assertions import MISSING, Assertion, Check, check, parse_assertion, resolve
@@ -173,7 +174,7 @@ async def _run_case(
                 "latency_ms": round((time.perf_counter() - run_started) * 1000),
                 "status": record.status,
             }
-            if record.status == "failed":
+            if record.status == Status.FAILED:
                 error = record.error
                 outcome.errors.append(f"the record failed: step '{error.step}' ({error.kind}), see the log")
                 break

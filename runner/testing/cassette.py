@@ -16,15 +16,9 @@ import httpx
 
 from ..chat.catalog import SNAPSHOT_PATH
 from ..chat.request import encode_body
-from ..errors import RunStopped
+from ..errors import CassetteMiss
 
 VERSION = 1
-
-
-class CassetteMiss(RunStopped):
-    """A request in replay mode that the cassette does not hold: the pipeline changed since recording."""
-
-    exit_code = 1
 
 
 def cassette_path(cases_path: str | Path) -> Path:
@@ -121,7 +115,9 @@ class ReplayTransport(httpx.AsyncBaseTransport):
             raise CassetteMiss(
                 f"a request to {body.get('model')} (prompt starting {str(prompt)[:60]!r}) is not in the cassette "
                 f"{self._cassette.path.name}: the prompt, the settings or an earlier step's output changed since it "
-                "was recorded; re-record with `pipeline test ... --record`"
+                "was recorded; re-record with `pipeline test ... --record`",
+                model=body.get("model"),
+                cassette=self._cassette.path.name,
             )
         index = self._cassette.served[key]
         self._cassette.served[key] = index + 1

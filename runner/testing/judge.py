@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api import Pipeline
+from ..outcomes import Status
 from ..plan.graph import build_graph
 from ..session import Session
 from ..settings import RunOptions, Settings
@@ -66,7 +67,7 @@ class Judge:
             await session.__aenter__()
             self._sessions[model] = session
         result = await session.run({"rubric": str(assertion.expected), "value": value})
-        if result.status != "ok":
+        if result.status != Status.OK:
             return Check(False, value, f"the judge call failed ({result.error.kind})")
         verdict = result.output
         return Check(bool(verdict.get("pass")), value, str(verdict.get("reason", "")))
