@@ -179,7 +179,7 @@ def _output_chain(node: nodes.Node) -> tuple[str, ...] | None:
 def _enum_of(spec: PipelineSpec, chain: tuple[str, ...]) -> tuple | None:
     if chain[0] not in spec.step_ids:
         return None
-    schema: Any = spec.step(chain[0]).schema
+    schema: Any = spec.step(chain[0]).output_schema
     for name in chain[1:]:
         properties = schema.get("properties") if isinstance(schema, Mapping) else None
         if not isinstance(properties, Mapping) or name not in properties:

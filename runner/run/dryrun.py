@@ -95,7 +95,7 @@ def estimate(
 
 def _stand_in(step: StepBase, problems: list[str]) -> dict:
     output = ""
-    schema = step.schema if isinstance(step, ChatStep) else None
+    schema = step.output_schema
     if schema is not None:
         try:
             output = synthesize(thaw(schema), hashlib.sha256(step.id.encode()).digest())

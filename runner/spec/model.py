@@ -98,6 +98,11 @@ class StepBase:
         """The models this step may call, first choice first: budgets, dry runs, lint and diagrams read them."""
         return ()
 
+    @property
+    def output_schema(self) -> FrozenDict | None:
+        """The JSON Schema of the step's output, when it has one: references into it are checked against it."""
+        return None
+
     def templates(self) -> tuple[Template, ...]:
         """Every Jinja template of the step, so references, the graph and lint see them all."""
         return (self.when,) if self.when is not None else ()
@@ -127,6 +132,10 @@ class ChatStep(StepBase):
     @property
     def models(self) -> tuple[str, ...]:
         return (self.model, *self.fallback_models)
+
+    @property
+    def output_schema(self) -> FrozenDict | None:
+        return self.schema
 
     def templates(self) -> tuple[Template, ...]:
         return tuple(template for template in (self.system, self.prompt, self.when) if template is not None)
