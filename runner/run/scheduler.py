@@ -11,7 +11,7 @@ from ..plan.graph import StepGraph
 from .results import StepResult
 
 # A step's result now (it will not run), or the awaitable of its run.
-Start = Callable[[str], "Awaitable[StepResult] | StepResult"]
+Start = Callable[[str], Awaitable[StepResult] | StepResult]
 
 
 async def walk(graph: StepGraph, start: Start, finish: Callable[[StepResult], None]) -> dict[str, StepResult]:

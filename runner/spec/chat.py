@@ -4,21 +4,20 @@
 from __future__ import annotations
 
 import json
-from types import MappingProxyType
 
 from ..errors import SpecError, SpecErrors
 from .kinds import StepInput, StepKind, inside, template_line
-from .model import ChatStep, RateLimit, Reasoning, Template, freeze
+from .model import ChatStep, FrozenDict, RateLimit, Reasoning, Template, freeze
 from .strict import metaschema_problems
 
 # Values a step gets when neither it nor `defaults` sets them. Temperature, reasoning and
 # max_tokens are always sent explicitly, so a run never depends on a provider's defaults.
-BUILTIN_SETTINGS = MappingProxyType(
+BUILTIN_SETTINGS = FrozenDict(
     {
         "fallback_models": (),
         "fallback_mode": "client",
         "temperature": 1.0,
-        "reasoning": MappingProxyType({"effort": "low"}),
+        "reasoning": FrozenDict({"effort": "low"}),
         "max_tokens": 1024,
         "provider": None,
         "retries": 3,
@@ -79,7 +78,7 @@ def build_chat_step(step: StepInput) -> ChatStep:
     )
 
 
-CHAT = StepKind("chat", ("prompt", "prompt_file"), MappingProxyType({"$ref": "#/$defs/chat_step"}), build_chat_step)
+CHAT = StepKind("chat", ("prompt", "prompt_file"), FrozenDict({"$ref": "#/$defs/chat_step"}), build_chat_step)
 
 
 def _prompt_file(step: StepInput) -> Template:
