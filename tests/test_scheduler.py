@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from runner.errors import RunStopped
 from runner.plan.graph import StepGraph
 from runner.run.results import StepResult
 from runner.run.scheduler import walk
@@ -43,3 +46,16 @@ def test_a_failed_step_stops_its_dependents_and_a_running_branch_finishes():
 def test_a_skipped_parent_skips_its_children_without_starting_them():
     started, _, statuses = run({"a": (), "b": ("a",)}, {"a": "skipped"})
     assert started == ["a"] and statuses == {"a": "skipped", "b": "skipped"}
+
+
+def test_a_run_stopped_in_a_step_names_the_step_and_stops_the_walk():
+    async def step(step_id: str) -> StepResult:
+        if step_id == "b":
+            raise RunStopped("the budget is spent")
+        await asyncio.sleep(0)
+        return StepResult(step_id, "ok")
+
+    for parents in ({"a": (), "b": ("a",)}, {"a": (), "b": (), "c": ("a", "b")}):  # alone, and beside another
+        with pytest.raises(RunStopped) as stopped:
+            asyncio.run(walk(graph(parents), step, lambda result: None))
+        assert stopped.value.step == "b"

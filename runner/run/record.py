@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import FailureSummary, RenderError, RunStopped
+from ..errors import FailureSummary, RenderError
 from ..spec.model import FrozenDict, StepBase
 from .results import RecordResult, StepResult
 from .scheduler import walk
@@ -45,7 +45,7 @@ class RecordRunner:
                 log.error("record %s: %s", scope.key, exc)
                 return render_failed(step_id, exc)
             hooks.on_step_start(scope.key, step_id)
-            return _named(runner.run(step, scope), step_id)
+            return runner.run(step, scope)
 
         def finish(result: StepResult) -> None:
             views[result.step] = result.view()
@@ -68,12 +68,3 @@ class RecordRunner:
             return RecordResult(given_key, "failed", None, frozen, error=summary, run_id=run_id)
         status = "skipped" if results and all(result.status == "skipped" for result in results.values()) else "ok"
         return RecordResult(given_key, status, output, frozen, run_id=run_id)
-
-
-async def _named(running, step_id: str) -> StepResult:
-    """A RunStopped names the step it stopped in."""
-    try:
-        return await running
-    except RunStopped as exc:
-        exc.step = exc.step or step_id
-        raise

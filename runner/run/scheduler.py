@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from ..errors import RunStopped
 from ..plan.graph import StepGraph
 from .results import StepResult
 
@@ -17,8 +18,8 @@ Start = Callable[[str], Awaitable[StepResult] | StepResult]
 async def walk(graph: StepGraph, start: Start, finish: Callable[[StepResult], None]) -> dict[str, StepResult]:
     """Every step's result by id (in the order they finished); `finish` sees each as it comes.
 
-    A step whose parent did not end ok is skipped without `start`. RunStopped from a step propagates
-    after the steps in flight are cancelled.
+    A step whose parent did not end ok is skipped without `start`. RunStopped from a step propagates,
+    naming the step, after the steps in flight are cancelled.
     """
     results: dict[str, StepResult] = {}
     parents = graph.parents
@@ -43,21 +44,30 @@ async def walk(graph: StepGraph, start: Start, finish: Callable[[StepResult], No
                     if isinstance(started, StepResult):
                         done(started)
                     else:
-                        starting.append(started)
+                        starting.append((step_id, started))
             if len(starting) == 1 and not running:
                 # The common case of a chain: one step can run and nothing else is; no task needed.
-                result = await starting[0]
+                step_id, awaitable = starting[0]
+                try:
+                    result = await awaitable
+                except RunStopped as exc:
+                    exc.step = exc.step or step_id
+                    raise
                 done(result)
                 failed = failed or result.status == "failed"
                 continue
-            for awaitable in starting:
-                running[asyncio.ensure_future(awaitable)] = "step"
+            for step_id, awaitable in starting:
+                running[asyncio.ensure_future(awaitable)] = step_id
             if not running:
                 break
             finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
-                running.pop(task)
-                result = task.result()  # RunStopped propagates from here
+                step_id = running.pop(task)
+                try:
+                    result = task.result()
+                except RunStopped as exc:
+                    exc.step = exc.step or step_id
+                    raise
                 done(result)
                 failed = failed or result.status == "failed"
             if failed:
