@@ -1,6 +1,7 @@
 """One run's wiring: the environment's Settings turned into a client, a catalogue, a store and a
-budget around a record executor (run/backend.py), for the Python API and the CLI alike. The store
-writing and the running totals are hooks (run/hooks.py) the session adds to the caller's.
+budget around a record executor (run/backend.py), for the Python API and the CLI alike. Costs and
+steps reach the store and the running totals through hooks (run/hooks.py) the session adds to the
+caller's; the session writes each finished record itself, with its input's fingerprint.
 
 A session is meant to live long: open it once and send it every record (a service's requests
 included); each `Pipeline.run` call opens, and closes, a session of its own."""
