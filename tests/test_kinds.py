@@ -10,9 +10,13 @@ from typing import ClassVar
 import pytest
 
 from runner import load_pipeline
+from runner.chat.catalog import bundled_catalog
+from runner.check.rules import lint
 from runner.errors import SpecError
 from runner.fake.server import mock_transport
 from runner.report.diagram import mermaid
+from runner.run.dryrun import estimate
+from runner.run.inputs import InputItem
 from runner.run.results import StepResult
 from runner.run.steps import register, unregister
 from runner.spec.chat import BUILTIN_SETTINGS
@@ -113,3 +117,14 @@ def test_the_files_chat_step_schema_and_the_spec_fields_agree():
     settings = set(file_schema()["$defs"]["settings"]["properties"])
     assert settings == {*BUILTIN_SETTINGS, "module", "model"}
     assert settings < written
+
+
+def test_lint_and_the_dry_run_take_a_step_of_another_kind(upper, tmp_path):
+    pipeline = load_pipeline(write_pipeline(tmp_path, SHOUT))
+    catalog = bundled_catalog()
+    assert [finding for finding in lint(pipeline.spec, pipeline.graph, catalog) if finding.step == "shout"] == []
+    items = [InputItem(1, {"ticket": "Where is my parcel?"})]
+    estimated = estimate(pipeline.spec, pipeline.renderer, catalog, items, pipeline.check_input)
+    # Only the chat step calls a model; the new kind is neither priced nor a render error.
+    assert [row.step for row in estimated.rows] == ["classify"] and estimated.render_errors == 0
+    assert estimated.records == 1 and estimated.rows[0].calls == 1
