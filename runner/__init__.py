@@ -27,7 +27,7 @@ from .errors import (
     UsageError,
 )
 from .outcomes import FailureKind, Outcome, RunStatus, Status
-from .run.executor import Hooks
+from .run.hooks import Hooks
 from .run.results import RecordResult, StepResult
 from .session import Session
 from .settings import RunOptions, Settings

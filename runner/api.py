@@ -16,7 +16,7 @@ from .chat.verdict import compile_validator
 from .errors import InputError
 from .plan.graph import StepGraph, build_graph
 from .plan.render import Renderer
-from .run.executor import Hooks
+from .run.hooks import Hooks
 from .run.results import RecordResult
 from .session import Session
 from .settings import RunOptions, Settings
@@ -32,12 +32,21 @@ def load_pipeline(path: str | Path) -> Pipeline:
 
 
 class Pipeline:
+    """The checked file, its graph, its compiled templates. It pickles: the file and the graph travel,
+    the templates and the input validator are compiled again where it lands."""
+
     def __init__(self, spec: PipelineSpec, graph: StepGraph) -> None:
         self.spec = spec
         self.graph = graph
         self.renderer = Renderer(spec, graph)
         schema = thaw(spec.input_schema) if spec.input_schema is not None else None
         self._input_validator = compile_validator(schema) if schema is not None else None
+
+    def __getstate__(self) -> tuple[PipelineSpec, StepGraph]:
+        return self.spec, self.graph
+
+    def __setstate__(self, state: tuple[PipelineSpec, StepGraph]) -> None:
+        self.__init__(*state)
 
     @property
     def name(self) -> str:

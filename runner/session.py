@@ -1,5 +1,10 @@
 """One run's wiring: the environment's Settings turned into a client, a catalogue, a store and a
-budget around the executor, for the Python API and the CLI alike."""
+budget around a record executor (run/backend.py), for the Python API and the CLI alike. Costs and
+steps reach the store and the running totals through hooks (run/hooks.py) the session adds to the
+caller's; the session writes each finished record itself, with its input's fingerprint.
+
+A session is meant to live long: open it once and send it every record (a service's requests
+included); each `Pipeline.run` call opens, and closes, a session of its own."""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .chat.catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
@@ -17,12 +21,15 @@ from .chat.client import OpenRouterClient
 from .chat.flow import RequestGate
 from .errors import FailureSummary, InputError, RunStopped, UnpricedModels, UsageError
 from .outcomes import RunStatus
-from .run.batch import stream_records
+from .run.backend import LocalBackend, RecordExecutor
 from .run.budget import Budget, SharedBudget
-from .run.executor import Executor, Hooks
+from .run.hooks import Hooks, fan_out
 from .run.inputs import InputItem, aiter_items, record_fingerprint
+from .run.record import RecordRunner
 from .run.results import CacheEntry, CostEvent, RecordResult, RunTotals, StepResult
+from .run.steps import Services
 from .settings import RunOptions, Settings
+from .spec.model import EMPTY
 from .store import Store
 from .store.cache import MOCK_ENDPOINT
 
@@ -62,10 +69,10 @@ class Session:
         self.gate: RequestGate | None = None
         self.budget: Budget | SharedBudget | None = None
         self._transport = transport
-        self._extra_hooks = hooks
+        self.hooks: Hooks = fan_out(_Recorder(self), hooks)
+        self.backend: RecordExecutor | None = None
         self._client: OpenRouterClient | None = None
         self._store: Store | None = None
-        self._executor: Executor | None = None
         self._flush_scheduled = False
 
     async def __aenter__(self) -> Session:
@@ -100,17 +107,18 @@ class Session:
         except BaseException:
             await self._close()
             raise
-        self._executor = Executor(
-            self.pipeline.spec,
-            self.pipeline.graph,
-            self.pipeline.renderer,
-            self._client,
-            self.catalog,
+        services = Services(
+            spec=self.pipeline.spec,
+            graph=self.pipeline.graph,
+            renderer=self.pipeline.renderer,
+            client=self._client,
+            catalog=self.catalog,
             run_id=self.run_id,
-            hooks=Hooks(on_cost=self._on_cost, on_step=self._on_step),
+            hooks=self.hooks,
             cache=self if self._store is not None else None,
             budget=self.budget,
         )
+        self.backend = LocalBackend(RecordRunner(services), concurrency=options.concurrency)
         return self
 
     @property
@@ -158,14 +166,6 @@ class Session:
         """The response cache, as the executor sees it; with --no-cache nothing is found, but replies are kept."""
         return self._store.cached_reply(key) if self.options.use_cache else None
 
-    def _on_cost(self, event: CostEvent, entry: CacheEntry | None) -> None:
-        self.totals.add_cost(event)
-        if self._store is not None:
-            self._store.add_cost(event, entry)
-            self._schedule_flush()
-        if self._extra_hooks is not None:
-            self._extra_hooks.on_cost(event, entry)
-
     def _schedule_flush(self) -> None:
         """Group commit: every reply that arrived in this event-loop iteration goes to disk in one transaction."""
         if not self._flush_scheduled:
@@ -177,16 +177,11 @@ class Session:
         if self._store is not None:
             self._store.flush()
 
-    def _on_step(self, record_key: str, result: StepResult) -> None:
-        if self._store is not None:
-            self._store.add_step(self.run_id, record_key, result)
-        if self._extra_hooks is not None:
-            self._extra_hooks.on_step(record_key, result)
-
     async def run(self, record: Mapping[str, Any], *, key: str | int = 1) -> RecordResult:
         """One record; an invalid record raises InputError (nothing is called)."""
         checked = self.pipeline.check_input(record, key=str(key))
-        result = await self._executor.run_record(checked, key=key, user_id=self.user_id)
+        self.hooks.on_record_start(str(key))
+        result = await self.backend.run_record(checked, key=key, user_id=self.user_id)
         result = await self._finish_record(result, record_fingerprint(checked))
         self._flush()
         return result
@@ -201,6 +196,7 @@ class Session:
             if stored is not None and _same_input(stored, fingerprint):
                 result = _stored_result(item.key, stored, self.run_id)
                 self.totals.add_record(result)
+                self.hooks.on_record_end(result)
                 return result
             if stored is not None:
                 _log.warning("record %s changed since run %s answered it: running it again", item.key, self.run_id)
@@ -213,25 +209,26 @@ class Session:
         if problem is not None:
             summary = FailureSummary(kind="invalid_input", step="input", message=problem)
             return await self._finish_record(
-                RecordResult(item.key, "failed", None, MappingProxyType({}), error=summary, run_id=self.run_id),
+                RecordResult(item.key, "failed", None, EMPTY, error=summary, run_id=self.run_id),
                 fingerprint,
             )
-        result = await self._executor.run_record(record, key=item.key, user_id=self.user_id)
+        self.hooks.on_record_start(str(item.key))
+        result = await self.backend.run_record(record, key=item.key, user_id=self.user_id)
         return await self._finish_record(result, fingerprint)
 
     async def _finish_record(self, result: RecordResult, fingerprint: str | None = None) -> RecordResult:
         self.totals.add_record(result)
         if self._store is not None:
             self._store.add_record(result, fingerprint)
+        self.hooks.on_record_end(result)
         return result
 
     def run_many(
         self, records: Iterable[Any] | AsyncIterable[Any], *, ordered: bool = False, threaded_input: bool = False
     ) -> AsyncIterator[RecordResult]:
-        """Results as records finish (in input order with `ordered`); see batch.stream_records."""
-        window = max(8, self.options.concurrency * (4 if ordered else 2))
+        """Results as records finish (in input order with `ordered`), through the session's backend."""
         return self._flushed(
-            stream_records(self.run_item, _as_items(records, threaded_input), window=window, ordered=ordered)
+            self.backend.run_records(self.run_item, _as_items(records, threaded_input), ordered=ordered)
         )
 
     async def _flushed(self, batches: AsyncIterator[list[RecordResult]]) -> AsyncIterator[RecordResult]:
@@ -258,7 +255,7 @@ def _stored_result(key: str | int, stored: Mapping[str, Any], run_id: str) -> Re
     error = json.loads(stored["error_json"]) if stored["error_json"] else None
     summary = FailureSummary(**{**error, "models": tuple(error.get("models", ()))}) if error else None
     output = json.loads(stored["output_json"]) if stored["output_json"] else None
-    return RecordResult(key, stored["status"], output, MappingProxyType({}), error=summary, run_id=run_id, resumed=True)
+    return RecordResult(key, stored["status"], output, EMPTY, error=summary, run_id=run_id, resumed=True)
 
 
 async def _as_items(records: Iterable[Any] | AsyncIterable[Any], threaded: bool) -> AsyncIterator[InputItem]:
@@ -268,3 +265,22 @@ async def _as_items(records: Iterable[Any] | AsyncIterable[Any], threaded: bool)
     async for record in source:
         position += 1
         yield record if isinstance(record, InputItem) else InputItem(position, record)
+
+
+class _Recorder(Hooks):
+    """The session's own hooks: running totals, and the store (costs grouped into one commit a loop turn)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def on_cost(self, event: CostEvent, entry: CacheEntry | None) -> None:
+        session = self._session
+        session.totals.add_cost(event)
+        if session._store is not None:
+            session._store.add_cost(event, entry)
+            session._schedule_flush()
+
+    def on_step_end(self, record_key: str, result: StepResult) -> None:
+        store = self._session._store
+        if store is not None:
+            store.add_step(self._session.run_id, record_key, result)

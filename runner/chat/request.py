@@ -7,7 +7,7 @@ import json
 from enum import Enum
 from typing import Any
 
-from ..spec.model import StepSpec, thaw
+from ..spec.model import ChatStep, thaw
 
 
 class OutputMode(Enum):
@@ -28,7 +28,7 @@ def system_with_schema(system: str | None, schema: dict[str, Any]) -> str:
 
 
 def build_body(
-    step: StepSpec,
+    step: ChatStep,
     messages: tuple[dict[str, str], ...],
     model: str,
     *,

@@ -27,7 +27,7 @@ from jinja2 import nodes
 from ..chat.catalog import Catalog
 from ..plan.graph import StepGraph
 from ..plan.refs import input_references, parse, references, undefined_input_property
-from ..spec.model import PipelineSpec, StepSpec, Template
+from ..spec.model import ChatStep, PipelineSpec, StepBase, Template
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class Finding:
 def lint(spec: PipelineSpec, graph: StepGraph, catalog: Catalog) -> list[Finding]:
     findings: list[Finding] = []
     for step in spec.steps:
-        findings.extend(_models(spec, step, catalog))
+        if isinstance(step, ChatStep):
+            findings.extend(_models(spec, step, catalog))
         findings.extend(_impossible_when(spec, step))
     findings.extend(_dead_ends(spec, graph))
     templates = [*(template for step in spec.steps for template in step.templates()), *graph.output_templates]
@@ -64,7 +65,7 @@ def lint(spec: PipelineSpec, graph: StepGraph, catalog: Catalog) -> list[Finding
     return sorted(findings, key=lambda finding: (finding.line or 0, finding.severity))
 
 
-def _where(spec: PipelineSpec, step: StepSpec, field: str) -> tuple[int | None, int | None]:
+def _where(spec: PipelineSpec, step: StepBase, field: str) -> tuple[int | None, int | None]:
     """The field as written in the step, else where the step inherits it from (`defaults`)."""
     for location in (("steps", step.id, field), ("defaults", field)):
         if location in spec.source.keys:
@@ -72,7 +73,7 @@ def _where(spec: PipelineSpec, step: StepSpec, field: str) -> tuple[int | None, 
     return step.line, None
 
 
-def _models(spec: PipelineSpec, step: StepSpec, catalog: Catalog) -> Iterator[Finding]:
+def _models(spec: PipelineSpec, step: ChatStep, catalog: Catalog) -> Iterator[Finding]:
     known = list(catalog.models)
     for index, model in enumerate(step.models):
         field = "model" if index == 0 else "fallback_models"
@@ -128,7 +129,7 @@ def _models(spec: PipelineSpec, step: StepSpec, catalog: Catalog) -> Iterator[Fi
             )
 
 
-def _impossible_when(spec: PipelineSpec, step: StepSpec) -> Iterator[Finding]:
+def _impossible_when(spec: PipelineSpec, step: StepBase) -> Iterator[Finding]:
     if step.when is None:
         return
     for compare in parse(step.when).find_all(nodes.Compare):
@@ -178,7 +179,7 @@ def _output_chain(node: nodes.Node) -> tuple[str, ...] | None:
 def _enum_of(spec: PipelineSpec, chain: tuple[str, ...]) -> tuple | None:
     if chain[0] not in spec.step_ids:
         return None
-    schema: Any = spec.step(chain[0]).schema
+    schema: Any = spec.step(chain[0]).output_schema
     for name in chain[1:]:
         properties = schema.get("properties") if isinstance(schema, Mapping) else None
         if not isinstance(properties, Mapping) or name not in properties:

@@ -7,28 +7,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 import networkx as nx
 
 from ..errors import SpecError, SpecErrors
-from ..spec.load import inline_template
-from ..spec.model import PipelineSpec, Template
+from ..spec.kinds import inline_template
+from ..spec.model import FrozenDict, PipelineSpec, Template
 from .refs import Reference, check_input_reference, check_reference, input_references, references, template_error
 
 
 @dataclass(frozen=True)
 class StepGraph:
+    """The ordered DAG as plain values (networkx stays inside this module), so a graph pickles."""
+
     order: tuple[str, ...]  # a topological order, ties broken by position in the file
     parents: Mapping[str, tuple[str, ...]]
     ancestors: Mapping[str, frozenset[str]]
     output_steps: frozenset[str]  # steps the `output` section refers to
     output_templates: tuple[Template, ...]
-    dag: nx.DiGraph
+    edges: tuple[tuple[str, str], ...]  # (parent, child), in the order they were found
 
     def children(self, step_id: str) -> tuple[str, ...]:
-        return tuple(self.dag.successors(step_id))
+        return tuple(child for parent, child in self.edges if parent == step_id)
 
 
 def output_templates(spec: PipelineSpec) -> tuple[Template, ...]:
@@ -104,13 +105,13 @@ def build_graph(spec: PipelineSpec) -> StepGraph:
     order = tuple(nx.lexicographical_topological_sort(dag, key=position.__getitem__))
     return StepGraph(
         order=order,
-        parents=MappingProxyType(
+        parents=FrozenDict(
             {step_id: tuple(sorted(dag.predecessors(step_id), key=position.__getitem__)) for step_id in order}
         ),
-        ancestors=MappingProxyType({step_id: frozenset(nx.ancestors(dag, step_id)) for step_id in order}),
+        ancestors=FrozenDict({step_id: frozenset(nx.ancestors(dag, step_id)) for step_id in order}),
         output_steps=frozenset(output_steps),
         output_templates=outputs,
-        dag=dag,
+        edges=tuple(dag.edges),
     )
 
 

@@ -183,7 +183,7 @@ def check_reference(reference: Reference, spec: PipelineSpec) -> None:
         hint = difflib.get_close_matches(field, STEP_FIELDS, n=1)
         fix = f"did you mean '{hint[0]}'?" if hint else f"a step has: {', '.join(STEP_FIELDS)}"
         raise _error(reference, f"`{reference.text}`: a step has no field '{field}'; {fix}")
-    schema = spec.step(reference.step).schema
+    schema = spec.step(reference.step).output_schema
     if field == "output" and schema is not None:
         _check_path(reference, schema, reference.chain[1:])
     elif field == "output" and len(reference.chain) > 1 and not reference.chain[1].isdigit():

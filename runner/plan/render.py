@@ -18,7 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
 from ..errors import RenderError
-from ..spec.model import PipelineSpec, StepSpec, Template, thaw
+from ..spec.model import ChatStep, PipelineSpec, StepBase, Template, thaw
 from ..spec.strict import json_type
 from .graph import StepGraph
 from .refs import syntax_error
@@ -123,8 +123,15 @@ class Renderer:
     def __init__(self, spec: PipelineSpec, graph: StepGraph) -> None:
         environment = _environment()
         self._graph = graph
-        self._prompts = {step.id: _compile(environment, step.prompt) for step in spec.steps}
-        self._systems = {step.id: _compile(environment, step.system) for step in spec.steps if step.system}
+        chat_steps = [step for step in spec.steps if isinstance(step, ChatStep)]
+        self._prompts = {step.id: _compile(environment, step.prompt) for step in chat_steps}
+        self._systems = {step.id: _compile(environment, step.system) for step in chat_steps if step.system}
+        self._templates = {
+            (step.id, template.field): _compile(environment, template)
+            for step in spec.steps
+            if not isinstance(step, ChatStep)
+            for template in step.templates()
+        }
         self._whens = {step.id: _compile(environment, step.when) for step in spec.steps if step.when}
         if spec.output is None:
             # No `output` section: the record is every step's output, by step id.
@@ -132,7 +139,7 @@ class Renderer:
         else:
             self._output = _compile_output(environment, spec.output, iter(graph.output_templates))
 
-    def messages(self, step: StepSpec, context: Mapping[str, Any]) -> tuple[dict[str, str], ...]:
+    def messages(self, step: ChatStep, context: Mapping[str, Any]) -> tuple[dict[str, str], ...]:
         scoped = self._scoped(step.id, context)
         messages = []
         if step.id in self._systems:
@@ -140,7 +147,11 @@ class Renderer:
         messages.append({"role": "user", "content": _text(self._prompts[step.id], scoped)})
         return tuple(messages)
 
-    def should_run(self, step: StepSpec, context: Mapping[str, Any]) -> bool:
+    def text(self, step: StepBase, field: str, context: Mapping[str, Any]) -> str:
+        """The template a step of another kind holds at `field`, rendered as text in the step's scope."""
+        return _text(self._templates[step.id, field], self._scoped(step.id, context))
+
+    def should_run(self, step: StepBase, context: Mapping[str, Any]) -> bool:
         compiled = self._whens.get(step.id)
         if compiled is None:
             return True

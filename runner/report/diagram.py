@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..plan.graph import StepGraph
-from ..spec.model import PipelineSpec
+from ..spec.model import ChatStep, PipelineSpec
 
 
 def _nodes(spec: PipelineSpec, graph: StepGraph) -> Iterator[tuple[str, str]]:
     """Each step with its label detail: module, model, and whether a `when` guards it."""
     for step_id in graph.order:
         step = spec.step(step_id)
-        yield step_id, f"{step.module} · {step.model}" + (" · when" if step.when is not None else "")
+        detail = " · ".join((step.module if isinstance(step, ChatStep) else step.kind, *step.models[:1]))
+        yield step_id, detail + (" · when" if step.when is not None else "")
 
 
 def _edges(graph: StepGraph) -> list[tuple[str, str]]:
-    return sorted(graph.dag.edges, key=lambda edge: (graph.order.index(edge[0]), edge[1]))
+    return sorted(graph.edges, key=lambda edge: (graph.order.index(edge[0]), edge[1]))
 
 
 def _into_output(graph: StepGraph) -> list[str]:

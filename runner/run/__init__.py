@@ -1,7 +1,9 @@
-"""Running records: frozen results (results), `--max-cost` budgets (budget), one record through the
-DAG (executor), many records on one loop (batch), input records read from files (inputs), and the
-dry run (dryrun).
+"""Running records: frozen results (results), the events a run announces (hooks), `--max-cost`
+budgets (budget), step kinds' runners (steps/), the DAG walk of one record (scheduler), one record
+through the pipeline (record), many records on one loop (batch), where records run (backend), input
+records read from files (inputs), and the dry run (dryrun).
 
 May import: runner.errors, runner.spec, runner.plan, runner.chat. Inside, one way:
-results <- executor; inputs, results <- batch; budget <- executor, dryrun; inputs <- dryrun.
+results <- hooks <- steps <- record; results <- scheduler <- record <- backend; inputs, results <- batch
+<- backend; budget <- steps, dryrun; inputs <- dryrun.
 """

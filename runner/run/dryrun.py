@@ -17,7 +17,7 @@ from ..chat.request import build_body
 from ..errors import InputError, RenderError, SynthesisError
 from ..plan.render import Renderer
 from ..plan.synth import synthesize
-from ..spec.model import PipelineSpec, thaw
+from ..spec.model import ChatStep, PipelineSpec, StepBase, thaw
 from .budget import estimate_prompt_tokens
 from .inputs import InputItem
 
@@ -54,10 +54,11 @@ class Estimate:
 def estimate(
     spec: PipelineSpec, renderer: Renderer, catalog: Catalog, items: Iterable[InputItem], check_input
 ) -> Estimate:
-    rows = {step.id: EstimateRow(step.id, step.model) for step in spec.steps}
+    calls = [step for step in spec.steps if isinstance(step, ChatStep)]  # the steps that call a model
+    rows = {step.id: EstimateRow(step.id, step.models[0]) for step in calls}
     result = Estimate(rows=list(rows.values()))
     stand_ins = {step.id: _stand_in(step, result.stand_in_problems) for step in spec.steps}
-    schemas = {step.id: thaw(step.schema) if step.schema is not None else None for step in spec.steps}
+    schemas = {step.id: thaw(step.schema) if step.schema is not None else None for step in calls}
     for item in items:
         if item.problem is not None:
             result.invalid_records += 1
@@ -69,7 +70,7 @@ def estimate(
             continue
         result.records += 1
         context = {"input": record, "steps": stand_ins}
-        for step in spec.steps:
+        for step in calls:
             try:
                 messages = renderer.messages(step, context)
             except RenderError:
@@ -92,12 +93,20 @@ def estimate(
     return result
 
 
-def _stand_in(step, problems: list[str]) -> dict:
+def _stand_in(step: StepBase, problems: list[str]) -> dict:
     output = ""
-    if step.schema is not None:
+    schema = step.output_schema
+    if schema is not None:
         try:
-            output = synthesize(thaw(step.schema), hashlib.sha256(step.id.encode()).digest())
+            output = synthesize(thaw(schema), hashlib.sha256(step.id.encode()).digest())
         except SynthesisError as exc:
             output = exc.closest  # still renders downstream prompts; the problem is reported
             problems.append(f"step '{step.id}': {exc}")
-    return {"output": output, "model": step.model, "cost_usd": 0.0, "usage": None, "reasoning": None, "status": "ok"}
+    return {
+        "output": output,
+        "model": next(iter(step.models), None),
+        "cost_usd": 0.0,
+        "usage": None,
+        "reasoning": None,
+        "status": "ok",
+    }

@@ -2,11 +2,14 @@
 plain words (explain), strict-mode rules and JSON type names (strict), the frozen values (model) and
 their loading (load). No I/O beyond reading the pipeline's own files.
 
+Steps are a small family of kinds (kinds: how a kind is recognised, its schema, its builder); the
+chat step's own reading is in chat.
+
 May import: runner.errors only. Inside, one way: yamlmarks, strict <- explain; yamlmarks <- model;
-all of them <- load.
+model <- kinds <- chat; all of them <- load.
 """
 
 from .load import load_spec
-from .model import PipelineSpec, StepSpec
+from .model import ChatStep, PipelineSpec, StepBase
 
-__all__ = ["PipelineSpec", "StepSpec", "load_spec"]
+__all__ = ["ChatStep", "PipelineSpec", "StepBase", "load_spec"]

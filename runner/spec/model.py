@@ -1,11 +1,11 @@
-"""The pipeline file's frozen values: the pipeline, its steps, templates, reasoning and rate limits;
-`freeze` and `thaw` between them and plain JSON-like values."""
+"""The pipeline file's frozen values: the pipeline, its steps (a small family of kinds sharing
+`StepBase`), templates, reasoning and rate limits; `freeze` and `thaw` between them and plain
+JSON-like values. Every value here pickles, so a loaded pipeline can travel to another process."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar, NoReturn
 
 from .yamlmarks import SourceMap
 
@@ -56,9 +56,63 @@ class Template:
         return self.file_lines[index].index(text) + 1
 
 
-@dataclass(frozen=True)
-class StepSpec:
+class FrozenDict(dict):
+    """A read-only dict: JSON encoders and jsonschema take it as it is, and it pickles (a MappingProxyType does not)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args, **kwargs) -> NoReturn:
+        raise TypeError("a FrozenDict cannot be changed")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self.items()))
+
+    def __reduce__(self) -> tuple:
+        return FrozenDict, (dict(self),)
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({dict.__repr__(self)})"
+
+
+EMPTY: FrozenDict = FrozenDict()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepBase:
+    """What every step kind shares: its id, the steps it waits for, its `when` guard and its line.
+
+    A kind subclasses this with its own settings and names itself in `kind`; what the rest of the
+    package asks of a step (the models it may call, the templates it holds) is answered here.
+    """
+
+    kind: ClassVar[str]
     id: str
+    needs: tuple[str, ...] = ()
+    when: Template | None = None
+    line: int = 1
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models this step may call, first choice first: budgets, dry runs, lint and diagrams read them."""
+        return ()
+
+    @property
+    def output_schema(self) -> FrozenDict | None:
+        """The JSON Schema of the step's output, when it has one: references into it are checked against it."""
+        return None
+
+    def templates(self) -> tuple[Template, ...]:
+        """Every Jinja template of the step, so references, the graph and lint see them all."""
+        return (self.when,) if self.when is not None else ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatStep(StepBase):
+    """One chat completion through OpenRouter, with fallbacks and re-asks (the `prompt`/`prompt_file` kind)."""
+
+    kind: ClassVar[str] = "chat"
     module: str
     model: str
     fallback_models: tuple[str, ...]
@@ -66,21 +120,22 @@ class StepSpec:
     temperature: float
     reasoning: Reasoning
     max_tokens: int
-    provider: MappingProxyType | None
+    provider: FrozenDict | None
     retries: int
     repair_attempts: int
     timeout_s: float
     rate_limit: RateLimit | None
     prompt: Template
     system: Template | None
-    schema: MappingProxyType | None
-    when: Template | None
-    needs: tuple[str, ...]
-    line: int
+    schema: FrozenDict | None
 
     @property
     def models(self) -> tuple[str, ...]:
         return (self.model, *self.fallback_models)
+
+    @property
+    def output_schema(self) -> FrozenDict | None:
+        return self.schema
 
     def templates(self) -> tuple[Template, ...]:
         return tuple(template for template in (self.system, self.prompt, self.when) if template is not None)
@@ -91,12 +146,12 @@ class PipelineSpec:
     name: str
     description: str
     path: str
-    input_schema: MappingProxyType | None
-    steps: tuple[StepSpec, ...]
+    input_schema: FrozenDict | None
+    steps: tuple[StepBase, ...]
     output: Any
     source: SourceMap
 
-    def step(self, step_id: str) -> StepSpec:
+    def step(self, step_id: str) -> StepBase:
         return next(step for step in self.steps if step.id == step_id)
 
     @property
@@ -105,9 +160,9 @@ class PipelineSpec:
 
 
 def freeze(value: Any) -> Any:
-    """Read-only views of the JSON-like values kept in the spec."""
+    """Read-only copies of the JSON-like values kept in the spec."""
     if isinstance(value, dict):
-        return MappingProxyType({key: freeze(item) for key, item in value.items()})
+        return FrozenDict({key: freeze(item) for key, item in value.items()})
     if isinstance(value, list):
         return tuple(freeze(item) for item in value)
     return value
@@ -115,7 +170,7 @@ def freeze(value: Any) -> Any:
 
 def thaw(value: Any) -> Any:
     """Plain dicts and lists again, for JSON encoding and jsonschema."""
-    if isinstance(value, MappingProxyType | dict):
+    if isinstance(value, dict):
         return {key: thaw(item) for key, item in value.items()}
     if isinstance(value, tuple | list):
         return [thaw(item) for item in value]

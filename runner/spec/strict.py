@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
+from jsonschema import Draft202012Validator
+
+if TYPE_CHECKING:
+    from ..errors import SpecError
+    from .yamlmarks import SourceMap
 
 _SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
 _SUBSCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
@@ -110,3 +115,33 @@ def _walk(schema: Any, pointer: str) -> Iterator[tuple[str, str]]:
     for key in _SUBSCHEMA_ONE:
         if isinstance(schema.get(key), Mapping):
             yield from _walk(schema[key], f"{pointer}/{key}")
+
+
+def metaschema_problems(
+    schema: dict, location: tuple, source: SourceMap, *, strict: bool, file_label: str | None = None
+) -> list[SpecError]:
+    """A schema written in the pipeline file (the input's, or a step's) checked as JSON Schema, and for a
+    step's also against strict mode; each problem names where it is written."""
+    owner = f"step '{location[1]}' schema" if location[0] == "steps" else "input schema"
+    if file_label:
+        owner += f" ({file_label})"
+    try:
+        Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        pointer = "/" + "/".join(str(part) for part in exc.absolute_path)
+        inner = location if file_label else (*location, *exc.absolute_path)
+        return [source.error(f"{owner} is not a valid JSON Schema at {pointer}: {exc.message}", inner)]
+    if not strict:
+        return []
+    return [
+        source.error(
+            f"{owner} is not accepted by structured outputs' strict mode at {pointer}: {message}",
+            location if file_label else (*location, *pointer_parts(pointer)),
+            key=True,
+        )
+        for pointer, message in strict_mode_problems(schema)
+    ]
+
+
+def pointer_parts(pointer: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in pointer.strip("/").split("/") if part)

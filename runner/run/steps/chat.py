@@ -1,0 +1,257 @@
+"""The chat step's runner: one chat completion, from the cache or from OpenRouter within the budget
+and the rate limits, trying the fallback models in turn and re-asking a model whose reply is not
+valid JSON for the schema. Every billed or cached reply becomes a cost event for the hooks."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...chat.billing import Billed, bill
+from ...chat.flow import SlidingWindowLimiter
+from ...chat.reply import Reply, Usage
+from ...chat.request import build_body, encode_body, repair_messages
+from ...chat.verdict import Verdict, check_reply, compile_validator
+from ...errors import FailureSummary, NoEndpointsError, PipelineError, RenderError, RequestRejected, TransientError
+from ...spec.model import ChatStep, thaw
+from ..budget import worst_case_cost
+from ..results import CacheEntry, CostEvent, StepResult, utc_now
+from .base import Scope, Services, render_failed
+
+log = logging.getLogger("runner.executor")
+
+REPAIRABLE = frozenset({"invalid_json", "schema_mismatch"})
+CACHEABLE = frozenset({"ok", *REPAIRABLE})  # complete replies; filtered, failed or cut-off ones are asked again
+
+
+@dataclass(frozen=True)
+class _PreparedStep:
+    """Per-run, per-step values computed once: plain schema, compiled validator."""
+
+    spec: ChatStep
+    schema: dict | None
+    validator: Any
+
+
+@dataclass
+class _Attempts:
+    count: int = 0
+    cost_usd: float = 0.0
+    models: list[str] = field(default_factory=list)
+
+
+class ChatRunner:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._catalog = services.catalog
+        self._client = services.client
+        self._cache = services.cache
+        self._budget = services.budget
+        self._hooks = services.hooks
+        self._steps: dict[str, _PreparedStep] = {}
+        self._limiters: dict[str, SlidingWindowLimiter] = {}
+        for step in services.spec.steps:
+            if not isinstance(step, ChatStep):
+                continue
+            schema = thaw(step.schema) if step.schema is not None else None
+            self._steps[step.id] = _PreparedStep(step, schema, compile_validator(schema) if schema else None)
+            if step.rate_limit is not None:
+                for model in step.models:
+                    self._limiters.setdefault(
+                        model, SlidingWindowLimiter(step.rate_limit.requests, step.rate_limit.per_seconds)
+                    )
+
+    async def run(self, step: ChatStep, scope: Scope) -> StepResult:
+        """Each candidate model in turn (one, with server-side fallbacks) until one gives a valid reply."""
+        prepared = self._steps[step.id]
+        attempts = _Attempts()
+        try:
+            messages = self._services.renderer.messages(step, scope.context)
+        except RenderError as exc:
+            log.error("record %s: %s", scope.key, exc)
+            return render_failed(step.id, exc)
+        server_mode = step.fallback_mode == "server"
+        last_kind = "error"
+        for model in (step.model,) if server_mode else step.models:
+            attempts.models.append(model)
+            outcome = await self._ask(prepared, model, messages, scope, attempts, server_mode)
+            if isinstance(outcome, StepResult):
+                return outcome
+            last_kind = outcome
+        return _failed(step.id, last_kind, attempts)
+
+    async def _ask(
+        self, prepared: _PreparedStep, model: str, messages, scope: Scope, attempts: _Attempts, server_mode: bool
+    ) -> StepResult | str:
+        """One model, re-asked while its reply can be repaired: the step's result, or why to try the next model."""
+        step = prepared.spec
+        mode = self._catalog.output_mode(model, prepared.schema is not None)
+        info = self._catalog.models.get(model)
+        conversation = messages
+        repairs_left = step.repair_attempts
+        while True:
+            body = build_body(
+                step,
+                conversation,
+                model,
+                schema=prepared.schema,
+                mode=mode,
+                user_id=scope.user_id,
+                server_fallbacks=step.fallback_models if server_mode else (),
+                supported_parameters=info.supported_parameters if info is not None else None,
+            )
+            try:
+                billed, cache_key, hit = await self._call(model, body, step, scope.key)
+            except RequestRejected as exc:
+                log.error("record %s step %s: %s; the step fails without trying other models", scope.key, step.id, exc)
+                return _failed(step.id, exc.kind, attempts)
+            except (TransientError, NoEndpointsError) as exc:
+                log.warning("record %s step %s: %s; trying the next model", scope.key, step.id, exc)
+                return exc.kind
+            reply = billed.reply
+            verdict = hit.verdict if hit is not None else _judge(reply, prepared.validator)
+            if reply.billed:
+                self._account(step, model, billed, verdict, hit, cache_key, scope, attempts)
+            if verdict.ok:
+                return StepResult(
+                    step.id,
+                    "ok",
+                    output=verdict.value,
+                    model=reply.model or model,
+                    cost_usd=attempts.cost_usd,
+                    usage=reply.usage,
+                    reasoning=reply.reasoning,
+                    attempts=attempts.count,
+                    latency_ms=reply.latency_ms,
+                )
+            _log_bad_reply(scope.key, step.id, model, reply, verdict)
+            if verdict.outcome in REPAIRABLE and repairs_left > 0:
+                repairs_left -= 1
+                conversation = repair_messages(conversation, reply.content or "", verdict.problems)
+                continue
+            return verdict.outcome
+
+    def _account(self, step, model, billed: Billed, verdict: Verdict, hit, cache_key, scope, attempts) -> None:
+        """Count a billed reply against the step and report its cost (and whether to cache it)."""
+        attempts.count += 1
+        cached = hit is not None
+        event = self._cost_event(scope, step, model, billed, verdict.outcome, attempts.count, cached)
+        attempts.cost_usd += event.usage.cost_usd
+        keep = not cached and self._cache is not None and verdict.outcome in CACHEABLE
+        self._hooks.on_cost(event, CacheEntry(cache_key, billed.reply, verdict) if keep else None)
+
+    async def _call(
+        self, model: str, body: dict[str, Any], step: ChatStep, record_key: str
+    ) -> tuple[Billed, str, CacheEntry | None]:
+        """A reply from the cache, or from OpenRouter within the budget: (billed reply, cache key, cache hit).
+
+        The budget settles at the cost that will be recorded, looked up or estimated when the
+        reply came without `usage.cost`.
+        """
+        key, content = encode_body(body)
+        if self._cache is not None:
+            hit = self._cache.lookup(key)
+            if hit is not None:
+                return Billed(hit.reply, "usage"), key, hit
+        reserved = await self._reserve(body) if self._budget is not None else 0.0
+        actual = 0.0
+        hooks = self._hooks
+        try:
+            limiter = self._limiters.get(model)
+            if limiter is not None:
+                await limiter.acquire()
+            hooks.on_call_start(record_key, step.id, model)
+            try:
+                reply = await self._client.chat(body, timeout_s=step.timeout_s, retries=step.retries, content=content)
+            except PipelineError as exc:
+                hooks.on_call_end(record_key, step.id, model, None, exc)
+                raise
+            hooks.on_call_end(record_key, step.id, model, reply, None)
+            billed = await bill(reply, model, self._client, self._catalog)
+            actual = billed.reply.usage.cost_usd if billed.reply.usage else 0.0
+        finally:
+            if self._budget is not None:
+                self._budget.settle(reserved, actual)
+        return billed, key, None
+
+    async def _reserve(self, body: dict[str, Any]) -> float:
+        models = body.get("models") or [body["model"]]
+        worst = max(worst_case_cost(body, self._catalog.models[model]) for model in models)
+        return await self._budget.reserve(worst)
+
+    def _cost_event(self, scope: Scope, step: ChatStep, model, billed: Billed, outcome, attempt, cached) -> CostEvent:
+        reply = billed.reply
+        source = reply.generation_id or f"local-{secrets.token_hex(12)}"
+        return CostEvent(
+            # A cache hit's own id: time-ordered (cheap to index), unique, naming the reply it reused.
+            id=f"cached-{time.time_ns():x}{secrets.token_hex(3)}-{source}" if cached else source,
+            run_id=self._services.run_id,
+            record_key=scope.key,
+            step=step.id,
+            module=step.module,
+            requested_model=model,
+            model=reply.model or model,
+            provider=reply.provider,
+            usage=Usage() if cached else reply.usage,
+            user_id=scope.user_id,
+            attempt=attempt,
+            outcome=outcome,
+            cached=cached,
+            latency_ms=reply.latency_ms,
+            created_at=utc_now(),
+            cost_source=billed.cost_source,
+            native_finish_reason=reply.native_finish_reason,
+            generation=None if cached else billed.generation,
+        )
+
+
+def _judge(reply: Reply, validator) -> Verdict:
+    """An error inside a 200, a filtered, failed or cut-off reply fails the attempt before any parsing."""
+    if reply.error is not None or reply.finish_reason == "error":
+        return Verdict("error", problems="the provider reported an error")
+    if reply.finish_reason == "content_filter":
+        return Verdict("content_filter", problems="the reply was withheld by a content filter")
+    if reply.finish_reason == "length":
+        return Verdict("length", problems="the reply was cut off at max_tokens")
+    # Nothing to parse or repair: re-asking with an empty assistant turn wastes a paid call
+    # (and some providers reject one), so these fall back like a provider error.
+    if not reply.has_choice:
+        return Verdict("error", problems="the reply had no choices")
+    if reply.tool_calls and not (reply.content or "").strip():
+        return Verdict("error", problems=f"the reply only called tools ({', '.join(reply.tool_calls)}), none offered")
+    if reply.content is None or not reply.content.strip():
+        return Verdict("error", problems="the reply was empty")
+    verdict = check_reply(reply.content, validator)
+    if validator is None and not verdict.ok:
+        return Verdict("error", problems=verdict.problems)
+    return verdict
+
+
+def _failed(step_id: str, kind: str, attempts: _Attempts) -> StepResult:
+    return StepResult(
+        step_id,
+        "failed",
+        cost_usd=attempts.cost_usd,
+        attempts=attempts.count,
+        error=FailureSummary(kind=kind, step=step_id, attempts=attempts.count, models=tuple(attempts.models)),
+    )
+
+
+def _log_bad_reply(key: str, step_id: str, model: str, reply: Reply, verdict: Verdict) -> None:
+    log.warning(
+        "record %s step %s: %s from %s (generation %s, provider %s, answered by %s, finish_reason %s/%s, error %s): %s",
+        key,
+        step_id,
+        verdict.outcome,
+        model,
+        reply.generation_id,
+        reply.provider,
+        reply.model,
+        reply.finish_reason,
+        reply.native_finish_reason,
+        reply.error,
+        verdict.problems,
+    )

@@ -1,0 +1,124 @@
+"""The chat step as the file writes it: `prompt` or `prompt_file`, the model settings inherited from
+`defaults`, an optional output schema; built into a frozen ChatStep."""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import SpecError, SpecErrors
+from .kinds import StepInput, StepKind, inside, template_line
+from .model import ChatStep, FrozenDict, RateLimit, Reasoning, Template, freeze
+from .strict import metaschema_problems
+
+# Values a step gets when neither it nor `defaults` sets them. Temperature, reasoning and
+# max_tokens are always sent explicitly, so a run never depends on a provider's defaults.
+BUILTIN_SETTINGS = FrozenDict(
+    {
+        "fallback_models": (),
+        "fallback_mode": "client",
+        "temperature": 1.0,
+        "reasoning": FrozenDict({"effort": "low"}),
+        "max_tokens": 1024,
+        "provider": None,
+        "retries": 3,
+        "repair_attempts": 1,
+        "timeout_s": 120.0,
+        "rate_limit": None,
+    }
+)
+
+
+def build_chat_step(step: StepInput) -> ChatStep:
+    raw, source, step_id, here = step.raw, step.source, step.id, step.here
+    settings = {**BUILTIN_SETTINGS, "module": step.pipeline_name, **step.defaults, **raw}
+    if "model" not in settings:
+        raise source.error(
+            f"step '{step_id}' has no model: set `model` in the step or in `defaults`", here, key=True, field="model"
+        )
+    if "prompt" in raw and "prompt_file" in raw:
+        raise source.error(
+            f"step '{step_id}' sets both `prompt` and `prompt_file`; keep one", (*here, "prompt_file"), key=True
+        )
+    if "prompt" in raw:
+        prompt = step.template("prompt")
+    elif "prompt_file" in raw:
+        prompt = _prompt_file(step)
+    else:
+        raise source.error(
+            f"step '{step_id}' has no prompt: add `prompt:` (a Jinja template) or `prompt_file:`",
+            here,
+            key=True,
+            field="prompt",
+        )
+    system = step.template("system") if "system" in raw else None
+    when = step.when()
+    schema = _load_schema(step)
+    reasoning = settings["reasoning"]
+    rate_limit = settings["rate_limit"]
+    return ChatStep(
+        id=step_id,
+        module=settings["module"],
+        model=settings["model"],
+        fallback_models=tuple(model for model in settings["fallback_models"] if model != settings["model"]),
+        fallback_mode=settings["fallback_mode"],
+        temperature=float(settings["temperature"]),
+        reasoning=Reasoning(**reasoning),
+        max_tokens=int(settings["max_tokens"]),
+        provider=freeze(settings["provider"]),
+        retries=int(settings["retries"]),
+        repair_attempts=int(settings["repair_attempts"]),
+        timeout_s=float(settings["timeout_s"]),
+        rate_limit=RateLimit(**rate_limit) if rate_limit else None,
+        prompt=prompt,
+        system=system,
+        schema=freeze(schema),
+        when=when,
+        needs=step.needs,
+        line=step.line,
+    )
+
+
+CHAT = StepKind("chat", ("prompt", "prompt_file"), FrozenDict({"$ref": "#/$defs/chat_step"}), build_chat_step)
+
+
+def _prompt_file(step: StepInput) -> Template:
+    raw, source, here = step.raw, step.source, step.here
+    prompt_path = inside(step.folder, raw["prompt_file"], source, (*here, "prompt_file"), "prompt_file")
+    try:
+        prompt_text = prompt_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise source.error(
+            f"step '{step.id}': cannot read prompt_file '{raw['prompt_file']}': {exc.strerror or exc}",
+            (*here, "prompt_file"),
+            field="prompt_file",
+        ) from None
+    named_at = f"{source.path}:{template_line(source, (*here, 'prompt_file'))}"
+    return Template(prompt_text, str(prompt_path), 1, "prompt_file", step.id, named_at, tuple(prompt_text.splitlines()))
+
+
+def _load_schema(step: StepInput) -> dict | None:
+    raw, source, step_id = step.raw.get("schema"), step.source, step.id
+    if raw is None:
+        return None
+    location = ("steps", step_id, "schema")
+    if isinstance(raw, str):
+        schema_path = inside(step.folder, raw, source, location, "schema")
+        try:
+            schema = json.loads(schema_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SpecError(
+                f"step '{step_id}': schema file is not valid JSON: {exc.msg}",
+                path=str(schema_path),
+                line=exc.lineno,
+                column=exc.colno,
+                field="schema",
+            ) from None
+        if not isinstance(schema, dict):
+            raise source.error(f"step '{step_id}': schema file '{raw}' must hold a JSON object", location)
+        problems = metaschema_problems(schema, location, source, strict=True, file_label=raw)
+    else:
+        schema = raw
+        problems = metaschema_problems(schema, location, source, strict=True)
+    if problems:
+        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
+    return schema
