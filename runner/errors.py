@@ -107,10 +107,6 @@ class BudgetExceeded(RunStopped):
 class OutputError(RunStopped):
     """Output lines can no longer be written; finished records are kept in the database."""
 
-    def __init__(self, message: str, *, closed_pipe: bool = False) -> None:
-        super().__init__(message)
-        self.closed_pipe = closed_pipe  # the reader went away (`| head`): stop quietly
-
 
 class RenderError(PipelineError):
     """A template failed at run time (an undefined variable, a sandbox violation)."""

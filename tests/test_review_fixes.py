@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 from runner.fake import Fault
 
-from .conftest import TEST_KEY, invoke, write_pipeline
+from .conftest import ROOT, TEST_KEY, invoke, write_pipeline
 
 SIMPLE = """\
 name: simple
@@ -44,3 +47,37 @@ def test_retry_failed_asks_again_instead_of_replaying_the_cached_bad_replies(
     assert retried.code == 0, retried.err
     assert "1 billed, 0 from cache" in retried.err
     assert fake_server.fake.billed_calls == billed + 1
+
+
+def pipeline_command(tmp_path, *args: str, stdout) -> subprocess.CompletedProcess:
+    """`pipeline ARGS` in a process of its own, its stdout where a shell would send it."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENROUTER", "PIPELINE"))}
+    env.update(PIPELINE_DB=str(tmp_path / "out.db"), PIPELINE_CACHE_DIR=str(tmp_path / "cache"))
+    command = [sys.executable, "-m", "runner", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60)
+
+
+def test_a_full_stdout_is_one_line_and_exit_3_for_every_command(tmp_path):
+    pipeline = str(write_pipeline(tmp_path, SIMPLE, "simple.yaml"))
+    with open("/dev/full", "w") as full:
+        ran = pipeline_command(tmp_path, "run", pipeline, "--mock", "--input", "q=x", stdout=full)
+        run_id = RUN_ID.search(ran.stderr)[1]
+        assert ran.returncode == 3, ran.stderr
+        assert "error: cannot write to stdout: No space left on device" in ran.stderr
+        assert f"the record is kept in the database: pipeline show {run_id}" in ran.stderr
+        for args in (["runs"], ["costs"], ["models"], ["validate", pipeline], ["graph", pipeline]):
+            listed = pipeline_command(tmp_path, *args, stdout=full)
+            assert listed.returncode == 3, (args, listed.stderr)
+            assert listed.stderr.strip().splitlines()[-1] == "error: cannot write to stdout: No space left on device"
+            assert "Traceback" not in listed.stderr and "Exception ignored" not in listed.stderr
+    assert "Traceback" not in ran.stderr and "Exception ignored" not in ran.stderr
+
+
+def test_a_single_record_into_a_closed_pipe_exits_3_quietly(tmp_path):
+    pipeline = str(write_pipeline(tmp_path, SIMPLE, "simple.yaml"))
+    reader, writer = os.pipe()
+    os.close(reader)  # `| true`: nobody reads
+    with os.fdopen(writer, "w") as closed:
+        ran = pipeline_command(tmp_path, "run", pipeline, "--mock", "--input", "q=x", stdout=closed)
+    assert ran.returncode == 3, ran.stderr
+    assert "Traceback" not in ran.stderr and "Exception ignored" not in ran.stderr and "Broken pipe" not in ran.stderr
