@@ -173,8 +173,8 @@ class RequestRejected(CallError):
 class FailureSummary:
     """What a record's output may say about a failure: no provider text, no prompt.
 
-    `message` is only ever the runner's own words (an input validation error, a template's failure), never a
-    provider's.
+    `message` is only ever the runner's own words (an input validation error, a template's failure, why a
+    reply was refused), never a provider's.
     """
 
     kind: str

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 
 from runner.fake import Fault
+from runner.report.tables import money
 
 from .conftest import ROOT, TEST_KEY, invoke, write_pipeline
 
@@ -81,3 +83,23 @@ def test_a_single_record_into_a_closed_pipe_exits_3_quietly(tmp_path):
         ran = pipeline_command(tmp_path, "run", pipeline, "--mock", "--input", "q=x", stdout=closed)
     assert ran.returncode == 3, ran.stderr
     assert "Traceback" not in ran.stderr and "Exception ignored" not in ran.stderr and "Broken pipe" not in ran.stderr
+
+
+def test_show_totals_every_attempt_and_says_why_a_reply_was_refused(capsys, monkeypatch, tmp_path, fake_server):
+    go_live(monkeypatch, fake_server)
+    pipeline = str(write_pipeline(tmp_path, SIMPLE, "simple.yaml"))
+    fake_server.fake.enqueue(Fault("content", content="not json", times=2))
+    failed = invoke(capsys, monkeypatch, "run", pipeline, "--input", "q=x")
+    run_id = RUN_ID.search(failed.err)[1]
+    shown = invoke(capsys, monkeypatch, "show", run_id)
+    assert "invalid_json" in shown.out and "not valid JSON" in shown.out
+    invoke(capsys, monkeypatch, "run", pipeline, "--input", "q=x", "--resume", run_id, "--retry-failed")
+
+    listed = json.loads(invoke(capsys, monkeypatch, "runs", "--format", "json").out)
+    spent = money(next(row["cost_usd"] for row in listed if row["id"] == run_id))
+    costs = invoke(capsys, monkeypatch, "costs", "--run", run_id).out
+    shown = invoke(capsys, monkeypatch, "show", run_id).out
+    assert f"total: {spent}" in costs
+    assert [line for line in shown.splitlines() if line.startswith("total")] == [
+        f"total: {spent} (3 billed call(s), earlier attempts included)"
+    ]

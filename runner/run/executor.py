@@ -219,6 +219,7 @@ class Executor:
         server_mode = step.fallback_mode == "server"
         candidates = (step.model,) if server_mode else step.models
         last_kind = "error"
+        problem: str | None = None  # why the last reply was refused, in the runner's own words
         for model in candidates:
             attempts.models.append(model)
             mode = self._catalog.output_mode(model, prepared.schema is not None)
@@ -243,7 +244,7 @@ class Executor:
                     return _failed(step.id, exc.kind, attempts)
                 except (TransientError, NoEndpointsError) as exc:
                     log.warning("record %s step %s: %s; trying the next model", key, step.id, exc)
-                    last_kind = exc.kind
+                    last_kind, problem = exc.kind, None
                     break
                 reply = billed.reply
                 verdict = hit.verdict if hit is not None else _judge(reply, prepared.validator)
@@ -267,13 +268,13 @@ class Executor:
                         latency_ms=reply.latency_ms,
                     )
                 _log_bad_reply(key, step.id, model, reply, verdict)
-                last_kind = verdict.outcome
+                last_kind, problem = verdict.outcome, verdict.problems
                 if verdict.outcome in REPAIRABLE and repairs_left > 0:
                     repairs_left -= 1
                     conversation = repair_messages(conversation, reply.content or "", verdict.problems)
                     continue
                 break
-        return _failed(step.id, last_kind, attempts)
+        return _failed(step.id, last_kind, attempts, problem)
 
     async def _call(self, model: str, body: dict[str, Any], step: StepSpec) -> tuple[Billed, str, CacheEntry | None]:
         """A reply from the cache, or from OpenRouter within the budget: (billed reply, cache key, cache hit).
@@ -354,13 +355,15 @@ def _judge(reply: Reply, validator) -> Verdict:
     return verdict
 
 
-def _failed(step_id: str, kind: str, attempts: _Attempts) -> StepResult:
+def _failed(step_id: str, kind: str, attempts: _Attempts, message: str | None = None) -> StepResult:
     return StepResult(
         step_id,
         "failed",
         cost_usd=attempts.cost_usd,
         attempts=attempts.count,
-        error=FailureSummary(kind=kind, step=step_id, attempts=attempts.count, models=tuple(attempts.models)),
+        error=FailureSummary(
+            kind=kind, step=step_id, attempts=attempts.count, models=tuple(attempts.models), message=message
+        ),
     )
 
 
