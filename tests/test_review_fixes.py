@@ -11,7 +11,7 @@ import sys
 from runner.fake import Fault
 from runner.report.tables import money
 
-from .conftest import ROOT, TEST_KEY, invoke, write_pipeline
+from .conftest import ROOT, TEST_KEY, cost_rows, invoke, write_pipeline
 
 SIMPLE = """\
 name: simple
@@ -103,3 +103,18 @@ def test_show_totals_every_attempt_and_says_why_a_reply_was_refused(capsys, monk
     assert [line for line in shown.splitlines() if line.startswith("total")] == [
         f"total: {spent} (3 billed call(s), earlier attempts included)"
     ]
+
+
+def test_costs_upstream_counts_only_what_providers_billed_for_byok(capsys, monkeypatch, tmp_path, fake_server, db_path):
+    go_live(monkeypatch, fake_server)
+    pipeline = str(write_pipeline(tmp_path, SIMPLE, "simple.yaml"))
+    fake_server.fake.enqueue(Fault("byok"))
+    assert invoke(capsys, monkeypatch, "run", pipeline, "--input", "q=byok").code == 0
+    assert invoke(capsys, monkeypatch, "run", pipeline, "--input", "q=credits").code == 0
+    byok, credits = cost_rows(db_path)
+    assert (byok["is_byok"], credits["is_byok"]) == (1, 0) and credits["upstream_cost_usd"] > 0  # inside cost_usd
+
+    [total] = json.loads(invoke(capsys, monkeypatch, "costs", "--by", "", "--upstream", "--format", "json").out)
+    assert total["byok_upstream_usd"] == byok["upstream_cost_usd"] and total["byok_calls"] == 1
+    table = invoke(capsys, monkeypatch, "costs", "--upstream").out
+    assert f"billed by providers (BYOK): {money(byok['upstream_cost_usd'])}" in table

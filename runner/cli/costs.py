@@ -24,7 +24,7 @@ from .options import db_options, open_store
 )
 @click.option("--export", "export_format", type=click.Choice(["csv", "json"]), help="The same as --format csv|json.")
 @click.option(
-    "--upstream", is_flag=True, help="Add what providers billed (upstream_usd; BYOK spend) and the BYOK calls."
+    "--upstream", is_flag=True, help="Add what providers billed for BYOK calls (byok_upstream_usd) and the BYOK calls."
 )
 @db_options
 def costs(
@@ -53,7 +53,7 @@ def costs(
         )
     click.echo(format_rows(rows, output_format, empty="no costs recorded"), nl=output_format != "csv")
     if output_format == "table" and upstream and rows:
-        click.echo(f"upstream total: {money(sum(row['upstream_usd'] or 0 for row in rows))} (billed by providers)")
+        click.echo(f"billed by providers (BYOK): {money(sum(row['byok_upstream_usd'] for row in rows))}")
     duplicates = sum(row.get("duplicates", 0) for row in rows)
     if duplicates:
         click.echo(
