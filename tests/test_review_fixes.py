@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from runner.fake import Fault
 from runner.report.tables import money
 
@@ -118,3 +120,33 @@ def test_costs_upstream_counts_only_what_providers_billed_for_byok(capsys, monke
     assert total["byok_upstream_usd"] == byok["upstream_cost_usd"] and total["byok_calls"] == 1
     table = invoke(capsys, monkeypatch, "costs", "--upstream").out
     assert f"billed by providers (BYOK): {money(byok['upstream_cost_usd'])}" in table
+
+
+LONE_EXPRESSIONS = """\
+name: l3
+steps:
+  a:
+    model: google/gemini-2.5-flash-lite
+    prompt: "{{ PROMPT }}"
+output:
+  x: "{{ steps.a.output }}"
+  y: "{{ OUTPUT }}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("prompt", "output", "where"),
+    [
+        ("input.q + input.n", "1", "l3.yaml:5: `prompt` of step 'a'"),
+        ("input.q", "input.q + input.n", "l3.yaml:8: `output.y`"),
+    ],
+)
+def test_a_type_error_in_a_lone_expression_names_its_line_in_json_words(
+    capsys, monkeypatch, tmp_path, prompt, output, where
+):
+    text = LONE_EXPRESSIONS.replace("PROMPT", prompt).replace("OUTPUT", output)
+    pipeline = str(write_pipeline(tmp_path, text, "l3.yaml"))
+    failed = invoke(capsys, monkeypatch, "run", pipeline, "--mock", "--input", '{"q": "a", "n": 1}')
+    assert failed.code == 1
+    message = json.loads(failed.out)["error"]["message"]
+    assert message.endswith(f'{where}: TypeError: can only concatenate string (not "number") to string'), message
