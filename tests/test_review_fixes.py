@@ -150,3 +150,18 @@ def test_a_type_error_in_a_lone_expression_names_its_line_in_json_words(
     assert failed.code == 1
     message = json.loads(failed.out)["error"]["message"]
     assert message.endswith(f'{where}: TypeError: can only concatenate string (not "number") to string'), message
+
+
+def test_a_wrong_path_on_an_openrouter_shaped_server_stops_once_naming_the_url(
+    capsys, monkeypatch, tmp_path, fake_server
+):
+    wrong = fake_server.base_url.replace("/api/v1", "/wrong/path")
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", wrong)
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"q": f"record {n}"}) + "\n" for n in range(3)), encoding="utf-8")
+    pipeline = str(write_pipeline(tmp_path, SIMPLE, "simple.yaml"))
+    stopped = invoke(capsys, monkeypatch, "run", pipeline, "--inputs", str(data))
+    assert stopped.code == 3, stopped.err
+    assert f"{wrong}/models" in stopped.err and "OPENROUTER_BASE_URL" in stopped.err
+    assert [seen.path for seen in fake_server.fake.history] == ["wrong/path/models"]  # no record was tried
