@@ -7,11 +7,13 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
 from runner.fake import Fault
 from runner.report.tables import money
+from runner.settings import Settings
 
 from .conftest import ROOT, TEST_KEY, cost_rows, invoke, write_pipeline
 
@@ -165,3 +167,24 @@ def test_a_wrong_path_on_an_openrouter_shaped_server_stops_once_naming_the_url(
     assert stopped.code == 3, stopped.err
     assert f"{wrong}/models" in stopped.err and "OPENROUTER_BASE_URL" in stopped.err
     assert [seen.path for seen in fake_server.fake.history] == ["wrong/path/models"]  # no record was tried
+
+
+def test_costs_of_a_mock_run_say_they_are_the_fakes(capsys, monkeypatch, tmp_path):
+    pipeline = str(write_pipeline(tmp_path, SIMPLE, "simple.yaml"))
+    run_id = RUN_ID.search(invoke(capsys, monkeypatch, "run", pipeline, "--mock", "--input", "q=x").err)[1]
+    costs = invoke(capsys, monkeypatch, "costs", "--run", run_id)
+    assert costs.code == 0 and "total:" in costs.out
+    assert f"run {run_id} is a --mock run: these are the fake's costs, nothing was billed" in costs.err
+
+
+def test_the_run_summary_says_how_many_costs_are_estimates(capsys, monkeypatch, tmp_path, fake_server):
+    go_live(monkeypatch, fake_server)
+    from_env = Settings.from_env.__func__
+    quick = classmethod(lambda cls, *args, **kwargs: replace(from_env(cls, *args, **kwargs), generation_wait_s=0.01))
+    monkeypatch.setattr(Settings, "from_env", quick)  # GET /generation is not waited for 10 s
+    fake_server.fake.generations_never_found = True
+    fake_server.fake.enqueue(Fault("no_cost"))  # no usage.cost and no generation record: priced from the catalogue
+    pipeline = str(write_pipeline(tmp_path, SIMPLE, "simple.yaml"))
+    ran = invoke(capsys, monkeypatch, "run", pipeline, "--input", "q=x")
+    assert ran.code == 0, ran.err
+    assert re.search(r"cost: \$[\d.]+ \(1 estimated\);", ran.err), ran.err

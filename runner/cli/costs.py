@@ -46,6 +46,9 @@ def costs(
             raise UsageError(f"--run {run_id}: no such run in this database; `pipeline runs` lists them")
         rows = store.cost_summary(dimensions, run_id=run_id, since=since, upstream=upstream, include_mock=include_mock)
         left_out = 0 if include_mock or run_id else store.mock_cost_rows()
+        mock_run = run_id is not None and bool((store.run_row(run_id) or {}).get("mock"))
+    if mock_run:
+        click.echo(f"run {run_id} is a --mock run: these are the fake's costs, nothing was billed", err=True)
     if left_out:
         click.echo(
             f"left out: {left_out} cost row(s) of --mock runs (the fake's, not spend); --include-mock counts them",
