@@ -183,10 +183,6 @@ class CassetteMiss(RunStopped):
 class OutputError(RunStopped):
     """Output lines can no longer be written; finished records are kept in the database."""
 
-    def __init__(self, message: str, *, closed_pipe: bool = False) -> None:
-        super().__init__(message)
-        self.closed_pipe = closed_pipe  # the reader went away (`| head`): stop quietly
-
 
 class RenderError(PipelineError):
     """A template failed at run time (an undefined variable, a sandbox violation)."""
@@ -253,8 +249,8 @@ class RequestRejected(CallError):
 class FailureSummary:
     """What a record's output may say about a failure: no provider text, no prompt.
 
-    `message` is only ever the runner's own words (an input validation error, a template's failure), never a
-    provider's.
+    `message` is only ever the runner's own words (an input validation error, a template's failure, why a
+    reply was refused), never a provider's.
     """
 
     kind: str  # a FailureKind

@@ -14,6 +14,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from .chat.catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     from .api import Pipeline
 
 _log = logging.getLogger(__name__)
+
+# True while a record that failed runs again (--retry-failed): the cache's replies would fail it the same
+# way, so it asks afresh (its replies are still kept). A context variable, so it holds for that record only.
+_ASK_AFRESH: ContextVar[bool] = ContextVar("ask_afresh", default=False)
 
 
 class Session:
@@ -164,7 +169,7 @@ class Session:
 
     def lookup(self, key: str) -> CacheEntry | None:
         """The response cache, as the executor sees it; with --no-cache nothing is found, but replies are kept."""
-        return self._store.cached_reply(key) if self.options.use_cache else None
+        return self._store.cached_reply(key) if self.options.use_cache and not _ASK_AFRESH.get() else None
 
     def _schedule_flush(self) -> None:
         """Group commit: every reply that arrived in this event-loop iteration goes to disk in one transaction."""
@@ -180,8 +185,9 @@ class Session:
     async def run(self, record: Mapping[str, Any], *, key: str | int = 1) -> RecordResult:
         """One record; an invalid record raises InputError (nothing is called)."""
         checked = self.pipeline.check_input(record, key=str(key))
-        self.hooks.on_record_start(str(key))
-        result = await self.backend.run_record(checked, key=key, user_id=self.user_id)
+        resuming = self.options.resume and self._store is not None
+        stored = self._store.finished_record(self.run_id, str(key), include_failed=True) if resuming else None
+        result = await self._run_record(checked, key, afresh=self.options.retry_failed and _failed(stored))
         result = await self._finish_record(result, record_fingerprint(checked))
         self._flush()
         return result
@@ -189,16 +195,16 @@ class Session:
     async def run_item(self, item: InputItem) -> RecordResult:
         """One record of a batch: an invalid record becomes a failed result and the batch goes on."""
         fingerprint = record_fingerprint(item.record) if item.problem is None and item.record is not None else None
+        afresh = False
         if self.options.resume and self._store is not None:
-            stored = self._store.finished_record(
-                self.run_id, str(item.key), include_failed=not self.options.retry_failed
-            )
-            if stored is not None and _same_input(stored, fingerprint):
+            stored = self._store.finished_record(self.run_id, str(item.key), include_failed=True)
+            afresh = self.options.retry_failed and _failed(stored)
+            if stored is not None and not afresh and _same_input(stored, fingerprint):
                 result = _stored_result(item.key, stored, self.run_id)
                 self.totals.add_record(result)
                 self.hooks.on_record_end(result)
                 return result
-            if stored is not None:
+            if stored is not None and not afresh:
                 _log.warning("record %s changed since run %s answered it: running it again", item.key, self.run_id)
         problem = item.problem
         if problem is None:
@@ -212,9 +218,16 @@ class Session:
                 RecordResult(item.key, "failed", None, EMPTY, error=summary, run_id=self.run_id),
                 fingerprint,
             )
-        self.hooks.on_record_start(str(item.key))
-        result = await self.backend.run_record(record, key=item.key, user_id=self.user_id)
+        result = await self._run_record(record, item.key, afresh=afresh)
         return await self._finish_record(result, fingerprint)
+
+    async def _run_record(self, record: Mapping[str, Any], key: str | int, *, afresh: bool) -> RecordResult:
+        self.hooks.on_record_start(str(key))
+        token = _ASK_AFRESH.set(afresh)
+        try:
+            return await self.backend.run_record(record, key=key, user_id=self.user_id)
+        finally:
+            _ASK_AFRESH.reset(token)
 
     async def _finish_record(self, result: RecordResult, fingerprint: str | None = None) -> RecordResult:
         self.totals.add_record(result)
@@ -242,6 +255,11 @@ class Session:
                 self._flush()
                 for result in batch:
                     yield result
+
+
+def _failed(stored: Mapping[str, Any] | None) -> bool:
+    """The record failed in the run being resumed (it runs again only with --retry-failed)."""
+    return stored is not None and stored["status"] == "failed"
 
 
 def _same_input(stored: Mapping[str, Any], fingerprint: str | None) -> bool:

@@ -235,9 +235,9 @@ def test_byok_fees_upstream_spend_and_cache_writes_are_recorded(label, settings,
         capsys, monkeypatch, "costs", "--by", "model", "--upstream", "--format", "json", "--db", str(db_path)
     )
     [summary] = json.loads(shown.out)
-    assert (summary["cost_usd"], summary["upstream_usd"], summary["byok_calls"]) == (0.00001, 0.0031, 1)
+    assert (summary["cost_usd"], summary["byok_upstream_usd"], summary["byok_calls"]) == (0.00001, 0.0031, 1)
     table = invoke(capsys, monkeypatch, "costs", "--by", "model", "--upstream", "--db", str(db_path))
-    assert "upstream_usd" in table.out and "$0.003100" in table.out and "upstream total: $0.003100" in table.out
+    assert "byok_upstream_usd" in table.out and "billed by providers (BYOK): $0.003100" in table.out
 
 
 def tool_call_only(generation_id, model):

@@ -194,6 +194,7 @@ def test_every_model_failing_fails_the_record_with_a_safe_summary(label, fake, s
         "step": "label",
         "attempts": 4,
         "models": [PRIMARY, FALLBACK],
+        "message": "the reply is not valid JSON (Expecting value at line 1, column 1)",  # the runner's words
     }
     assert [row["outcome"] for row in cost_rows(db_path)] == ["invalid_json"] * 4
 

@@ -91,7 +91,7 @@ def test_byok_replies_record_the_fee_and_the_providers_price(capsys, monkeypatch
         assert 0 < row["cost_usd"] < row["upstream_cost_usd"]  # OpenRouter's fee, below the provider's price
     costs = invoke(capsys, monkeypatch, "costs", "--upstream", "--format", "json")
     [total] = json.loads(costs.out)
-    assert total["upstream_usd"] == pytest.approx(sum(row["upstream_cost_usd"] for row in rows))
+    assert total["byok_upstream_usd"] == pytest.approx(sum(row["upstream_cost_usd"] for row in rows))
 
 
 def test_empty_choices_fall_back_to_the_next_model_without_a_re_ask(capsys, monkeypatch, tmp_path, server, db_path):

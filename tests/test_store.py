@@ -164,8 +164,8 @@ def test_byok_upstream_spend_and_cost_sources_are_stored(backend):
     assert (rows["g1"]["is_byok"], rows["g1"]["upstream_cost_usd"], rows["g1"]["cache_write_tokens"]) == (1, 0.004, 40)
     assert rows["g1"]["native_finish_reason"] == "STOP" and rows["g1"]["cost_source"] == "usage"
     assert rows["g2"]["cost_source"] == "estimate" and rows["g2"]["upstream_cost_usd"] is None
-    assert "upstream_usd" not in plain[0] and plain[0]["estimated"] == 1
-    assert upstream[0]["upstream_usd"] == 0.004 and upstream[0]["byok_calls"] == 1
+    assert "byok_upstream_usd" not in plain[0] and plain[0]["estimated"] == 1
+    assert upstream[0]["byok_upstream_usd"] == 0.004 and upstream[0]["byok_calls"] == 1
     assert by_source == {"usage": 1, "estimate": 1}
 
 

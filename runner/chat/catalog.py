@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import CallError
+from ..errors import CallError, ConfigurationError
 from .request import OutputMode
 
 log = logging.getLogger("runner.catalog")
@@ -122,7 +122,8 @@ async def load_catalog(client, cache_path: Path | None, ttl_s: float = DEFAULT_T
     """The catalogue from the disk cache when fresh, else from GET /models (then cached).
 
     When the endpoint fails (offline, an outage) the disk cache serves at any age, else the
-    snapshot bundled with the runner.
+    snapshot bundled with the runner. A 404 is a wrong base URL, whatever its body: OpenRouter always
+    serves its model list, so every request of the run would fail the same way.
     """
     if cache_path is not None:
         cached = _read_cache(cache_path, ttl_s)
@@ -131,6 +132,11 @@ async def load_catalog(client, cache_path: Path | None, ttl_s: float = DEFAULT_T
     try:
         payload = await client.get_json("models")
     except CallError as exc:
+        if exc.status == 404:
+            raise ConfigurationError(
+                f"GET {client.base_url}models answered HTTP 404: there is no OpenRouter API at {client.base_url};"
+                " check OPENROUTER_BASE_URL"
+            ) from None
         log.warning("could not fetch the model catalogue (%s); using the disk cache or the bundled snapshot", exc)
         return _cached_or_bundled(cache_path)
     if cache_path is not None:

@@ -111,6 +111,11 @@ class OpenRouterClient:
         self._gate = gate
         self._generation_wait_s = generation_wait_s
 
+    @property
+    def base_url(self) -> str:
+        """Where requests go, ending in `/` (for messages: it is never secret)."""
+        return str(self._base_url)
+
     async def __aenter__(self) -> OpenRouterClient:
         return self
 

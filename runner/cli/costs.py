@@ -24,7 +24,7 @@ from .options import db_options, open_store, since_timestamp
 )
 @click.option("--export", "export_format", type=click.Choice(["csv", "json"]), help="The same as --format csv|json.")
 @click.option(
-    "--upstream", is_flag=True, help="Add what providers billed (upstream_usd; BYOK spend) and the BYOK calls."
+    "--upstream", is_flag=True, help="Add what providers billed for BYOK calls (byok_upstream_usd) and the BYOK calls."
 )
 @db_options
 def costs(
@@ -47,6 +47,9 @@ def costs(
             raise UsageError(f"--run {run_id}: no such run in this database; `pipeline runs` lists them")
         rows = store.cost_summary(dimensions, run_id=run_id, since=since, upstream=upstream, include_mock=include_mock)
         left_out = 0 if include_mock or run_id else store.mock_cost_rows()
+        mock_run = run_id is not None and bool((store.run_row(run_id) or {}).get("mock"))
+    if mock_run:
+        click.echo(f"run {run_id} is a --mock run: these are the fake's costs, nothing was billed", err=True)
     if left_out:
         click.echo(
             f"left out: {left_out} cost row(s) of --mock runs (the fake's, not spend); --include-mock counts them",
@@ -54,7 +57,7 @@ def costs(
         )
     click.echo(format_rows(rows, output_format, empty="no costs recorded"), nl=output_format != "csv")
     if output_format == "table" and upstream and rows:
-        click.echo(f"upstream total: {money(sum(row['upstream_usd'] or 0 for row in rows))} (billed by providers)")
+        click.echo(f"billed by providers (BYOK): {money(sum(row['byok_upstream_usd'] for row in rows))}")
     duplicates = sum(row.get("duplicates", 0) for row in rows)
     if duplicates:
         click.echo(

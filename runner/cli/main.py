@@ -3,9 +3,12 @@ exit codes inside click (failures.PipelineGroup), so `main()` only starts the gr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import traceback
+from typing import NoReturn
 
 import click
 
@@ -46,7 +49,20 @@ def _configure_logging(verbose: int) -> None:
     logging.getLogger("runner").setLevel(level)
 
 
-@click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(PipelineGroup):
+    """The commands; one whose output cannot be written stops here, before click turns a closed pipe
+    into a silent exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if not _writing_stdout(exc):
+                raise
+            _stdout_lost(exc)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log detail on stderr (-vv for debug).")
 @click.version_option(package_name="pipeline-runner")
 def cli(verbose: int) -> None:
@@ -68,3 +84,24 @@ cli.add_command(db)
 
 def main() -> None:
     cli.main(prog_name="pipeline")
+
+
+def _writing_stdout(exc: OSError) -> bool:
+    """The error came from writing the command's output: a `click.echo` to stdout failed."""
+    return any(
+        frame.f_code is click.utils.echo.__code__ and not frame.f_locals.get("err")
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
+def _stdout_lost(exc: OSError) -> NoReturn:
+    """A full disk says so in one line; a closed pipe (`| head`) stops quietly. Both exit 3, like any stop.
+
+    What Python still holds for stdout goes to /dev/null, so that its last flush at exit fails nowhere.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if not isinstance(exc, BrokenPipeError):
+        notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
+        click.echo(f"error: cannot write to stdout: {exc.strerror or exc}{notes}", err=True)
+    sys.exit(3)

@@ -161,8 +161,14 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
     if stopped is not None:
         click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
         return stopped.exit_code
-    if result.status == Status.FAILED:
-        click.echo(json.dumps(result.line(), indent=2, ensure_ascii=False))  # the record's line, error included
+    try:
+        click.echo(
+            json.dumps(result.line() if result.status == Status.FAILED else result.output, indent=2, ensure_ascii=False)
+        )
+    except OSError as exc:  # main() reports it
+        exc.add_note(f"the record is kept in the database: pipeline show {session.run_id}")
+        raise
+    if result.status == Status.FAILED:  # its line above has the error too
         error = result.error
         click.echo(
             f"error: step '{error.step}' failed ({error.kind}) after {error.attempts} billed attempt(s); "
@@ -170,7 +176,6 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
             err=True,
         )
         return 1
-    click.echo(json.dumps(result.output, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -204,8 +209,6 @@ async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out
     finally:
         if entered:
             _report_end(session, stopped, interruption)
-    if isinstance(stopped, OutputError) and stopped.closed_pipe:
-        return 141  # what a shell reports for a program stopped by SIGPIPE (`... | head -1`)
     if stopped is not None:
         return stopped.exit_code
     if session.interrupted:
@@ -222,7 +225,7 @@ def _write_line(out: TextIO, line: dict[str, Any]) -> None:
         if out is sys.stdout:  # nobody reads any more: send what Python still holds to /dev/null, quietly
             with contextlib.suppress(OSError, ValueError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise OutputError("the output pipe was closed", closed_pipe=True) from None
+        raise OutputError("the output pipe was closed") from None
     except OSError as exc:
         where = "stdout" if out is sys.stdout else f"--output {getattr(out, 'name', '')}"
         raise OutputError(f"cannot write to {where}: {exc.strerror or exc}") from None

@@ -7,7 +7,7 @@ import json
 import click
 
 from ..errors import UsageError
-from ..report.tables import format_rows
+from ..report.tables import format_rows, money
 from .options import db_options, open_store
 
 
@@ -43,6 +43,7 @@ def show(run_id: str, output_format: str, db: str | None, db_schema: str | None)
     with open_store(db, db_schema) as store:
         store.mark_abandoned_runs()
         detail = store.run_detail(run_id)
+        spent = store.run_summary(run_id)  # every billed call, earlier attempts included: the figure `runs` shows
     if detail is None:
         raise UsageError(f"no run {run_id!r} in this database; `pipeline runs` lists them")
     if output_format == "json":
@@ -58,9 +59,12 @@ def show(run_id: str, output_format: str, db: str | None, db_schema: str | None)
         f"{run_row['records_failed']}  started {run_row['started_at']}"
     )
     records = [{**row, "error_message": _shorten(row["error_message"])} for row in _record_rows(detail["records"])]
-    click.echo(format_rows([_without(row, "output") for row in records], "table", empty="no records recorded"))
+    click.echo(
+        format_rows([_without(row, "output") for row in records], "table", total=False, empty="no records recorded")
+    )
     steps = [_without(row, "output_json", "reasoning") for row in detail["steps"]]
-    click.echo(format_rows(steps, "table", empty="no steps recorded"))
+    click.echo(format_rows(steps, "table", total=False, empty="no steps recorded"))
+    click.echo(f"total: {money(spent['cost_usd'])} ({spent['calls']} billed call(s), earlier attempts included)")
 
 
 def _record_rows(records: list[dict]) -> list[dict]:
@@ -87,4 +91,5 @@ def _without(row: dict, *names: str) -> dict:
 
 
 def _shorten(text: str | None, width: int = 80) -> str | None:
+    text = text if text is None else " ".join(text.split())  # a schema mismatch's problems are one per line
     return text if text is None or len(text) <= width else text[: width - 3] + "..."

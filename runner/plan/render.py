@@ -24,7 +24,7 @@ from .graph import StepGraph
 from .refs import syntax_error
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{-?(?P<expression>.*?)-?\}\}\s*$", re.DOTALL)
-# Python's names for JSON's types, as they appear quoted in TypeError messages.
+# Python's names for JSON's types, as they appear in TypeError messages ('int', "int" or a bare str).
 _JSON_NAMES = {
     "NoneType": "null",
     "bool": "boolean",
@@ -35,7 +35,7 @@ _JSON_NAMES = {
     "list": "array",
     "tuple": "array",
 }
-_PYTHON_TYPE = re.compile(r"'(" + "|".join(_JSON_NAMES) + r")'")
+_PYTHON_TYPE = re.compile(r"\b(" + "|".join(_JSON_NAMES) + r")\b")
 _FALSE_WORDS = frozenset({"", "false", "no", "0", "none", "null", "off"})
 
 
@@ -193,7 +193,7 @@ def _render_error(template: Template, exc: Exception) -> RenderError:
     elif isinstance(exc, jinja2.TemplateError):
         problem = str(exc)
     else:
-        problem = _PYTHON_TYPE.sub(lambda match: f"'{_JSON_NAMES[match.group(1)]}'", f"{type(exc).__name__}: {exc}")
+        problem = f"{type(exc).__name__}: {_PYTHON_TYPE.sub(lambda match: _JSON_NAMES[match.group(1)], str(exc))}"
     line = template.line + _line_in_template(exc) - 1
     return RenderError(f"{template.path}:{line}: {template.label}: {problem}", step=template.step)
 
@@ -204,7 +204,9 @@ def _line_in_template(exc: BaseException) -> int:
     frame = exc.__traceback__
     while frame is not None:
         if frame.tb_frame.f_code.co_filename == "<template>":
-            line = frame.tb_lineno
+            # A lone expression's frames are Jinja's generated code, not rewritten to template lines: map them.
+            compiled = frame.tb_frame.f_globals.get("__jinja_template__")
+            line = compiled.get_corresponding_lineno(frame.tb_lineno) if compiled is not None else frame.tb_lineno
         frame = frame.tb_next
     return line
 

@@ -137,6 +137,7 @@ class RunTotals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    estimated: int = 0  # billed replies priced from the catalogue (no usage.cost, no generation record)
     started: float = field(default_factory=time.monotonic)  # reset when the records start flowing
 
     @property
@@ -151,6 +152,8 @@ class RunTotals:
         self.prompt_tokens += event.usage.prompt_tokens
         self.completion_tokens += event.usage.completion_tokens
         self.cost_usd += event.usage.cost_usd or 0.0
+        if event.cost_source == "estimate":
+            self.estimated += 1
 
     def add_record(self, result: RecordResult) -> None:
         if result.status == "ok":
@@ -161,9 +164,10 @@ class RunTotals:
             self.records_failed += 1
 
     def summary(self) -> str:
+        estimated = f" ({self.estimated} estimated)" if self.estimated else ""
         return (
             f"records: {self.records_ok} ok, {self.records_failed} failed, {self.records_skipped} skipped; "
             f"calls: {self.calls} billed, {self.cache_hits} from cache; "
-            f"tokens: {self.prompt_tokens} prompt, {self.completion_tokens} completion; cost: ${self.cost_usd:.6f}; "
-            f"{time.monotonic() - self.started:.2f}s"
+            f"tokens: {self.prompt_tokens} prompt, {self.completion_tokens} completion; "
+            f"cost: ${self.cost_usd:.6f}{estimated}; {time.monotonic() - self.started:.2f}s"
         )

@@ -86,8 +86,9 @@ class Queries:
     ) -> list[dict[str, Any]]:
         """Spend grouped by the named dimensions (step, module, model, user, day, ...).
 
-        `upstream` adds what providers billed (`upstream_usd`, for BYOK outside OpenRouter's
-        `cost_usd`) and the BYOK calls; `duplicates` and `estimated` appear when any row has them.
+        `upstream` adds what providers billed for BYOK calls (`byok_upstream_usd`, outside OpenRouter's
+        `cost_usd`; other calls' upstream cost is inside it) and the BYOK calls; `duplicates` and `estimated`
+        appear when any row has them.
         The rows of --mock runs are the fake's, not spend: left out unless asked for (or their run is named).
         `since` is an ISO-8601 UTC time, as created_at holds it (the CLI turns `7d` into one).
         """
@@ -102,7 +103,8 @@ class Queries:
             "COUNT(*) AS calls, SUM(cached) AS cache_hits, SUM(prompt_tokens) AS prompt_tokens,"
             " SUM(completion_tokens) AS completion_tokens, SUM(reasoning_tokens) AS reasoning_tokens,"
             " SUM(total_tokens) AS total_tokens, SUM(cost_usd) AS cost_usd,"
-            " SUM(upstream_cost_usd) AS upstream_usd, SUM(is_byok) AS byok_calls,"
+            " SUM(CASE WHEN is_byok = 1 THEN upstream_cost_usd ELSE 0 END) AS byok_upstream_usd,"
+            " SUM(is_byok) AS byok_calls,"
             " SUM(CASE WHEN cost_source = 'estimate' THEN 1 ELSE 0 END) AS estimated,"
             " SUM(CASE WHEN duplicate_of IS NULL THEN 0 ELSE 1 END) AS duplicates"
             f" FROM cost_records {where} {group}"
@@ -112,8 +114,8 @@ class Queries:
             for name in (*COUNT_COLUMNS, "byok_calls", "estimated", "duplicates"):
                 row[name] = int(row[name] or 0)
             row["cost_usd"] = round(float(row["cost_usd"] or 0), 10)
-            row["upstream_usd"] = None if row["upstream_usd"] is None else round(float(row["upstream_usd"]), 10)
-        optional = [] if upstream else ["upstream_usd", "byok_calls"]
+            row["byok_upstream_usd"] = round(float(row["byok_upstream_usd"] or 0), 10)
+        optional = [] if upstream else ["byok_upstream_usd", "byok_calls"]
         optional += [name for name in ("estimated", "duplicates") if not any(row[name] for row in rows)]
         for row in rows:
             for name in optional:

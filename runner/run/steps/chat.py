@@ -74,19 +74,20 @@ class ChatRunner:
             log.error("record %s: %s", scope.key, exc)
             return render_failed(step.id, exc)
         server_mode = step.fallback_mode == "server"
-        last_kind = "error"
+        last_kind, problem = "error", None  # problem: why the last reply was refused, in the runner's own words
         for model in (step.model,) if server_mode else step.models:
             attempts.models.append(model)
             outcome = await self._ask(prepared, model, messages, scope, attempts, server_mode)
             if isinstance(outcome, StepResult):
                 return outcome
-            last_kind = outcome
-        return _failed(step.id, last_kind, attempts)
+            last_kind, problem = outcome
+        return _failed(step.id, last_kind, attempts, problem)
 
     async def _ask(
         self, prepared: _PreparedStep, model: str, messages, scope: Scope, attempts: _Attempts, server_mode: bool
-    ) -> StepResult | str:
-        """One model, re-asked while its reply can be repaired: the step's result, or why to try the next model."""
+    ) -> StepResult | tuple[str, str | None]:
+        """One model, re-asked while its reply can be repaired: the step's result, or why to try the next model
+        (the failure kind and the runner's reason for refusing the reply)."""
         step = prepared.spec
         mode = self._catalog.output_mode(model, prepared.schema is not None)
         info = self._catalog.models.get(model)
@@ -110,7 +111,7 @@ class ChatRunner:
                 return _failed(step.id, exc.kind, attempts)
             except (TransientError, NoEndpointsError) as exc:
                 log.warning("record %s step %s: %s; trying the next model", scope.key, step.id, exc)
-                return exc.kind
+                return exc.kind, None
             reply = billed.reply
             verdict = hit.verdict if hit is not None else _judge(reply, prepared.validator)
             if reply.billed:
@@ -132,7 +133,7 @@ class ChatRunner:
                 repairs_left -= 1
                 conversation = repair_messages(conversation, reply.content or "", verdict.problems)
                 continue
-            return verdict.outcome
+            return verdict.outcome, verdict.problems
 
     def _account(self, step, model, billed: Billed, verdict: Verdict, hit, cache_key, scope, attempts) -> None:
         """Count a billed reply against the step and report its cost (and whether to cache it)."""
@@ -230,13 +231,15 @@ def _judge(reply: Reply, validator) -> Verdict:
     return verdict
 
 
-def _failed(step_id: str, kind: str, attempts: _Attempts) -> StepResult:
+def _failed(step_id: str, kind: str, attempts: _Attempts, message: str | None = None) -> StepResult:
     return StepResult(
         step_id,
         "failed",
         cost_usd=attempts.cost_usd,
         attempts=attempts.count,
-        error=FailureSummary(kind=kind, step=step_id, attempts=attempts.count, models=tuple(attempts.models)),
+        error=FailureSummary(
+            kind=kind, step=step_id, attempts=attempts.count, models=tuple(attempts.models), message=message
+        ),
     )
 
 
