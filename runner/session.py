@@ -21,7 +21,7 @@ from .chat.catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
 from .chat.client import OpenRouterClient
 from .chat.flow import RequestGate
 from .errors import FailureSummary, InputError, RunStopped, UnpricedModels, UsageError
-from .outcomes import RunStatus
+from .outcomes import FailureKind, RunStatus, Status
 from .run.backend import LocalBackend, RecordExecutor
 from .run.budget import Budget, SharedBudget
 from .run.hooks import Hooks, fan_out
@@ -213,9 +213,9 @@ class Session:
             except InputError as exc:
                 problem = str(exc)
         if problem is not None:
-            summary = FailureSummary(kind="invalid_input", step="input", message=problem)
+            summary = FailureSummary(kind=FailureKind.INVALID_INPUT, step="input", message=problem)
             return await self._finish_record(
-                RecordResult(item.key, "failed", None, EMPTY, error=summary, run_id=self.run_id),
+                RecordResult(item.key, Status.FAILED, None, EMPTY, error=summary, run_id=self.run_id),
                 fingerprint,
             )
         result = await self._run_record(record, item.key, afresh=afresh)
@@ -259,7 +259,7 @@ class Session:
 
 def _failed(stored: Mapping[str, Any] | None) -> bool:
     """The record failed in the run being resumed (it runs again only with --retry-failed)."""
-    return stored is not None and stored["status"] == "failed"
+    return stored is not None and stored["status"] == Status.FAILED
 
 
 def _same_input(stored: Mapping[str, Any], fingerprint: str | None) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import FailureSummary, RenderError
+from ..outcomes import Status
 from ..spec.model import FrozenDict, StepBase
 from .results import RecordResult, StepResult
 from .scheduler import walk
@@ -40,7 +41,7 @@ class RecordRunner:
             step, runner = self._steps[step_id]
             try:
                 if not self._renderer.should_run(step, scope.context):
-                    return StepResult(step_id, "skipped")
+                    return StepResult(step_id, Status.SKIPPED)
             except RenderError as exc:
                 log.error("record %s: %s", scope.key, exc)
                 return render_failed(step_id, exc)
@@ -59,12 +60,16 @@ class RecordRunner:
         failures = [results[step_id].error for step_id in self._order if step_id in results and results[step_id].error]
         frozen = FrozenDict(results)
         if failures:
-            return RecordResult(given_key, "failed", None, frozen, error=failures[0], run_id=run_id)
+            return RecordResult(given_key, Status.FAILED, None, frozen, error=failures[0], run_id=run_id)
         try:
             output = self._renderer.output(scope.context)
         except RenderError as exc:
             log.error("record %s: %s", scope.key, exc)
             summary = FailureSummary(kind=exc.kind, step="output", attempts=0, models=(), message=exc.message)
-            return RecordResult(given_key, "failed", None, frozen, error=summary, run_id=run_id)
-        status = "skipped" if results and all(result.status == "skipped" for result in results.values()) else "ok"
+            return RecordResult(given_key, Status.FAILED, None, frozen, error=summary, run_id=run_id)
+        status = (
+            Status.SKIPPED
+            if results and all(result.status == Status.SKIPPED for result in results.values())
+            else Status.OK
+        )
         return RecordResult(given_key, status, output, frozen, run_id=run_id)

@@ -13,6 +13,7 @@ from typing import Any
 from ..chat.reply import Generation, Reply, Usage
 from ..chat.verdict import Verdict
 from ..errors import FailureSummary
+from ..outcomes import Status
 
 
 def utc_now() -> str:
@@ -156,9 +157,9 @@ class RunTotals:
             self.estimated += 1
 
     def add_record(self, result: RecordResult) -> None:
-        if result.status == "ok":
+        if result.status == Status.OK:
             self.records_ok += 1
-        elif result.status == "skipped":
+        elif result.status == Status.SKIPPED:
             self.records_skipped += 1
         else:
             self.records_failed += 1

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from ..errors import RunStopped
+from ..outcomes import Status
 from ..plan.graph import StepGraph
 from .results import StepResult
 
@@ -37,8 +38,8 @@ async def walk(graph: StepGraph, start: Start, finish: Callable[[StepResult], No
             if not failed:
                 for step_id in [step_id for step_id in waiting if all(p in results for p in parents[step_id])]:
                     waiting.remove(step_id)
-                    if any(results[parent].status != "ok" for parent in parents[step_id]):
-                        done(StepResult(step_id, "skipped"))
+                    if any(results[parent].status != Status.OK for parent in parents[step_id]):
+                        done(StepResult(step_id, Status.SKIPPED))
                         continue
                     started = start(step_id)
                     if isinstance(started, StepResult):
@@ -54,7 +55,7 @@ async def walk(graph: StepGraph, start: Start, finish: Callable[[StepResult], No
                     exc.step = exc.step or step_id
                     raise
                 done(result)
-                failed = failed or result.status == "failed"
+                failed = failed or result.status == Status.FAILED
                 continue
             for step_id, awaitable in starting:
                 running[asyncio.ensure_future(awaitable)] = step_id
@@ -69,7 +70,7 @@ async def walk(graph: StepGraph, start: Start, finish: Callable[[StepResult], No
                     exc.step = exc.step or step_id
                     raise
                 done(result)
-                failed = failed or result.status == "failed"
+                failed = failed or result.status == Status.FAILED
             if failed:
                 # Dependents will not start; independent branches in flight finish and are kept.
                 waiting.clear()

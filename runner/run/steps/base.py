@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from ...chat.catalog import Catalog
 from ...chat.reply import Generation, Reply
 from ...errors import FailureSummary, RenderError
+from ...outcomes import Status
 from ...plan.graph import StepGraph
 from ...plan.render import Renderer
 from ...spec.model import PipelineSpec, StepBase
@@ -68,4 +69,4 @@ MakeRunner = Callable[[Services], StepRunner]
 def render_failed(step_id: str, exc: RenderError) -> StepResult:
     """A template of the step failed for this record: the record fails, saying where, and the others go on."""
     summary = FailureSummary(kind=exc.kind, step=step_id, message=exc.message)
-    return StepResult(step_id, "failed", error=summary)
+    return StepResult(step_id, Status.FAILED, error=summary)

@@ -16,6 +16,7 @@ from ...chat.reply import Reply, Usage
 from ...chat.request import build_body, encode_body, repair_messages
 from ...chat.verdict import Verdict, check_reply, compile_validator
 from ...errors import FailureSummary, NoEndpointsError, PipelineError, RenderError, RequestRejected, TransientError
+from ...outcomes import FailureKind, Outcome, Status
 from ...spec.model import ChatStep, thaw
 from ..budget import worst_case_cost
 from ..results import CacheEntry, CostEvent, StepResult, utc_now
@@ -23,7 +24,7 @@ from .base import Scope, Services, render_failed
 
 log = logging.getLogger("runner.executor")
 
-REPAIRABLE = frozenset({"invalid_json", "schema_mismatch"})
+REPAIRABLE = frozenset({Outcome.INVALID_JSON, Outcome.SCHEMA_MISMATCH})
 CACHEABLE = frozenset({"ok", *REPAIRABLE})  # complete replies; filtered, failed or cut-off ones are asked again
 
 
@@ -74,7 +75,10 @@ class ChatRunner:
             log.error("record %s: %s", scope.key, exc)
             return render_failed(step.id, exc)
         server_mode = step.fallback_mode == "server"
-        last_kind, problem = "error", None  # problem: why the last reply was refused, in the runner's own words
+        last_kind, problem = (
+            FailureKind.ERROR,
+            None,
+        )  # problem: why the last reply was refused, in the runner's own words
         for model in (step.model,) if server_mode else step.models:
             attempts.models.append(model)
             outcome = await self._ask(prepared, model, messages, scope, attempts, server_mode)
@@ -119,7 +123,7 @@ class ChatRunner:
             if verdict.ok:
                 return StepResult(
                     step.id,
-                    "ok",
+                    Status.OK,
                     output=verdict.value,
                     model=reply.model or model,
                     cost_usd=attempts.cost_usd,
@@ -211,30 +215,32 @@ class ChatRunner:
 
 def _judge(reply: Reply, validator) -> Verdict:
     """An error inside a 200, a filtered, failed or cut-off reply fails the attempt before any parsing."""
-    if reply.error is not None or reply.finish_reason == "error":
-        return Verdict("error", problems="the provider reported an error")
-    if reply.finish_reason == "content_filter":
-        return Verdict("content_filter", problems="the reply was withheld by a content filter")
-    if reply.finish_reason == "length":
-        return Verdict("length", problems="the reply was cut off at max_tokens")
+    if reply.error is not None or reply.finish_reason == Outcome.ERROR:
+        return Verdict(Outcome.ERROR, problems="the provider reported an error")
+    if reply.finish_reason == Outcome.CONTENT_FILTER:
+        return Verdict(Outcome.CONTENT_FILTER, problems="the reply was withheld by a content filter")
+    if reply.finish_reason == Outcome.LENGTH:
+        return Verdict(Outcome.LENGTH, problems="the reply was cut off at max_tokens")
     # Nothing to parse or repair: re-asking with an empty assistant turn wastes a paid call
     # (and some providers reject one), so these fall back like a provider error.
     if not reply.has_choice:
-        return Verdict("error", problems="the reply had no choices")
+        return Verdict(Outcome.ERROR, problems="the reply had no choices")
     if reply.tool_calls and not (reply.content or "").strip():
-        return Verdict("error", problems=f"the reply only called tools ({', '.join(reply.tool_calls)}), none offered")
+        return Verdict(
+            Outcome.ERROR, problems=f"the reply only called tools ({', '.join(reply.tool_calls)}), none offered"
+        )
     if reply.content is None or not reply.content.strip():
-        return Verdict("error", problems="the reply was empty")
+        return Verdict(Outcome.ERROR, problems="the reply was empty")
     verdict = check_reply(reply.content, validator)
     if validator is None and not verdict.ok:
-        return Verdict("error", problems=verdict.problems)
+        return Verdict(Outcome.ERROR, problems=verdict.problems)
     return verdict
 
 
 def _failed(step_id: str, kind: str, attempts: _Attempts, message: str | None = None) -> StepResult:
     return StepResult(
         step_id,
-        "failed",
+        Status.FAILED,
         cost_usd=attempts.cost_usd,
         attempts=attempts.count,
         error=FailureSummary(
