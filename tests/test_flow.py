@@ -8,10 +8,12 @@ import time
 
 from runner.api import load_pipeline
 from runner.chat.flow import RequestGate, SlidingWindowLimiter
+from runner.chat.reply import Usage
 from runner.fake import FakeOpenRouter
 from runner.fake.server import mock_transport
 from runner.report.progress import RunProgress
-from runner.run.results import RunTotals
+from runner.run.results import CostEvent, RecordResult
+from runner.spec.model import EMPTY
 
 from .conftest import write_pipeline
 
@@ -111,12 +113,18 @@ def test_rate_limit_holds_at_the_fake_from_the_first_window(tmp_path, settings):
 
 
 def test_plain_progress_lines_when_stderr_is_not_a_terminal():
+    """The progress display is a run's hook: it counts what the session announces."""
     stream = io.StringIO()
-    totals = RunTotals(records_ok=3, records_failed=1, calls=8, cache_hits=2, cost_usd=0.0123)
-    progress = RunProgress(totals, total_records=10, stream=stream, every_s=0.0)
-    progress.update()
+    progress = RunProgress(total_records=10, stream=stream, every_s=0.0)
+    usage = Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15, cost_usd=0.0123)
+    for cached in (False, True, True):
+        progress.on_cost(
+            CostEvent("g", "run", "1", "s", "m", "x/y", "x/y", None, usage, None, 1, "ok", cached, 5, "now"), None
+        )
+    for status in ("ok", "ok", "ok", "failed"):
+        progress.on_record_end(RecordResult(1, status, None, EMPTY))
     progress.close()
-    line = stream.getvalue()
+    line = stream.getvalue().splitlines()[-1]
     assert line.startswith("progress: 4 records done, 1 failed")
     assert "2 cached" in line and "$0.0123" in line
 

@@ -180,8 +180,8 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
 
 
 async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out, ordered, inputs_path) -> int:
-    total = _count_records(inputs_path)
-    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options)
+    progress = RunProgress(total_records=_count_records(inputs_path))
+    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options, hooks=progress)
     stopped: RunStopped | None = None
     interruption: str | None = None
     entered = False
@@ -192,12 +192,10 @@ async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out
             gc.collect()
             gc.freeze()
             session.totals.started = time.monotonic()
-            progress = RunProgress(session.totals, total_records=total)
             results = session.run_many(items, ordered=ordered, threaded_input=is_stream(inputs_path))
             try:
                 async for result in results:
                     _write_line(out, result.line())
-                    progress.update()
             except RunStopped as exc:  # the budget, a stop status, or an output that cannot be written
                 stopped = session.stopped = exc
             except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels the run, then raises KeyboardInterrupt
@@ -205,8 +203,8 @@ async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out
                 raise
             finally:
                 await results.aclose()  # records in flight are cancelled before anything is counted
-                progress.close()
     finally:
+        progress.close()
         if entered:
             _report_end(session, stopped, interruption)
     if stopped is not None:

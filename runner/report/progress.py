@@ -1,4 +1,4 @@
-"""Progress on stderr: a rich bar on a terminal, plain periodic log lines otherwise."""
+"""Progress on stderr: a rich bar on a terminal, plain periodic log lines otherwise; a run's Hooks."""
 
 from __future__ import annotations
 
@@ -9,16 +9,15 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..run.results import RunTotals
+from ..run.hooks import Hooks
+from ..run.results import CacheEntry, CostEvent, RecordResult, RunTotals
 
 
-class RunProgress:
-    """Call `update()` after each record; `close()` at the end."""
+class RunProgress(Hooks):
+    """Hears each billed reply and each finished record (pass it as the session's `hooks`); `close()` at the end."""
 
-    def __init__(
-        self, totals: RunTotals, *, total_records: int | None, stream: TextIO | None = None, every_s: float = 10.0
-    ) -> None:
-        self._totals = totals
+    def __init__(self, *, total_records: int | None, stream: TextIO | None = None, every_s: float = 10.0) -> None:
+        self._totals = RunTotals()
         self._stream = stream or sys.stderr
         self._every_s = every_s
         self._started = time.monotonic()
@@ -46,6 +45,13 @@ class RunProgress:
             f"{totals.records_failed} failed  {totals.calls / elapsed:.1f} calls/s  "
             f"{totals.cache_hits} cached  ${totals.cost_usd:.4f}"
         )
+
+    def on_cost(self, event: CostEvent, entry: CacheEntry | None) -> None:
+        self._totals.add_cost(event)
+
+    def on_record_end(self, result: RecordResult) -> None:
+        self._totals.add_record(result)
+        self.update()
 
     def update(self) -> None:
         if self._bar is not None:
