@@ -17,26 +17,7 @@ from runner.fake.replies import DATED_IDS
 from runner.fake.server import FakeServer
 
 from .conftest import TEST_KEY, cost_rows, invoke, write_pipeline
-
-MODEL = "google/gemini-2.5-flash-lite"
-FALLBACK = "google/gemini-2.5-flash"
-LABEL = f"""
-name: label
-defaults:
-  model: {MODEL}
-  fallback_models: [{FALLBACK}]
-  retries: 0
-  max_tokens: 200
-steps:
-  label:
-    prompt: "Label: {{{{ input.text }}}}"
-    schema:
-      type: object
-      additionalProperties: false
-      required: [category]
-      properties:
-        category: {{type: string, enum: [billing, bug]}}
-"""
+from .test_billing import FALLBACK, LABEL, MODEL
 
 
 @pytest.fixture
