@@ -345,7 +345,10 @@ def _judge(reply: Reply, validator) -> Verdict:
     if not reply.has_choice:
         return Verdict("error", problems="the reply had no choices")
     if reply.tool_calls and not (reply.content or "").strip():
-        return Verdict("error", problems=f"the reply only called tools ({', '.join(reply.tool_calls)}), none offered")
+        return Verdict(
+            "error",
+            problems=f"the reply only called tools ({', '.join(call.name for call in reply.tool_calls)}), none offered",
+        )
     if reply.content is None or not reply.content.strip():
         return Verdict("error", problems="the reply was empty")
     verdict = check_reply(reply.content, validator)
