@@ -10,7 +10,7 @@ Token estimates lean high and are fractional: the budget adds them up and rounds
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 BYTES_PER_TOKEN = 3.0  # conservative: English averages ~4 characters a token, most scripts more bytes
@@ -139,7 +139,7 @@ class Message:
 
     role: Role
     parts: tuple[Part, ...]
-    reasoning_details: str | None = field(default=None, compare=False)
+    reasoning_details: str | None = None
 
     def __post_init__(self) -> None:
         for part in self.parts:
