@@ -16,7 +16,7 @@ MAX_LINES = 400
 # Bottom to top. A module's layer is that of the longest entry naming it or a package above it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("runner.errors", "runner.outcomes"),
-    ("runner.spec",),
+    ("runner.spec", "runner.chat.messages"),  # message values: rendering builds them, chat sends them
     ("runner.plan",),
     ("runner.chat",),
     ("runner.run",),

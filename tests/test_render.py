@@ -6,6 +6,7 @@ import sqlite3
 import pytest
 
 from runner.api import load_pipeline
+from runner.chat.messages import Message
 from runner.errors import RenderError
 
 from .conftest import EXAMPLES, invoke, write_pipeline
@@ -22,14 +23,14 @@ def test_input_values_are_data_not_templates(tmp_path):
     pipeline = load_pipeline(path)
     step = pipeline.spec.step("a")
     messages = pipeline.renderer.messages(step, {"input": {"text": "{{ 7*7 }} {% for x in y %}"}, "steps": {}})
-    assert messages == ({"role": "user", "content": "Say: {{ 7*7 }} {% for x in y %}"},)
+    assert messages == (Message.text_message("user", "Say: {{ 7*7 }} {% for x in y %}"),)
 
 
 def test_system_message_comes_first():
     pipeline = load_pipeline(EXAMPLES / "ticket_triage.yaml")
     messages = pipeline.renderer.messages(pipeline.spec.step("classify"), {"input": {"ticket": "Help"}, "steps": {}})
-    assert [message["role"] for message in messages] == ["system", "user"]
-    assert messages[1]["content"] == "Ticket:\nHelp"
+    assert [message.role for message in messages] == ["system", "user"]
+    assert messages[1].text == "Ticket:\nHelp"
 
 
 def test_undefined_variable_is_an_error_naming_step_and_field(tmp_path):
@@ -99,7 +100,7 @@ def test_keys_win_over_dict_methods(tmp_path):
     )
     pipeline = load_pipeline(path)
     context = {"input": {}, "steps": {"copy": _view("A"), "items": _view("B")}}
-    assert pipeline.renderer.messages(pipeline.spec.step("items"), context)[0]["content"] == "A"
+    assert pipeline.renderer.messages(pipeline.spec.step("items"), context)[0].text == "A"
     assert pipeline.renderer.output(context) == "B A"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runner.chat.catalog import bundled_catalog
+from runner.chat.messages import Message
 from runner.chat.request import OutputMode, build_body
 from runner.run.budget import worst_case_cost
 from runner.spec import load_spec
@@ -27,7 +28,7 @@ def body_for(tmp_path, model: str, catalog=None) -> dict:
     info = (catalog or bundled_catalog()).models.get(model)
     return build_body(
         step,
-        ({"role": "user", "content": "Say hi"},),
+        (Message.text_message("user", "Say hi"),),
         model,
         schema=None,
         mode=OutputMode.TEXT,

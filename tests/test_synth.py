@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from runner.chat.catalog import bundled_catalog
+from runner.chat.messages import Message
 from runner.errors import SynthesisError
 from runner.plan.synth import Synthesizer, synthesize
 from runner.run.dryrun import estimate
@@ -319,7 +320,7 @@ def test_dry_run_stand_ins_are_the_same_valid_values(tmp_path):
     class Recorder:
         def messages(self, step, context):
             seen.append(context["steps"]["parse"]["output"])
-            return [{"role": "user", "content": "x"}]
+            return (Message.text_message("user", "x"),)
 
     result = estimate(
         spec, Recorder(), bundled_catalog(), [InputItem(key=1, record={"text": "x"})], lambda record, key: record

@@ -1,7 +1,9 @@
-"""The OpenRouter protocol: pure request bodies (request), replies and usage (reply), reply checking:
-JSON and schema (verdict), requests in flight (flow), the HTTP client (client, the only module that
-sees httpx/aiohttp exceptions), the model catalogue (catalog) and what a reply cost (billing).
+"""The OpenRouter protocol: messages of parts (messages), pure request bodies (request), replies and
+usage (reply), reply checking: JSON and schema (verdict), requests in flight (flow), the HTTP client
+(client; it and failures, the table of httpx/aiohttp exceptions, are the only modules that see
+them), the model catalogue (catalog) and what a reply cost (billing).
 
-May import: runner.errors, runner.spec, runner.plan. Inside, one way: request <- catalog <- billing;
-flow, reply <- client; reply <- billing.
+May import: runner.errors, runner.spec, runner.plan. Inside, one way: messages <- request <- catalog
+<- billing; messages <- reply; failures, flow, reply <- client; reply <- billing. messages sits in
+layer 1 (it imports nothing of ours) so that plan/render can build messages.
 """

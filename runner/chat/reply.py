@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from .messages import ToolCallPart
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,9 @@ class Reply:
     error: dict[str, Any] | None
     latency_ms: int
     has_choice: bool = True  # False when the body carried no `choices` at all
-    tool_calls: tuple[str, ...] = ()  # names of the functions the reply asked to call
+    tool_calls: tuple[ToolCallPart, ...] = ()  # the functions the reply asked to call
+    reasoning_details: str | None = None  # JSON text as sent, to hand back with the assistant turn
+    annotations: tuple[Annotation, ...] = ()
 
     @classmethod
     def from_body(cls, body: dict[str, Any], latency_ms: int) -> Reply:
@@ -102,7 +107,66 @@ class Reply:
             error=error if isinstance(error, dict) else ({"message": str(error)} if error else None),
             latency_ms=latency_ms,
             has_choice=bool(choice),
-            tool_calls=_tool_names(message.get("tool_calls")),
+            tool_calls=_tool_calls(message.get("tool_calls")),
+            reasoning_details=_json_text(message.get("reasoning_details")),
+            annotations=_annotations(message.get("annotations")),
+        )
+
+    @classmethod
+    def from_stream(cls, chunks: Iterable[dict[str, Any]], latency_ms: int) -> Reply:
+        """The reply a `stream: true` request's SSE chunks add up to (each chunk's JSON, in order).
+
+        Content, reasoning and each tool call's argument text arrive in fragments; the usage comes
+        in the last chunk; an error sent mid-stream is kept as the reply's error.
+        """
+        first: dict[str, Any] = {}
+        content: list[str] = []
+        reasoning: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        details: list[Any] = []
+        annotations: list[Any] = []
+        finish: dict[str, Any] = {}
+        usage = error = None
+        has_choice = False
+        for chunk in chunks:
+            first = first or chunk
+            usage = chunk.get("usage") or usage
+            error = chunk.get("error") or error
+            choices = chunk.get("choices") or []
+            choice = choices[0] if choices and isinstance(choices[0], dict) else None
+            if choice is None:
+                continue
+            has_choice = True
+            for name in ("finish_reason", "native_finish_reason"):
+                finish[name] = choice.get(name) or finish.get(name)
+            delta = choice.get("delta") or {}
+            if delta.get("content") is not None:
+                content.append(delta["content"])
+            if delta.get("reasoning") is not None:
+                reasoning.append(delta["reasoning"])
+            details.extend(delta.get("reasoning_details") or ())
+            annotations.extend(delta.get("annotations") or ())
+            for fragment in delta.get("tool_calls") or ():
+                call = calls.setdefault(fragment.get("index", len(calls)), {"id": "", "name": "", "arguments": ""})
+                function = fragment.get("function") or {}
+                call["id"] = fragment.get("id") or call["id"]
+                call["name"] = function.get("name") or call["name"]
+                call["arguments"] += function.get("arguments") or ""
+        return cls(
+            generation_id=first.get("id"),
+            model=first.get("model"),
+            provider=first.get("provider"),
+            content="".join(content) if content else None,
+            reasoning="".join(reasoning) if reasoning else None,
+            finish_reason=finish.get("finish_reason"),
+            native_finish_reason=finish.get("native_finish_reason"),
+            usage=Usage.from_body(usage) if isinstance(usage, dict) else None,
+            error=error if isinstance(error, dict) else ({"message": str(error)} if error else None),
+            latency_ms=latency_ms,
+            has_choice=has_choice,
+            tool_calls=tuple(ToolCallPart(**calls[index]) for index in sorted(calls)),
+            reasoning_details=_json_text(details or None),
+            annotations=_annotations(annotations),
         )
 
     @property
@@ -138,14 +202,58 @@ class Reply:
         )
 
 
-def _tool_names(tool_calls: Any) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class Annotation:
+    """A note on the reply's text: a `url_citation` (web search) has its URL, title and span;
+    every annotation keeps its JSON as sent in `data`."""
+
+    type: str
+    data: str
+    url: str | None = None
+    title: str | None = None
+    start_index: int | None = None
+    end_index: int | None = None
+
+    @classmethod
+    def from_body(cls, item: dict[str, Any]) -> Annotation:
+        kind = str(item.get("type") or "")
+        cited = item.get(kind) if isinstance(item.get(kind), dict) else item  # chat nests it, responses does not
+        return cls(
+            type=kind,
+            data=json.dumps(item, ensure_ascii=False),
+            url=_text(cited.get("url")),
+            title=_text(cited.get("title")),
+            start_index=_optional_int(cited.get("start_index")),
+            end_index=_optional_int(cited.get("end_index")),
+        )
+
+
+def _tool_calls(tool_calls: Any) -> tuple[ToolCallPart, ...]:
     if not isinstance(tool_calls, list):
         return ()
-    names = []
+    calls = []
     for call in tool_calls:
-        function = call.get("function") if isinstance(call, dict) else None
-        names.append(str(function.get("name")) if isinstance(function, dict) else "?")
-    return tuple(names)
+        call = call if isinstance(call, dict) else {}
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        arguments = function.get("arguments")
+        calls.append(
+            ToolCallPart(
+                id=str(call.get("id") or ""),
+                name=str(function.get("name") or "?"),
+                arguments=arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False),
+            )
+        )
+    return tuple(calls)
+
+
+def _annotations(items: Any) -> tuple[Annotation, ...]:
+    if not isinstance(items, list):
+        return ()
+    return tuple(Annotation.from_body(item) for item in items if isinstance(item, dict))
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from enum import Enum
 from typing import Any
 
 from ..spec.model import ChatStep, thaw
+from .messages import Message
 
 
 class OutputMode(Enum):
@@ -29,7 +31,7 @@ def system_with_schema(system: str | None, schema: dict[str, Any]) -> str:
 
 def build_body(
     step: ChatStep,
-    messages: tuple[dict[str, str], ...],
+    messages: tuple[Message, ...],
     model: str,
     *,
     schema: dict[str, Any] | None,
@@ -45,12 +47,9 @@ def build_body(
     left out (with `provider.require_parameters` it would make OpenRouter answer 404). Unknown
     (None or empty): everything is sent.
     """
-    wire_messages = [dict(message) for message in messages]
     if mode in (OutputMode.JSON_OBJECT, OutputMode.PROMPT) and schema is not None:
-        if wire_messages[0]["role"] == "system":
-            wire_messages[0]["content"] = system_with_schema(wire_messages[0]["content"], schema)
-        else:
-            wire_messages.insert(0, {"role": "system", "content": system_with_schema(None, schema)})
+        messages = _with_schema(messages, schema)
+    wire_messages = [message.to_wire() for message in messages]
     body: dict[str, Any] = {"model": model, "messages": wire_messages}
     tuning = {"temperature": step.temperature, "max_tokens": step.max_tokens, "reasoning": step.reasoning.as_body()}
     for name, value in tuning.items():
@@ -73,19 +72,27 @@ def build_body(
     return body
 
 
-def repair_messages(messages: tuple[dict[str, str], ...], reply_text: str, problems: str) -> tuple[dict[str, str], ...]:
+def _with_schema(messages: tuple[Message, ...], schema: dict[str, Any]) -> tuple[Message, ...]:
+    """The schema instruction ends the system message (its last text part), or opens a new one."""
+    first = messages[0] if messages else None
+    if first is None or first.role != "system":
+        return (Message.text_message("system", system_with_schema(None, schema)), *messages)
+    last = first.parts[-1]
+    system = Message("system", (*first.parts[:-1], replace(last, text=system_with_schema(last.text, schema))))
+    return (system, *messages[1:])
+
+
+def repair_messages(messages: tuple[Message, ...], reply_text: str, problems: str) -> tuple[Message, ...]:
     """The re-ask: the model sees its own reply and what was wrong with it (never an API error)."""
     return (
         *messages,
-        {"role": "assistant", "content": reply_text},
-        {
-            "role": "user",
-            "content": (
-                "Your reply could not be used: "
-                + problems
-                + "\nReply again with only the corrected JSON, no explanation and no code fence."
-            ),
-        },
+        Message.text_message("assistant", reply_text),
+        Message.text_message(
+            "user",
+            "Your reply could not be used: "
+            + problems
+            + "\nReply again with only the corrected JSON, no explanation and no code fence.",
+        ),
     )
 
 

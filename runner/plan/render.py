@@ -17,6 +17,7 @@ from jinja2 import StrictUndefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
+from ..chat.messages import Message
 from ..errors import RenderError
 from ..spec.model import ChatStep, PipelineSpec, StepBase, Template, thaw
 from ..spec.strict import json_type
@@ -139,13 +140,12 @@ class Renderer:
         else:
             self._output = _compile_output(environment, spec.output, iter(graph.output_templates))
 
-    def messages(self, step: ChatStep, context: Mapping[str, Any]) -> tuple[dict[str, str], ...]:
+    def messages(self, step: ChatStep, context: Mapping[str, Any]) -> tuple[Message, ...]:
         scoped = self._scoped(step.id, context)
-        messages = []
+        prompt = Message.text_message("user", _text(self._prompts[step.id], scoped))
         if step.id in self._systems:
-            messages.append({"role": "system", "content": _text(self._systems[step.id], scoped)})
-        messages.append({"role": "user", "content": _text(self._prompts[step.id], scoped)})
-        return tuple(messages)
+            return (Message.text_message("system", _text(self._systems[step.id], scoped)), prompt)
+        return (prompt,)
 
     def text(self, step: StepBase, field: str, context: Mapping[str, Any]) -> str:
         """The template a step of another kind holds at `field`, rendered as text in the step's scope."""

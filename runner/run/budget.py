@@ -5,22 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..chat.catalog import ModelInfo
+from ..chat.messages import BYTES_PER_TOKEN, Message
 from ..errors import BudgetExceeded
 
-BYTES_PER_TOKEN = 3.0  # conservative: English averages ~4 characters a token, most scripts more bytes
-TOKENS_PER_MESSAGE = 8
 
-
-def estimate_prompt_tokens(messages: list[dict[str, Any]] | tuple[dict[str, Any], ...], extra: Any = None) -> int:
-    """An upper-leaning estimate of the prompt tokens, from the UTF-8 size of what is sent."""
-    size = sum(len(str(message.get("content", "")).encode("utf-8")) for message in messages)
+def estimate_prompt_tokens(messages: Iterable[Message], extra: Any = None) -> int:
+    """An upper-leaning estimate of the prompt tokens: each message's parts say what they cost."""
+    tokens = sum(message.estimated_tokens() for message in messages)
     if extra is not None:
-        size += len(json.dumps(extra, ensure_ascii=False).encode("utf-8"))
-    return math.ceil(size / BYTES_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
+        tokens += len(json.dumps(extra, ensure_ascii=False).encode("utf-8")) / BYTES_PER_TOKEN
+    return math.ceil(round(tokens, 6))  # thirds of bytes added as floats: 9.000000000000002 is 9
+
+
+def body_prompt_tokens(body: dict[str, Any]) -> int:
+    """The estimate for a request body as sent: its messages read back as parts, plus its response_format."""
+    return estimate_prompt_tokens(map(Message.from_wire, body["messages"]), body.get("response_format"))
 
 
 def worst_case_cost(body: dict[str, Any], info: ModelInfo) -> float:
@@ -28,7 +32,7 @@ def worst_case_cost(body: dict[str, Any], info: ModelInfo) -> float:
 
     A body without max_tokens (the model does not take it) is bounded by the model's own output limit.
     """
-    prompt_tokens = estimate_prompt_tokens(body["messages"], body.get("response_format"))
+    prompt_tokens = body_prompt_tokens(body)
     max_tokens = body.get("max_tokens") or info.max_completion_tokens or info.context_length or 0
     return prompt_tokens * info.prompt_price + max_tokens * info.completion_price + info.request_price
 

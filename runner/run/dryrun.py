@@ -18,7 +18,7 @@ from ..errors import InputError, RenderError, SynthesisError
 from ..plan.render import Renderer
 from ..plan.synth import synthesize
 from ..spec.model import ChatStep, PipelineSpec, StepBase, thaw
-from .budget import estimate_prompt_tokens
+from .budget import body_prompt_tokens
 from .inputs import InputItem
 
 
@@ -78,7 +78,7 @@ def estimate(
                 continue
             mode = catalog.output_mode(step.model, schemas[step.id] is not None)
             body = build_body(step, messages, step.model, schema=schemas[step.id], mode=mode, user_id=None)
-            tokens = estimate_prompt_tokens(body["messages"], body.get("response_format"))
+            tokens = body_prompt_tokens(body)
             row = rows[step.id]
             row.calls += 1
             row.prompt_tokens += tokens

@@ -227,7 +227,8 @@ def _judge(reply: Reply, validator) -> Verdict:
         return Verdict(Outcome.ERROR, problems="the reply had no choices")
     if reply.tool_calls and not (reply.content or "").strip():
         return Verdict(
-            Outcome.ERROR, problems=f"the reply only called tools ({', '.join(reply.tool_calls)}), none offered"
+            Outcome.ERROR,
+            problems=f"the reply only called tools ({', '.join(call.name for call in reply.tool_calls)}), none offered",
         )
     if reply.content is None or not reply.content.strip():
         return Verdict(Outcome.ERROR, problems="the reply was empty")
