@@ -229,11 +229,20 @@ class OpenRouterClient:
         if timeout is None:
             timeout = self._timeouts[timeout_s] = httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0))
         try:
-            request = self._http.build_request(method, url, content=content, params=params, timeout=timeout)
             async with asyncio.timeout(timeout_s):
                 if url is self._chat_url:
+                    # The client's headers as they are (no cookies, no params to merge): what build_request
+                    # would make, without re-merging them on every call.
+                    request = httpx.Request(
+                        method,
+                        url,
+                        headers=self._http.headers,
+                        content=content,
+                        extensions={"timeout": timeout.as_dict()},
+                    )
                     response, raw = await self._post_direct(request)
                 else:
+                    request = self._http.build_request(method, url, content=content, params=params, timeout=timeout)
                     response = await self._http.send(request)  # stream=True and aiter_lines() will read SSE
                     raw = response.content
         except HANDLED as exc:

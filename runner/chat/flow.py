@@ -8,11 +8,10 @@ successful replies raise it by one, up to the global cap. `rate_limit` is a slid
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 log = logging.getLogger("runner.flow")
@@ -58,29 +57,9 @@ class RequestGate:
             lane = self._lanes[model] = _Lane(cap=self.concurrency)
         return lane
 
-    @contextlib.asynccontextmanager
-    async def slot(self, model: str) -> AsyncIterator[None]:
-        lane = self._lane(model)
-        while lane.active >= lane.cap:
-            waiter = asyncio.get_running_loop().create_future()
-            lane.waiting.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                lane.wake()  # pass a wake-up we may have taken on to the next waiter
-                raise
-        lane.active += 1
-        try:
-            async with self._global:
-                self.in_flight += 1
-                self.max_in_flight = max(self.max_in_flight, self.in_flight)
-                try:
-                    yield
-                finally:
-                    self.in_flight -= 1
-        finally:
-            lane.active -= 1
-            lane.wake()
+    def slot(self, model: str) -> _Slot:
+        """`async with gate.slot(model):` holds one request's place in the run's cap and in the model's lane."""
+        return _Slot(self, self._lane(model))
 
     def throttled(self, model: str) -> None:
         """A 429 from this model: halve its cap."""
@@ -104,6 +83,45 @@ class RequestGate:
             lane.successes = 0
             lane.cap += 1
             lane.wake()
+
+
+class _Slot:
+    """One request's place: a plain async context manager (the hot path: one per call, no generator)."""
+
+    __slots__ = ("_gate", "_lane")
+
+    def __init__(self, gate: RequestGate, lane: _Lane) -> None:
+        self._gate = gate
+        self._lane = lane
+
+    async def __aenter__(self) -> None:
+        lane = self._lane
+        while lane.active >= lane.cap:
+            waiter = asyncio.get_running_loop().create_future()
+            lane.waiting.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                lane.wake()  # pass a wake-up we may have taken on to the next waiter
+                raise
+        lane.active += 1
+        try:
+            await self._gate._global.acquire()
+        except BaseException:
+            lane.active -= 1
+            lane.wake()
+            raise
+        gate = self._gate
+        gate.in_flight += 1
+        if gate.in_flight > gate.max_in_flight:
+            gate.max_in_flight = gate.in_flight
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        gate, lane = self._gate, self._lane
+        gate.in_flight -= 1
+        gate._global.release()
+        lane.active -= 1
+        lane.wake()
 
 
 class SlidingWindowLimiter:
