@@ -246,8 +246,8 @@ class Bench:
             "pipeline / baseline CPU per call, SQLite",
             ours_ms / base_ms,
             "ratio",
-            "<= 2.5",
-            ours_ms / base_ms <= 2.5,
+            "<= 2.0",
+            ours_ms / base_ms <= 2.0,
         )
         if postgres is not None:
             pg_ms = (postgres[1].cpu_s - postgres[0].cpu_s) / calls * 1000
