@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -188,3 +189,32 @@ def test_the_run_summary_says_how_many_costs_are_estimates(capsys, monkeypatch, 
     ran = invoke(capsys, monkeypatch, "run", pipeline, "--input", "q=x")
     assert ran.code == 0, ran.err
     assert re.search(r"cost: \$[\d.]+ \(1 estimated\);", ran.err), ran.err
+
+
+def test_a_base_url_with_credentials_is_a_configuration_stop_that_does_not_repeat_them(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", "http://user:s3cret@127.0.0.1:9/api/v1")
+    result = invoke(capsys, monkeypatch, "run", str(ROOT / "pipelines" / "ticket_triage.yaml"), "--input", "ticket=x")
+    assert result.code == 3, result.err
+    assert "must not hold a user:password@ part" in result.err
+    assert "s3cret" not in result.out + result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"chat": [{"no_key": 1}]}'])
+def test_a_corrupt_cassette_is_named_not_a_traceback(capsys, monkeypatch, tmp_path, content):
+    for name in ("ticket_triage.yaml", "ticket_triage.cases.yaml"):
+        (tmp_path / name).write_text((ROOT / "pipelines" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    shutil.copytree(ROOT / "pipelines" / "schemas", tmp_path / "schemas")
+    shutil.copytree(ROOT / "pipelines" / "prompts", tmp_path / "prompts")
+    (tmp_path / "ticket_triage.cassette.json").write_text(content, encoding="utf-8")
+    result = invoke(
+        capsys,
+        monkeypatch,
+        "test",
+        str(tmp_path / "ticket_triage.yaml"),
+        "--cases",
+        str(tmp_path / "ticket_triage.cases.yaml"),
+    )
+    assert result.code == 2, result.err
+    assert "ticket_triage.cassette.json: not a cassette this runner wrote" in result.err
+    assert "--record" in result.err

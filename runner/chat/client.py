@@ -35,7 +35,7 @@ from .failures import HANDLED, Failure, TransportFailure, describe, failure_of
 from .flow import RequestGate
 from .reply import Generation, Reply, Usage
 
-log = logging.getLogger("runner.client")
+log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 MAX_RETRY_AFTER_S = 60.0
@@ -89,7 +89,11 @@ class OpenRouterClient:
         except httpx.InvalidURL as exc:
             raise ConfigurationError(f"OPENROUTER_BASE_URL is not a valid URL: {exc}") from None
         if self._base_url.scheme not in ("http", "https"):
-            raise ConfigurationError(f"OPENROUTER_BASE_URL must start with https:// (or http://), not {base_url!r}")
+            raise ConfigurationError(
+                f"OPENROUTER_BASE_URL must start with https:// (or http://), not {self._base_url.scheme}://"
+            )
+        if self._base_url.userinfo:  # the key goes in a header; a user:password@ in the URL would be sent too
+            raise ConfigurationError("OPENROUTER_BASE_URL must not hold a user:password@ part")
         self._transport = transport if transport is not None else production_transport(max_connections)
         self._http = httpx.AsyncClient(base_url=self._base_url, headers=headers, transport=self._transport)
         self._chat_url = self._base_url.join("chat/completions")  # absolute: merged once, not per call

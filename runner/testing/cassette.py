@@ -16,7 +16,7 @@ import httpx
 
 from ..chat.catalog import SNAPSHOT_PATH
 from ..chat.request import encode_body
-from ..errors import CassetteMiss
+from ..errors import CassetteMiss, UsageError
 
 VERSION = 1
 
@@ -35,11 +35,16 @@ class Cassette:
 
     @classmethod
     def load(cls, path: Path) -> Cassette:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        cassette = cls(path)
-        for interaction in document.get("chat", []):
-            cassette.chats[interaction["key"]].append(interaction)
-        cassette.models = document.get("models")
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            cassette = cls(path)
+            for interaction in document.get("chat", []):
+                cassette.chats[interaction["key"]].append(interaction)
+            cassette.models = document.get("models")
+        except (ValueError, AttributeError, KeyError, TypeError) as exc:  # not the shape `save` writes
+            raise UsageError(
+                f"{path}: not a cassette this runner wrote ({exc}); record it again with `pipeline test --record`"
+            ) from None
         return cassette
 
     def save(self) -> None:
