@@ -2,6 +2,7 @@
 
     PipelineError                     exit_code 1
     ├── SpecError                     exit_code 2  the pipeline file is wrong (file, line, column, field)
+    │   └── SpecErrors                             several of them, found in one pass
     ├── InputError                    exit_code 2  an input record does not match the pipeline's `input`
     ├── UsageError                    exit_code 2  a value given to a command or a call cannot be used
     │   ├── RunNotFound                            no run with this id to resume (run_id, database)
@@ -22,8 +23,7 @@
     │   ├── NoEndpointsError                       404: no provider can serve the parameters
     │   └── RequestRejected                        400, or 403 moderation: the step fails at once
     ├── RenderError                   exit_code 1  a template failed at run time (undefined, sandbox)
-    ├── SynthesisError                exit_code 1  no value satisfying a schema could be made (mock, dry run)
-    └── (testing/cassette.py) CassetteMiss is a RunStopped: a replayed request the cassette does not hold
+    └── SynthesisError                exit_code 1  no value satisfying a schema could be made (mock, dry run)
 
 Errors carry their context as attributes; `str()` gives the message a user reads.
 Raw provider text stays in the logs: a FailureSummary is what goes into outputs.

@@ -97,7 +97,7 @@ def test_a_retry_after_of_an_hour_waits_at_most_a_minute(fake):
 def test_the_first_attempt_runs_inside_the_retry_loop(fake, caplog):
     # One loop: the first failure is logged and counted like every later one.
     fake.enqueue(Fault("status", status=503, times=2))
-    with caplog.at_level("INFO", logger="runner.client"):
+    with caplog.at_level("INFO", logger="runner.chat.client"):
         asyncio.run(_chat(_client(fake)))
     assert [
         record.getMessage().split(" (attempt ")[1][:1] for record in caplog.records if "retrying" in record.getMessage()

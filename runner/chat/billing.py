@@ -13,7 +13,7 @@ from typing import Protocol
 from .catalog import Catalog
 from .reply import Generation, Reply
 
-log = logging.getLogger("runner.billing")
+log = logging.getLogger(__name__)
 
 
 class GenerationLookup(Protocol):

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import CallError, ConfigurationError
 from .request import OutputMode
 
-log = logging.getLogger("runner.catalog")
+log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 24 * 3600
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-log = logging.getLogger("runner.flow")
+log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -2,6 +2,6 @@
 rendering (render), and schema-valid values chosen from a seed (synth, with schemaops and regexgen),
 which the dry run and the fake OpenRouter share.
 
-May import: runner.errors and runner.spec. Inside, one way: refs <- graph <- render;
+May import: runner.errors, runner.outcomes and runner.spec. Inside, one way: refs <- graph <- render;
 regexgen, schemaops <- synth.
 """

@@ -3,7 +3,7 @@ budgets (budget), step kinds' runners (steps/), the DAG walk of one record (sche
 through the pipeline (record), many records on one loop (batch), where records run (backend), input
 records read from files (inputs), and the dry run (dryrun).
 
-May import: runner.errors, runner.spec, runner.plan, runner.chat. Inside, one way:
+May import: runner.errors, runner.outcomes, runner.spec, runner.plan, runner.chat. Inside, one way:
 results <- hooks <- steps <- record; results <- scheduler <- record <- backend; inputs, results <- batch
 <- backend; budget <- steps, dryrun; inputs <- dryrun.
 """

@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import UsageError
 from ..spec.strict import json_type
 
-log = logging.getLogger("runner.inputs")
+log = logging.getLogger(__name__)
 
 CSV_CELL_LIMIT = 128 * 1024  # characters; csv's own default limit, now checked per row by the reader
 _CSV_SUFFIXES = (".csv",)

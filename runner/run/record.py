@@ -14,7 +14,7 @@ from .results import RecordResult, StepResult
 from .scheduler import walk
 from .steps import Scope, Services, StepRunner, render_failed, runner_factory
 
-log = logging.getLogger("runner.executor")
+log = logging.getLogger(__name__)
 
 
 class RecordRunner:

@@ -5,7 +5,7 @@ their loading (load). No I/O beyond reading the pipeline's own files.
 Steps are a small family of kinds (kinds: how a kind is recognised, its schema, its builder); the
 chat step's own reading is in chat.
 
-May import: runner.errors only. Inside, one way: yamlmarks, strict <- explain; yamlmarks <- model;
+May import: runner.errors and runner.outcomes only. Inside, one way: yamlmarks, strict <- explain; yamlmarks <- model;
 model <- kinds <- chat; all of them <- load.
 """
 

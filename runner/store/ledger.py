@@ -8,7 +8,7 @@ import secrets
 
 from ..run.results import CacheEntry, CostEvent, utc_now
 
-log = logging.getLogger("runner.store")
+log = logging.getLogger(__name__)
 
 _COST_COLUMNS = (
     "id", "run_id", "record_key", "step", "module", "requested_model", "model", "provider",

@@ -22,7 +22,7 @@ from ..budget import worst_case_cost
 from ..results import CacheEntry, CostEvent, StepResult, utc_now
 from .base import Scope, Services, render_failed
 
-log = logging.getLogger("runner.executor")
+log = logging.getLogger(__name__)
 
 REPAIRABLE = frozenset({Outcome.INVALID_JSON, Outcome.SCHEMA_MISMATCH})
 CACHEABLE = frozenset({"ok", *REPAIRABLE})  # complete replies; filtered, failed or cut-off ones are asked again
