@@ -30,6 +30,8 @@ DESIGN_COLUMNS = [
     # m004: DESIGN.md §4's later columns, and where a duplicate generation id was kept
     ("cache_write_tokens", "INTEGER"), ("is_byok", "INTEGER"), ("upstream_cost_usd", "REAL"),
     ("cost_source", "TEXT"), ("native_finish_reason", "TEXT"), ("duplicate_of", "TEXT"),
+    # m007: the for_each element, the tool round, the Batch API batch
+    ("item_index", "INTEGER"), ("round", "INTEGER"), ("batch_id", "TEXT"),
 ]  # fmt: skip
 GENERATIONS_COLUMNS = [
     "id", "latency_ms", "generation_time_ms", "provider_name", "provider_responses", "native_tokens_prompt",
@@ -355,3 +357,14 @@ def test_runs_whose_process_is_gone_become_interrupted(backend):
         assert store.mark_abandoned_runs() == ["run-killed"]
         statuses = {row["id"]: (row["status"], row["records_ok"]) for row in store.runs()}
     assert statuses == {"run-killed": ("interrupted", 1), "run-alive": ("running", 0), "run-elsewhere": ("running", 0)}
+
+
+def test_a_cost_row_keeps_its_element_round_and_batch(backend):
+    target, schema = backend
+    with Store(target, schema=schema) as store:
+        store.add_cost(event(id="gen-el", item_index=3, round=2, batch_id="batch-9"))
+        store.add_cost(event(id="gen-plain"))
+        store.flush()
+        rows = {row["id"]: row for row in store._db.query("SELECT id, item_index, round, batch_id FROM cost_records")}
+    assert (rows["gen-el"]["item_index"], rows["gen-el"]["round"], rows["gen-el"]["batch_id"]) == (3, 2, "batch-9")
+    assert (rows["gen-plain"]["item_index"], rows["gen-plain"]["round"], rows["gen-plain"]["batch_id"]) == (None,) * 3

@@ -77,6 +77,9 @@ class CostEvent:
     cost_source: str = "usage"  # where usage.cost_usd came from: usage | generation | estimate | batch
     native_finish_reason: str | None = None
     generation: Generation | None = None  # the record looked up for the cost: a `generations` row
+    item_index: int | None = None  # the element of a `for_each` step (0-based)
+    round: int | None = None  # the tool-calling round (1-based)
+    batch_id: str | None = None  # the Batch API batch that carried the request
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ _COST_COLUMNS = (
     "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "total_tokens",
     "cost_usd", "user_id", "attempt", "outcome", "cached", "latency_ms", "created_at",
     "cache_write_tokens", "is_byok", "upstream_cost_usd", "cost_source", "native_finish_reason",
+    "item_index", "round", "batch_id",
 )  # fmt: skip
 # A row whose id is already recorded is skipped here, noticed by the row count and kept under a
 # suffixed id with `duplicate_of` (Store._keep_duplicates): a billed reply is never dropped.
@@ -62,7 +63,8 @@ class Ledger:
                     usage.reasoning_tokens, usage.cached_tokens, usage.total_tokens, usage.cost_usd or 0.0,
                     event.user_id, event.attempt, event.outcome, int(event.cached), event.latency_ms,
                     event.created_at, usage.cache_write_tokens, int(usage.is_byok), usage.upstream_cost_usd,
-                    event.cost_source, event.native_finish_reason,
+                    event.cost_source, event.native_finish_reason, event.item_index, event.round,
+                    event.batch_id,
                 ),
             )
         )  # fmt: skip

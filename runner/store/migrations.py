@@ -215,6 +215,12 @@ def m006_record_fingerprints(db: Database) -> None:
     db.execute("ALTER TABLE records ADD COLUMN fingerprint TEXT")
 
 
+def m007_elements_rounds_batches(db: Database) -> None:
+    """Which element of a `for_each` step, which tool-calling round and which Batch API batch a cost row is."""
+    for column in ("item_index INTEGER", "round INTEGER", "batch_id TEXT"):
+        db.execute(f"ALTER TABLE cost_records ADD COLUMN {column}")
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Database], None]], ...] = (
     (1, m001_initial),
     (2, m002_response_cache),
@@ -222,6 +228,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[Database], None]], ...] = (
     (4, m004_cost_sources),
     (5, m005_endpoints_and_run_processes),
     (6, m006_record_fingerprints),
+    (7, m007_elements_rounds_batches),
 )
 
 
