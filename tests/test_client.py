@@ -9,6 +9,7 @@ import aiohttp
 import httpx
 import pytest
 import yarl
+from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from runner.chat.client import OpenRouterClient
@@ -269,7 +270,7 @@ def test_each_exception_raised_while_sending_ends_as_its_kind_says(cls):
 
 
 def test_a_refused_connection_reported_as_a_timeout_is_unreachable():
-    # httpx-aiohttp maps aiohttp's connection errors to ConnectTimeout, the real cause attached.
+    # A wrapping transport (httpx-aiohttp does this) reports aiohttp's connection errors as ConnectTimeout.
     try:
         raise httpx.ConnectTimeout("boom") from _instance(aiohttp.ClientConnectorError)
     except httpx.ConnectTimeout as exc:
@@ -278,42 +279,72 @@ def test_a_refused_connection_reported_as_a_timeout_is_unreachable():
         asyncio.run(_raising(reported).get_json("models"))
 
 
-def _recording_client(answer: httpx.Response | None = None):
-    seen: list[httpx.Request] = []
+async def _serving(handler):
+    """A real HTTP server on 127.0.0.1 answering the chat POST with `handler`; returns (runner, base URL)."""
+    app = web.Application()
+    app.router.add_post("/api/v1/chat/completions", handler)
+    served = web.AppRunner(app)
+    await served.setup()
+    site = web.TCPSite(served, "127.0.0.1", 0)
+    await site.start()
+    host, port = served.addresses[0][:2]
+    return served, f"http://{host}:{port}/api/v1"
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return answer or httpx.Response(200, json={"id": "gen-1", "choices": [{"message": {"content": "ok"}}]})
 
-    client = OpenRouterClient(
-        api_key=TEST_KEY, base_url="https://openrouter.test/api/v1", transport=httpx.MockTransport(handler)
-    )
-    return client, seen
+def test_the_direct_chat_post_sends_what_httpx_sends_through_the_same_transport():
+    # The chat POST skips httpx's request and response objects (bench B2): it must still send what the
+    # AsyncClient would, headers (the key among them) and body, to the same URL.
+    seen: list[tuple[str, str, dict, bytes]] = []
 
+    async def handler(request: web.Request) -> web.Response:
+        headers = {name.lower(): value for name, value in request.headers.items()}  # names are case-insensitive
+        seen.append((request.method, request.path, headers, await request.read()))
+        return web.json_response({"id": "gen-1", "choices": [{"message": {"content": "ok"}}]})
 
-def test_the_chat_shortcut_sends_what_asyncclient_send_would_on_this_httpx():
-    # The chat POST skips AsyncClient.send (bench B2: about 15% of a call's CPU). That is safe only while
-    # send adds nothing to a request this client builds: re-measure and re-check on an httpx upgrade.
-    assert httpx.__version__.startswith("0.28."), "re-run bench B2 with and without OpenRouterClient._post_direct"
-    client, seen = _recording_client()
     content = b'{"model":"m/x","messages":[]}'
 
     async def both():
-        async with client:
-            await client.chat({"model": "m/x"}, timeout_s=5, retries=0, content=content)
-            await client._http.send(client._http.build_request("POST", client._chat_url, content=content))
+        served, base_url = await _serving(handler)
+        try:
+            async with OpenRouterClient(api_key=TEST_KEY, base_url=base_url, app_name="bench") as client:
+                reply = await client.chat({"model": "m/x"}, timeout_s=5, retries=0, content=content)
+                response = await client._http.post("chat/completions", content=content)
+                return reply, response
+        finally:
+            await served.cleanup()
 
-    asyncio.run(both())
-    shortcut, public = seen
-    assert (shortcut.method, shortcut.url, shortcut.content) == (public.method, public.url, public.content)
-    assert shortcut.headers.multi_items() == public.headers.multi_items()
+    reply, response = asyncio.run(both())
+    assert reply.content == "ok" and response.status_code == 200
+    (direct_method, direct_path, direct, direct_body), (method, path, public, body) = seen
+    assert (
+        (direct_method, direct_path, direct_body)
+        == (method, path, body)
+        == ("POST", "/api/v1/chat/completions", content)
+    )
+    assert direct["authorization"] == f"Bearer {TEST_KEY}" and direct["x-openrouter-title"] == "bench"
+    offered = {"accept-encoding"}  # the direct POST offers only what aiohttp decodes itself
+    assert {k: v for k, v in direct.items() if k not in offered} == {
+        k: v for k, v in public.items() if k not in offered
+    }
 
 
-def test_a_compressed_reply_is_decoded_on_the_shortcut():
+def test_a_compressed_reply_is_decoded_on_the_direct_post():
     body = json.dumps({"id": "gen-7", "choices": [{"message": {"content": "zipped"}}]}).encode()
-    answer = httpx.Response(200, content=gzip.compress(body), headers={"content-encoding": "gzip"})
-    client, _ = _recording_client(answer)
-    reply = asyncio.run(_chat(client, retries=0))
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(
+            body=gzip.compress(body), headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        )
+
+    async def call():
+        served, base_url = await _serving(handler)
+        try:
+            async with OpenRouterClient(api_key=TEST_KEY, base_url=base_url) as client:
+                return await client.chat({"model": "m/x", "messages": []}, timeout_s=5, retries=0)
+        finally:
+            await served.cleanup()
+
+    reply = asyncio.run(call())
     assert reply.content == "zipped" and reply.generation_id == "gen-7"
 
 

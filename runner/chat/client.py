@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from ..errors import (
 from .failures import HANDLED, Failure, TransportFailure, describe, failure_of
 from .flow import RequestGate
 from .reply import Generation, Reply, Usage
+from .transport import AiohttpTransport, ChatExchange
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,8 @@ class OpenRouterClient:
         self._transport = transport if transport is not None else production_transport(max_connections)
         self._http = httpx.AsyncClient(base_url=self._base_url, headers=headers, transport=self._transport)
         self._chat_url = self._base_url.join("chat/completions")  # absolute: merged once, not per call
-        # The chat POST's headers as build_request orders them (Host, the client's; Content-Length is
-        # added per call), merged once: raw pairs and a ByteStream skip httpx re-merging them (~5 us a call).
-        self._chat_headers = [(b"Host", self._chat_url.netloc), *self._http.headers.raw]
+        direct = isinstance(self._transport, AiohttpTransport)  # ours: the chat POST skips httpx's objects
+        self._exchange = ChatExchange(str(self._chat_url), self._http.headers) if direct else None
         self._timeouts: dict[float, httpx.Timeout] = {}
         self._sleep = sleep
         self._wait = WaitRetryAfter(wait_random_exponential(multiplier=backoff_base_s, max=backoff_max_s))
@@ -130,6 +130,10 @@ class OpenRouterClient:
         if content is None:
             content = _encode(body)
         model = body.get("model")
+        try:  # the first attempt: most calls end here, without building a retry loop
+            return await self._post_chat(model or "", content, timeout_s)
+        except TransportFailure as exc:
+            failed: TransportFailure | None = exc
         retrying = AsyncRetrying(
             stop=stop_after_attempt(retries + 1),
             wait=self._wait,
@@ -141,6 +145,9 @@ class OpenRouterClient:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if failed is not None:  # tenacity's attempt 1 is the one above: it decides on its failure
+                        replayed, failed = failed, None
+                        raise replayed
                     return await self._post_chat(model or "", content, timeout_s)
         except TransportFailure as exc:
             raise TransientError(
@@ -226,32 +233,23 @@ class OpenRouterClient:
         *,
         content: bytes | None = None,
         params: dict[str, Any] | None = None,
-    ) -> tuple[int, Any, httpx.Headers]:
+    ) -> tuple[int, Any, Mapping[str, str]]:
         """One exchange: the status, the body parsed as JSON (or its first 500 bytes as text), the headers.
 
         Failures are looked up in failures.FAILURES: a configuration stop, a bug of ours raised as
         it is, or a TransportFailure for the retry loop.
         """
-        timeout = self._timeouts.get(timeout_s)
-        if timeout is None:
-            timeout = self._timeouts[timeout_s] = httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0))
         try:
-            async with asyncio.timeout(timeout_s):
-                if url is self._chat_url:
-                    # What build_request would make (no cookies, no params to merge), from headers merged once.
-                    request = httpx.Request(
-                        method,
-                        url,
-                        headers=[*self._chat_headers, (b"Content-Length", b"%d" % len(content))],
-                        stream=httpx.ByteStream(content),
-                        extensions={"timeout": timeout.as_dict()},
-                    )
-                    request.read()  # the body is in memory: marked read, as httpx does for `content=`
-                    response, raw = await self._post_direct(request)
-                else:
+            if url is self._chat_url and self._exchange is not None:
+                status, raw, headers = await self._exchange.post(self._transport, content, timeout_s)
+            else:
+                timeout = self._timeouts.get(timeout_s)
+                if timeout is None:
+                    timeout = self._timeouts[timeout_s] = httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0))
+                async with asyncio.timeout(timeout_s):
                     request = self._http.build_request(method, url, content=content, params=params, timeout=timeout)
                     response = await self._http.send(request)  # stream=True and aiter_lines() will read SSE
-                    raw = response.content
+                    status, raw, headers = response.status_code, response.content, response.headers
         except HANDLED as exc:
             failure = failure_of(exc)
             if failure is Failure.MISUSE:
@@ -264,40 +262,18 @@ class OpenRouterClient:
             payload = json.loads(raw) if raw else None
         except (json.JSONDecodeError, UnicodeDecodeError):
             payload = raw[:500].decode("utf-8", "replace")
-        return response.status_code, payload, response.headers
-
-    async def _post_direct(self, request: httpx.Request) -> tuple[httpx.Response, bytes]:
-        """The one shortcut, for the chat POST only: the request (built by the client) goes straight to
-        the transport, and an unencoded body is read raw.
-
-        AsyncClient.send adds auth, redirects, cookie extraction and event hooks, none of which this
-        client uses; with the decoder chain they cost about 0.04 ms of CPU a call, 15% of a whole
-        pipeline call (bench B2: 0.267 ms a call before, 0.395 ms through send). Pinned by
-        tests/test_client.py to httpx 0.28, whose send adds nothing to a request this client builds.
-        """
-        response = await self._transport.handle_async_request(request)
-        if "content-encoding" in response.headers or response.is_stream_consumed:
-            return response, await response.aread()  # httpx's decoders undo gzip; a read response has its content
-        try:
-            return response, b"".join([chunk async for chunk in response.aiter_raw()])
-        finally:
-            await response.aclose()
+        return status, payload, headers
 
 
 def production_transport(max_connections: int) -> httpx.AsyncBaseTransport:
-    # httpcore's pool costs milliseconds of CPU per call at high concurrency (encode/httpx #3215);
-    # aiohttp's connector does not, so httpx sends through it.
-    from httpx_aiohttp import AiohttpTransport
-
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return AiohttpTransport(limits=limits)
+    return AiohttpTransport(max_connections)
 
 
 def _encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _classify(status: int, payload: Any, headers: httpx.Headers, model: str | None) -> Exception:
+def _classify(status: int, payload: Any, headers: Mapping[str, str], model: str | None) -> Exception:
     error = payload.get("error") if isinstance(payload, dict) else None
     error = error if isinstance(error, dict) else {}
     message = str(error.get("message") or (payload if isinstance(payload, str) else "") or f"HTTP {status}")
@@ -340,7 +316,7 @@ def _excerpt(payload: Any) -> str:
     return repr(text[:120] + ("..." if len(text) > 120 else ""))
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("retry-after")
     if not value:
         return None

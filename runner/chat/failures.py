@@ -1,7 +1,8 @@
 """What a failed HTTP exchange means: every httpx and aiohttp exception class, named, with its kind.
 
-The httpx-aiohttp transport turns some aiohttp exceptions into httpx ones and lets the rest
-through, so both libraries' classes are listed. There is no catch-all: tests/test_client.py lists
+httpx's own transports (a MockTransport in tests, any a caller passes) raise httpx's classes;
+the production transport (transport.py) lets aiohttp's through as they are, so both libraries'
+classes are listed. There is no catch-all: tests/test_client.py lists
 every exception class both libraries define and fails on one missing here (a library upgrade
 that adds a class must decide its kind). A class is looked up along its MRO, so at run time a new
 subclass still gets its parent's kind.
@@ -32,7 +33,7 @@ FAILURES: dict[type[BaseException], Failure] = {
     httpx.RequestError: Failure.CONNECTION,
     httpx.TransportError: Failure.CONNECTION,
     httpx.TimeoutException: Failure.TIMEOUT,
-    httpx.ConnectTimeout: Failure.TIMEOUT,  # httpx-aiohttp's name for any aiohttp connection error: see failure_of
+    httpx.ConnectTimeout: Failure.TIMEOUT,
     httpx.ReadTimeout: Failure.TIMEOUT,
     httpx.WriteTimeout: Failure.TIMEOUT,
     httpx.PoolTimeout: Failure.TIMEOUT,
@@ -56,7 +57,7 @@ FAILURES: dict[type[BaseException], Failure] = {
     httpx.StreamClosed: Failure.MISUSE,
     httpx.ResponseNotRead: Failure.MISUSE,
     httpx.RequestNotRead: Failure.MISUSE,
-    # aiohttp: what httpx-aiohttp does not map comes through as it is
+    # aiohttp: the production transport's, as aiohttp raises them
     aiohttp.ClientError: Failure.CONNECTION,
     aiohttp.ClientConnectionError: Failure.CONNECTION,
     aiohttp.ClientConnectionResetError: Failure.CONNECTION,
@@ -112,8 +113,8 @@ class TransportFailure(Exception):
 def failure_of(exc: BaseException) -> Failure:
     """The kind of the first class in the exception's MRO that the table names.
 
-    httpx-aiohttp reports a refused connection as ConnectTimeout: a cause that says nothing
-    answers wins over the class.
+    A transport that wraps a refused connection in another class (httpx-aiohttp reports it as
+    ConnectTimeout) keeps the cause: a cause that says nothing answers wins over the class.
     """
     kind = next(FAILURES[cls] for cls in type(exc).__mro__ if cls in FAILURES)
     cause = exc.__cause__
