@@ -253,18 +253,8 @@ class OpenRouterClient:
                     response = await self._http.send(request)  # stream=True and aiter_lines() will read SSE
                     raw = response.content
         except HANDLED as exc:
-            failure = failure_of(exc)
-            if failure is Failure.MISUSE:
-                raise
-            if failure is Failure.CONFIGURATION:
-                kind = "a valid URL" if isinstance(exc, httpx.InvalidURL) else "usable"
-                raise ConfigurationError(f"OPENROUTER_BASE_URL is not {kind}: {exc}") from None
-            raise TransportFailure(describe(exc, failure, timeout_s), failure) from None
-        try:
-            payload = json.loads(raw) if raw else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            payload = raw[:500].decode("utf-8", "replace")
-        return response.status_code, payload, response.headers
+            raise _transport_failure(exc, timeout_s) from None
+        return response.status_code, _parse(raw), response.headers
 
     async def _post_direct(self, request: httpx.Request) -> tuple[httpx.Response, bytes]:
         """The one shortcut, for the chat POST only: the request (built by the client) goes straight to
@@ -291,6 +281,25 @@ def production_transport(max_connections: int) -> httpx.AsyncBaseTransport:
 
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     return AiohttpTransport(limits=limits)
+
+
+def _transport_failure(exc: BaseException, timeout_s: float) -> TransportFailure:
+    """A failed exchange as a TransportFailure for the retry loop; a configuration stop or a bug of ours is raised."""
+    failure = failure_of(exc)
+    if failure is Failure.MISUSE:
+        raise exc
+    if failure is Failure.CONFIGURATION:
+        kind = "a valid URL" if isinstance(exc, httpx.InvalidURL) else "usable"
+        raise ConfigurationError(f"OPENROUTER_BASE_URL is not {kind}: {exc}") from None
+    return TransportFailure(describe(exc, failure, timeout_s), failure)
+
+
+def _parse(raw: bytes) -> Any:
+    """A body parsed as JSON, or its first 500 bytes as text."""
+    try:
+        return json.loads(raw) if raw else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return raw[:500].decode("utf-8", "replace")
 
 
 def _encode(body: dict[str, Any]) -> bytes:
