@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import httpx
@@ -147,30 +148,46 @@ def test_events_come_in_order_and_text_steps_only_stream(fake, settings, tmp_pat
 
 
 def test_the_first_text_arrives_before_the_reply_is_complete(settings, tmp_path, monkeypatch):
-    """Over a real socket: the fake paces its events, and the first piece of text reaches the caller
-    before the fake has written the reply's last event."""
-    written: list[tuple[float, bytes]] = []
+    """Over a real socket: the fake holds back the rest of the reply after its first piece of text
+    until the caller has that piece (or 10 s have passed), so a caller that waited for the whole
+    reply would make the fake give up waiting."""
+    caller_has_text = threading.Event()
+    held: list[bool] = []  # per held reply: whether the caller had its text before the rest was sent
+    written: list[bytes] = []
     paced = fake_server_module._paced
 
-    async def recording(reply):
+    async def holding(reply):
         async for event in paced(reply):
             yield event
-            written.append((time.monotonic(), event))
+            written.append(event)
+            if not held and _has_text(event):
+                held.append(await asyncio.to_thread(caller_has_text.wait, 10))
 
-    monkeypatch.setattr(fake_server_module, "_paced", recording)
+    monkeypatch.setattr(fake_server_module, "_paced", holding)
     pipeline = load_pipeline(write_pipeline(tmp_path, WITH_FALLBACK))
-    with FakeServer(FakeOpenRouter(stream_delay_s=0.02)) as server:
+    with FakeServer(FakeOpenRouter(stream_delay_s=0.01)) as server:
         live = Settings(api_key=TEST_KEY, base_url=server.base_url, db=settings.db, models_cache=False)
 
-        async def consume() -> list[tuple[float, object]]:
-            return [(time.monotonic(), event) async for event in pipeline.stream({"text": "kettle"}, settings=live)]
+        async def consume() -> tuple[list, list[bytes]]:
+            events, sent_at_first_text = [], []
+            async for event in pipeline.stream({"text": "kettle"}, settings=live):
+                if isinstance(event, TextDelta) and not caller_has_text.is_set():
+                    sent_at_first_text = list(written)
+                    caller_has_text.set()
+                events.append(event)
+            return events, sent_at_first_text
 
-        received = asyncio.run(consume())
-    first_text = next(at for at, event in received if isinstance(event, TextDelta))
-    done_written = next(at for at, event in written if event == b"data: [DONE]\n\n")
-    assert first_text < done_written
-    record_done = next(at for at, event in received if isinstance(event, RecordFinished))
-    assert done_written <= record_done
+        events, sent_at_first_text = asyncio.run(consume())
+    assert held == [True]
+    assert b"data: [DONE]\n\n" not in sent_at_first_text and b"data: [DONE]\n\n" in written
+    assert events[-1].result.status == "ok" and len(_deltas(events)) > 3
+
+
+def _has_text(event: bytes) -> bool:
+    if not event.startswith(b"data: {"):
+        return False
+    choices = json.loads(event[len(b"data: ") :]).get("choices") or [{}]
+    return bool((choices[0].get("delta") or {}).get("content"))
 
 
 def test_a_streamed_reply_makes_one_cost_row_with_the_cost_of_its_last_chunk(fake, settings, tmp_path, db_path):
@@ -346,3 +363,58 @@ def test_cli_stream_needs_one_record(capsys, monkeypatch, tmp_path):
     outcome = invoke(capsys, monkeypatch, "run", str(path), "--inputs", str(data), "--stream", "--mock")
 
     assert outcome.code == 2 and "--stream goes with --input" in outcome.err
+
+
+# The fake streams as OpenRouter does
+
+
+def _fake_events(fake: FakeOpenRouter, body: bytes) -> tuple[str, ...]:
+    response = asyncio.run(fake.handle("POST", "/api/v1/chat/completions", {}, {"authorization": "Bearer k"}, body))
+    assert response.status == 200 and response.body is None
+    return response.events
+
+
+def test_the_fakes_chunks_have_openrouters_shape(fake):
+    body = json.dumps(
+        {
+            "model": "google/gemini-2.5-flash-lite",
+            "stream": True,
+            "messages": [{"role": "user", "content": "Say hello"}],
+        }
+    )
+    events = _fake_events(fake, body.encode())
+
+    assert events[0] == ": OPENROUTER PROCESSING\n\n" and events[-1] == "data: [DONE]\n\n"
+    chunks = [json.loads(event[len("data: ") :]) for event in events if event.startswith("data: {")]
+    for chunk in chunks:  # ChatStreamChunk's required fields
+        assert {"id", "choices", "created", "model", "object"} <= chunk.keys()
+        assert chunk["object"] == "chat.completion.chunk"
+        for choice in chunk["choices"]:  # ChatStreamChoice's
+            assert {"delta", "finish_reason", "index"} <= choice.keys()
+    assert len({chunk["id"] for chunk in chunks}) == 1
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["cost"] > 0
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert all("usage" not in chunk for chunk in chunks[:-1])
+
+
+def test_the_fakes_mid_stream_error_is_an_error_chunk_without_done(fake):
+    fake.enqueue(Fault("stream_error", message="Provider disconnected"))
+    body = json.dumps(
+        {
+            "model": "google/gemini-2.5-flash-lite",
+            "stream": True,
+            "messages": [{"role": "user", "content": "Say hello to everyone here"}],
+        }
+    )
+    events = _fake_events(fake, body.encode())
+
+    last = json.loads(events[-1][len("data: ") :])
+    assert last["error"]["message"] == "Provider disconnected" and "code" in last["error"]
+    assert last["choices"][0]["finish_reason"] == "error" and last["choices"][0]["delta"] == {"content": ""}
+    assert "data: [DONE]\n\n" not in events
+    text = "".join(
+        json.loads(event[6:])["choices"][0]["delta"].get("content") or ""
+        for event in events
+        if event.startswith("data: {")
+    )
+    assert text  # some text came before the error
