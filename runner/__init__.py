@@ -29,6 +29,7 @@ from .errors import (
 from .outcomes import FailureKind, Outcome, RunStatus, Status
 from .run.hooks import Hooks
 from .run.results import RecordResult, StepResult
+from .run.streaming import RecordFinished, StepFinished, StepStarted, TextDelta
 from .session import Session
 from .settings import RunOptions, Settings
 
@@ -48,6 +49,7 @@ __all__ = [  # sorted; README's Python API section groups them
     "OutputError",
     "Pipeline",
     "PipelineError",
+    "RecordFinished",
     "RecordResult",
     "RenderError",
     "RunMismatch",
@@ -59,8 +61,11 @@ __all__ = [  # sorted; README's Python API section groups them
     "Settings",
     "SpecError",
     "Status",
+    "StepFinished",
     "StepResult",
+    "StepStarted",
     "StoreError",
+    "TextDelta",
     "UnpricedModels",
     "UsageError",
     "load_pipeline",

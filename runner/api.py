@@ -1,4 +1,5 @@
-"""The Python API: `load_pipeline(path)` -> Pipeline; `await pipeline.run(record, user_id=...)`.
+"""The Python API: `load_pipeline(path)` -> Pipeline; `await pipeline.run(record, user_id=...)`,
+`async for event in pipeline.stream(record)`.
 
 A Pipeline is the checked file, its graph and its renderer; each run opens a Session (session.py),
 where the pieces are wired. The CLI uses exactly this.
@@ -18,6 +19,7 @@ from .plan.graph import StepGraph, build_graph
 from .plan.render import Renderer
 from .run.hooks import Hooks
 from .run.results import RecordResult
+from .run.streaming import EventQueue, StreamEvent
 from .session import Session
 from .settings import RunOptions, Settings
 from .spec.load import load_spec
@@ -97,6 +99,25 @@ class Pipeline:
         """Run one record; costs go to the store named by the settings (PIPELINE_DB by default)."""
         async with self.session(settings, transport=transport, user_id=user_id) as session:
             return await session.run(record, key=key)
+
+    async def stream(
+        self,
+        record: Mapping[str, Any],
+        user_id: str | None = None,
+        *,
+        settings: Settings | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        key: str | int = 1,
+        use_cache: bool = True,
+    ) -> AsyncIterator[StreamEvent]:
+        """Run one record with its text steps streamed: StepStarted, TextDelta and StepFinished events as
+        they happen, RecordFinished (with the result `run` returns) last. Leaving the loop early cancels the run."""
+        events = EventQueue()
+        options = RunOptions(stream=True, use_cache=use_cache)
+        session = self.session(settings, transport=transport, user_id=user_id, hooks=events, options=options)
+        async with session:
+            async for event in events.events(session.run(record, key=key)):
+                yield event
 
     async def run_many(
         self,

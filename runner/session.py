@@ -18,8 +18,8 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from .chat.catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
-from .chat.client import OpenRouterClient
 from .chat.flow import RequestGate
+from .chat.stream import StreamingClient
 from .errors import FailureSummary, InputError, RunStopped, UnpricedModels, UsageError
 from .outcomes import FailureKind, RunStatus, Status
 from .run.backend import LocalBackend, RecordExecutor
@@ -76,14 +76,14 @@ class Session:
         self._transport = transport
         self.hooks: Hooks = fan_out(_Recorder(self), hooks)
         self.backend: RecordExecutor | None = None
-        self._client: OpenRouterClient | None = None
+        self._client: StreamingClient | None = None
         self._store: Store | None = None
         self._flush_scheduled = False
 
     async def __aenter__(self) -> Session:
         settings, options = self.settings, self.options
         self.gate = RequestGate(options.concurrency)
-        self._client = OpenRouterClient(
+        self._client = StreamingClient(
             api_key=settings.api_key,
             base_url=settings.base_url,
             transport=self._transport,
@@ -122,6 +122,7 @@ class Session:
             hooks=self.hooks,
             cache=self if self._store is not None else None,
             budget=self.budget,
+            stream=self.options.stream,
         )
         self.backend = LocalBackend(RecordRunner(services), concurrency=options.concurrency)
         return self

@@ -251,22 +251,31 @@ class OpenRouterClient:
                     response = await self._http.send(request)  # stream=True and aiter_lines() will read SSE
                     status, raw, headers = response.status_code, response.content, response.headers
         except HANDLED as exc:
-            failure = failure_of(exc)
-            if failure is Failure.MISUSE:
-                raise
-            if failure is Failure.CONFIGURATION:
-                kind = "a valid URL" if isinstance(exc, httpx.InvalidURL) else "usable"
-                raise ConfigurationError(f"OPENROUTER_BASE_URL is not {kind}: {exc}") from None
-            raise TransportFailure(describe(exc, failure, timeout_s), failure) from None
-        try:
-            payload = json.loads(raw) if raw else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            payload = raw[:500].decode("utf-8", "replace")
-        return status, payload, headers
+            raise _transport_failure(exc, timeout_s) from None
+        return status, _parse(raw), headers
 
 
 def production_transport(max_connections: int) -> httpx.AsyncBaseTransport:
     return AiohttpTransport(max_connections)
+
+
+def _transport_failure(exc: BaseException, timeout_s: float) -> TransportFailure:
+    """A failed exchange as a TransportFailure for the retry loop; a configuration stop or a bug of ours is raised."""
+    failure = failure_of(exc)
+    if failure is Failure.MISUSE:
+        raise exc
+    if failure is Failure.CONFIGURATION:
+        kind = "a valid URL" if isinstance(exc, httpx.InvalidURL) else "usable"
+        raise ConfigurationError(f"OPENROUTER_BASE_URL is not {kind}: {exc}") from None
+    return TransportFailure(describe(exc, failure, timeout_s), failure)
+
+
+def _parse(raw: bytes) -> Any:
+    """A body parsed as JSON, or its first 500 bytes as text."""
+    try:
+        return json.loads(raw) if raw else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return raw[:500].decode("utf-8", "replace")
 
 
 def _encode(body: dict[str, Any]) -> bytes:

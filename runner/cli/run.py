@@ -19,6 +19,7 @@ from ..api import Pipeline, load_pipeline
 from ..errors import BudgetExceeded, OutputError, RunStopped, UsageError
 from ..outcomes import RunStatus, Status
 from ..report.progress import RunProgress
+from ..report.textstream import TextPrinter
 from ..run.inputs import InputItem, NotANumber, is_stream, parse_json, read_inputs
 from ..settings import RunOptions, Settings
 from ..spec.model import thaw
@@ -80,6 +81,7 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an earlier run without paying again.")
 @click.option("--retry-failed", is_flag=True, help="With --resume: run the records that failed again (costs money).")
 @click.option("--run-id", "join_id", metavar="NAME", help="Name the run; workers given the same name share it.")
+@click.option("--stream", is_flag=True, help="With --input: write text steps' replies to stderr as they arrive.")
 def run(
     file: str,
     inputs: tuple[str, ...],
@@ -98,6 +100,7 @@ def run(
     retry_failed: bool,
     join_id: str | None,
     db_schema: str | None,
+    stream: bool,
 ) -> None:
     """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
     pipeline = load_pipeline(file)
@@ -109,12 +112,15 @@ def run(
         raise UsageError("give --resume RUN_ID (finish a run) or --run-id NAME (start or join one), not both")
     if retry_failed and not resume_id:
         raise UsageError("--retry-failed goes with --resume RUN_ID: it runs that run's failed records again")
+    if stream and inputs_path:
+        raise UsageError("--stream goes with --input (one record): a dataset's replies would interleave")
     options = RunOptions(
         concurrency=concurrency,
         use_cache=not no_cache,
         max_cost_usd=max_cost,
         resume=resume_id is not None,
         retry_failed=retry_failed,
+        stream=stream,
     )
     if dry_run:
         items = _items(pipeline, inputs, inputs_path, key_field)
@@ -145,7 +151,8 @@ def _items(pipeline: Pipeline, inputs, inputs_path, key_field) -> Iterator[Input
 
 
 async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> int:
-    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options)
+    hooks = TextPrinter(sys.stderr) if options.stream else None
+    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options, hooks=hooks)
     stopped: RunStopped | None = None
     entered = False
     try:

@@ -23,6 +23,7 @@ FAULT_KINDS = (
     "byok",
     "plugin_fee",
     "served_model",
+    "stream_error",
 )
 
 
@@ -57,6 +58,9 @@ class Fault:
       "plugin_fee"      `cost` = the token price + `fee_usd` (default PLUGIN_FEE_USD), above the upstream cost.
       "served_model"    the reply (and its generation) names `served_model` (default: the dated id of the
                         requested model, DATED_IDS) instead of the requested id.
+      "stream_error"    an error from the provider mid-reply: streamed (`stream: true`), half the text, then an
+                        error chunk (`error` {code 502, `message`}, finish_reason "error", the usage) and no
+                        [DONE]; unstreamed, the same as "error_in_body".
     "no_usage" is a 200 without usage (not billed, no generation).
     """
 

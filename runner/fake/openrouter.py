@@ -22,6 +22,7 @@ from ..errors import SynthesisError
 from ..plan.synth import Synthesizer
 from . import replies as shapes
 from .faults import FAULT_KINDS, Fault
+from .streaming import streamed
 
 __all__ = ["FAULT_KINDS", "FakeOpenRouter", "FakeResponse", "Fault", "Seen"]
 
@@ -34,6 +35,8 @@ class FakeResponse:
     body: Any = None  # a dict (sent as JSON), a str (sent as is) or None
     headers: Mapping[str, str] = field(default_factory=dict)
     action: str | None = None  # "drop": close the connection without replying
+    events: tuple[str, ...] | None = None  # a streamed reply's SSE events (streaming.py), sent one by one
+    event_delay_s: float = 0.0  # the pause before each event after the first
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class FakeOpenRouter:
         "Generation not found" (OpenRouter is still indexing it); default 1, so clients must retry.
     generation_not_found_s: lookups within S seconds of the reply answer 404 too; default 0.
     generations_never_found: every lookup answers 404.
+    stream_delay_s: the pause between the events of a streamed reply (`stream: true`); default 0.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class FakeOpenRouter:
         generation_not_found_lookups: int = 1,
         generation_not_found_s: float = 0.0,
         generations_never_found: bool = False,
+        stream_delay_s: float = 0.0,
     ) -> None:
         self.latency_s = latency_s
         self.api_key = api_key
@@ -78,6 +83,7 @@ class FakeOpenRouter:
         self.generation_not_found_lookups = generation_not_found_lookups
         self.generation_not_found_s = generation_not_found_s
         self.generations_never_found = generations_never_found
+        self.stream_delay_s = stream_delay_s
         self._generation_lookups: dict[str, int] = {}
         self._generation_born: dict[str, float] = {}
         self._history_limit = history_limit
@@ -147,7 +153,7 @@ class FakeOpenRouter:
             self.chat_requests += 1
             if self._on_chat_body is not None:
                 self._on_chat_body(body)
-            return await self._chat(body)
+            return streamed(await self._chat(body), body, self.stream_delay_s)
         return _error(404, f"no route for {method} /{path}")
 
     def _generation(self, generation_id: str) -> FakeResponse:
@@ -260,7 +266,7 @@ class FakeOpenRouter:
             finish_reason = fault.finish_reason or "error"
             if finish_reason == "content_filter":
                 content = None
-        if kind in ("choice_error", "error_in_body"):
+        if kind in ("choice_error", "error_in_body", "stream_error"):
             finish_reason = "error"
         if kind == "choice_error":
             content = ""
@@ -321,7 +327,7 @@ class FakeOpenRouter:
             )
             response["usage"] = shapes.without_cost(usage) if kind == "no_cost" else usage
             self._bill(generation_id, served, usage, finish_reason, native, body.get("user"))
-        if kind == "error_in_body":
+        if kind in ("error_in_body", "stream_error"):
             response["error"] = {
                 "code": 502,
                 "message": fault.message or "Provider returned error",

@@ -12,6 +12,7 @@ import contextlib
 import json
 import socket
 import threading
+from collections.abc import AsyncIterator
 
 import httpx
 from aiohttp import web
@@ -27,6 +28,8 @@ def _app(fake: FakeOpenRouter) -> web.Application:
             if request.transport is not None:
                 request.transport.abort()  # the client sees the connection close with no reply
             return web.Response(status=204)
+        if reply.events is not None:
+            return await _stream_aiohttp(request, reply)
         return _to_aiohttp(reply)
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -45,6 +48,23 @@ def _to_aiohttp(reply: FakeResponse) -> web.Response:
     )
 
 
+async def _stream_aiohttp(request: web.Request, reply: FakeResponse) -> web.StreamResponse:
+    """A streamed reply: each event written (and flushed) `event_delay_s` after the one before."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream", **reply.headers})
+    await response.prepare(request)
+    async for event in _paced(reply):
+        await response.write(event)
+    await response.write_eof()
+    return response
+
+
+async def _paced(reply: FakeResponse) -> AsyncIterator[bytes]:
+    for number, event in enumerate(reply.events or ()):
+        if number and reply.event_delay_s:
+            await asyncio.sleep(reply.event_delay_s)
+        yield event.encode("utf-8")
+
+
 def mock_transport(fake: FakeOpenRouter) -> httpx.MockTransport:
     """The same fake for unit tests: no sockets, drops become httpx.RemoteProtocolError."""
 
@@ -55,6 +75,9 @@ def mock_transport(fake: FakeOpenRouter) -> httpx.MockTransport:
         )
         if reply.action == "drop":
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        if reply.events is not None:
+            headers = {"Content-Type": "text/event-stream", **reply.headers}
+            return httpx.Response(200, headers=headers, content=_paced(reply))
         if isinstance(reply.body, str):
             return httpx.Response(reply.status, text=reply.body, headers=dict(reply.headers))
         return httpx.Response(reply.status, json=reply.body, headers=dict(reply.headers))
@@ -120,8 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the fake OpenRouter on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every reply")
+    parser.add_argument("--stream-delay-ms", type=float, default=0.0, help="pause between a streamed reply's events")
     arguments = parser.parse_args(argv)
-    fake = FakeOpenRouter(latency_s=arguments.latency_ms / 1000, history_limit=1000)
+    fake = FakeOpenRouter(
+        latency_s=arguments.latency_ms / 1000, history_limit=1000, stream_delay_s=arguments.stream_delay_ms / 1000
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(fake, arguments.port))
 

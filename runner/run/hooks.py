@@ -24,6 +24,7 @@ EVENTS = (
     "on_call_start",
     "on_call_end",
     "on_cost",
+    "on_text_delta",
 )
 
 
@@ -52,6 +53,9 @@ class Hooks:
 
     def on_cost(self, event: CostEvent, entry: CacheEntry | None) -> None:
         """A billed or cached reply; `entry` is set when the reply should be kept in the response cache."""
+
+    def on_text_delta(self, record_key: str, step_id: str, text: str) -> None:
+        """A piece of a streamed text step's reply, as it arrived (a cached reply comes whole, in one piece)."""
 
 
 class FanOut(Hooks):

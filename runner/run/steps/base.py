@@ -43,6 +43,7 @@ class Services:
     hooks: Hooks
     cache: ReplyCache | None = None
     budget: Budget | SharedBudget | None = None
+    stream: bool = False  # text steps stream their replies (run/streaming.py)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from ...outcomes import FailureKind, Outcome, Status
 from ...spec.model import ChatStep, thaw
 from ..budget import worst_case_cost
 from ..results import CacheEntry, CostEvent, StepResult, utc_now
+from ..streaming import ask_streamed, show_cached, streams
 from .base import Scope, Services, render_failed
 
 log = logging.getLogger(__name__)
@@ -157,9 +158,12 @@ class ChatRunner:
         reply came without `usage.cost`.
         """
         key, content = encode_body(body)
+        streamed = self._services.stream and streams(step)
         if self._cache is not None:
             hit = self._cache.lookup(key)
             if hit is not None:
+                if streamed:
+                    show_cached(hit.reply, step, self._hooks, record_key)
                 return Billed(hit.reply, "usage"), key, hit
         reserved = await self._reserve(body) if self._budget is not None else 0.0
         actual = 0.0
@@ -170,7 +174,12 @@ class ChatRunner:
                 await limiter.acquire()
             hooks.on_call_start(record_key, step.id, model)
             try:
-                reply = await self._client.chat(body, timeout_s=step.timeout_s, retries=step.retries, content=content)
+                if streamed:
+                    reply = await ask_streamed(self._client, body, step, hooks, record_key)
+                else:
+                    reply = await self._client.chat(
+                        body, timeout_s=step.timeout_s, retries=step.retries, content=content
+                    )
             except PipelineError as exc:
                 hooks.on_call_end(record_key, step.id, model, None, exc)
                 raise
