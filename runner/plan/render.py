@@ -151,6 +151,10 @@ class Renderer:
         """The template a step of another kind holds at `field`, rendered as text in the step's scope."""
         return _text(self._templates[step.id, field], self._scoped(step.id, context))
 
+    def value(self, step: StepBase, field: str, context: Mapping[str, Any]) -> Any:
+        """The template a step of another kind holds at `field`, evaluated: a lone `{{ expression }}` keeps its type."""
+        return _run(self._templates[step.id, field], self._scoped(step.id, context))
+
     def should_run(self, step: StepBase, context: Mapping[str, Any]) -> bool:
         compiled = self._whens.get(step.id)
         if compiled is None:
