@@ -105,7 +105,7 @@ def _prepare(step: CodeStep, folder: Path, path: str, line: int | None) -> _Prep
     try:
         function = import_function(step.module_name, step.function_name, folder)
     except SpecError as exc:
-        raise stop(exc.message) from None
+        raise stop(exc.reason) from None
     except (Exception, SystemExit) as exc:
         log.error("step '%s': importing module '%s' raised", step.id, step.module_name, exc_info=exc)
         raise stop(f"importing module '{step.module_name}' raised {type(exc).__name__}: {exc}") from None
