@@ -123,7 +123,12 @@ class Session:
             cache=self if self._store is not None else None,
             budget=self.budget,
         )
-        self.backend = LocalBackend(RecordRunner(services), concurrency=options.concurrency)
+        try:
+            records = RecordRunner(services)  # a code step's function that cannot be imported stops here
+        except BaseException:
+            await self._close()
+            raise
+        self.backend = LocalBackend(records, concurrency=options.concurrency)
         return self
 
     @property

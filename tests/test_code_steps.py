@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import sys
 import textwrap
 from dataclasses import fields
@@ -214,10 +215,10 @@ def test_a_schema_file_beside_the_pipeline_checks_the_return_value(tmp_path, set
 @pytest.mark.parametrize(
     ("steps", "words", "line"),
     [
-        ("a:\n  call: nowhere:total\n", "step 'a': no module 'nowhere' next to the pipeline file", 5),
-        ("a:\n  call: tools:absent\n", "has no function 'absent'", 5),
-        ("a:\n  call: tools:total\n  args: {items: [], scal: 2}\n", "takes no argument 'scal'", 5),
-        ("a:\n  call: tools:total\n", "argument 'items' is required and missing from `args`", 5),
+        ("a:\n  call: nowhere:total\n", "step 'a': no module 'nowhere' next to the pipeline file", "5:11"),
+        ("a:\n  call: tools:absent\n", "has no function 'absent'", "5:11"),
+        ("a:\n  call: tools:total\n  args: {items: [], scal: 2}\n", "`args.scal`: the function takes no", "6:23"),
+        ("a:\n  call: tools:total\n", "argument 'items' is required and missing from `args`", "5:11"),
     ],
 )
 def test_a_missing_module_function_or_argument_stops_the_run_before_any_record(
@@ -235,7 +236,7 @@ def test_a_module_that_fails_to_import_stops_the_run_naming_the_step(capsys, mon
     monkeypatch.setenv("PIPELINE_TEST_IMPORT_MARKER", str(marker))
     result = invoke(capsys, monkeypatch, "run", str(CODE / "crash_on_import.yaml"), "--mock", "--input", '{"n": 2}')
     assert result.code == 2
-    assert f"{CODE / 'crash_on_import.yaml'}:5: step 'double': importing module 'crashing' raised SystemExit" in (
+    assert f"{CODE / 'crash_on_import.yaml'}:5:11: step 'double': importing module 'crashing' raised SystemExit" in (
         result.err
     )
     assert marker.exists()  # a run does import the code: that is what it is for
@@ -418,3 +419,22 @@ def test_a_code_step_sees_only_its_ancestors_and_a_skipped_one_is_null(tmp_path,
     assert result.output == {"first": None, "second": {"total": 10}}
     with pytest.raises(SpecError, match="step 'b'"):
         load_pipeline(pipeline_with(tmp_path, "b:\n  call: tools:total\n  args: {items: '{{ steps.zz.output }}'}\n"))
+
+
+def test_a_pipeline_with_code_steps_pickles_and_runs_where_it_lands(tmp_path, settings):
+    path = pipeline_with(tmp_path, "a:\n  call: tools:total\n  args: {items: '{{ input.items_ }}'}\n")
+    pipeline = pickle.loads(pickle.dumps(load_pipeline(path)))
+    result = asyncio.run(
+        pipeline.run({"items_": [{"amount": 4}]}, settings=settings, transport=mock_transport(FakeOpenRouter()))
+    )
+    assert result.output == {"a": {"total": 4}}
+
+
+def test_validate_warns_that_an_unused_code_step_runs_for_nothing(capsys, monkeypatch, tmp_path):
+    path = pipeline_with(tmp_path, "a:\n  call: tools:where_sync\nb:\n  call: tools:where_sync\n")
+    path.write_text(path.read_text() + "output: '{{ steps.a.output }}'\n")
+    result = invoke(capsys, monkeypatch, "validate", str(path))
+    assert result.code == 0
+    assert "step 'b': its output reaches nothing (no step and no `output` refers to it); it runs for nothing" in (
+        result.err
+    )

@@ -201,10 +201,10 @@ def _dead_ends(spec: PipelineSpec, graph: StepGraph) -> Iterator[Finding]:
         return  # every step's output is the record's output
     for step in spec.steps:
         if not graph.children(step.id) and step.id not in graph.output_steps:
+            wasted = "runs for nothing" if isinstance(step, CodeStep) else "is paid for and thrown away"
             yield Finding(
                 "warning",
-                f"step '{step.id}': its output reaches nothing (no step and no `output` refers to it); "
-                "it is paid for and thrown away",
+                f"step '{step.id}': its output reaches nothing (no step and no `output` refers to it); it {wasted}",
                 spec.path,
                 step.line,
                 None,

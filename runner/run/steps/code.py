@@ -27,6 +27,7 @@ from ...outcomes import FailureKind, Status
 from ...plan.pyfuncs import argument_problems, import_function, runtime_parameters
 from ...spec.code import CodeStep, arg_field
 from ...spec.model import thaw
+from ...spec.yamlmarks import SourceMap
 from ..results import StepResult
 from .base import Scope, Services, render_failed
 
@@ -49,9 +50,7 @@ class CodeRunner:
         spec = services.spec
         folder = Path(spec.path).resolve().parent
         self._steps = {
-            step.id: _prepare(step, folder, spec.path, spec.source.where(("steps", step.id, "call"))[0])
-            for step in spec.steps
-            if isinstance(step, CodeStep)
+            step.id: _prepare(step, folder, spec.path, spec.source) for step in spec.steps if isinstance(step, CodeStep)
         }
 
     async def run(self, step: CodeStep, scope: Scope) -> StepResult:
@@ -98,9 +97,12 @@ class CodeRunner:
         return thaw(value)
 
 
-def _prepare(step: CodeStep, folder: Path, path: str, line: int | None) -> _Prepared:
+def _prepare(step: CodeStep, folder: Path, path: str, source: SourceMap) -> _Prepared:
     def stop(message: str, field: str = "call") -> SpecError:
-        return SpecError(f"step '{step.id}': {message}", path=path, line=line, field=field)
+        written = ("steps", step.id, *field.split(".", 1))  # `args.x` as written; else the line of `call`
+        by_key = field != "call" and written in source.keys
+        line, column = source.keys[written] if by_key else source.where(("steps", step.id, "call"))
+        return SpecError(f"step '{step.id}': {message}", path=path, line=line, column=column, field=field)
 
     try:
         function = import_function(step.module_name, step.function_name, folder)
@@ -114,7 +116,8 @@ def _prepare(step: CodeStep, folder: Path, path: str, line: int | None) -> _Prep
         problems = argument_problems(parameters, step.args.keys())
         if problems:
             name, problem = problems[0]
-            raise stop(f"{step.call}: {problem}", f"args.{name}" if name else "args")
+            field = f"args.{name}" if name else "args"
+            raise stop(f"`{field}`: {problem} ({step.call})", field)
     schema = thaw(step.schema) if step.schema is not None else None
     validator = compile_validator(schema) if schema is not None else None
     return _Prepared(function, inspect.iscoroutinefunction(function), validator)
