@@ -438,3 +438,31 @@ def test_validate_warns_that_an_unused_code_step_runs_for_nothing(capsys, monkey
     assert "step 'b': its output reaches nothing (no step and no `output` refers to it); it runs for nothing" in (
         result.err
     )
+
+
+def test_references_into_a_code_steps_output_are_checked_only_as_far_as_its_schema_says(tmp_path):
+    steps = """
+    free:
+      call: tools:total
+      args: {items: []}
+    open:
+      call: tools:total
+      args: {items: []}
+      schema: {type: object, properties: {total: {type: integer}}}
+    closed:
+      call: tools:total
+      args: {items: []}
+      schema: {type: object, additionalProperties: false, properties: {total: {type: integer}}}
+    use:
+      call: tools:describe
+      args:
+        count: "{{ steps.free.output.total }}"
+        label: "{{ steps.open.output.anything }}"
+        flags: "{{ steps.closed.output.total }}"
+        nested: "{{ steps.closed.output.totl }}"
+    """
+    with pytest.raises(SpecError) as caught:
+        load_pipeline(pipeline_with(tmp_path, steps))
+    # No schema: any JSON (not text, as for a chat step); an open schema may hold other names; a closed one not.
+    assert "`steps.closed.output.totl`: the output schema of step 'closed' has no property 'totl'" in str(caught.value)
+    assert "free" not in str(caught.value) and "anything" not in str(caught.value)
