@@ -466,3 +466,20 @@ def test_references_into_a_code_steps_output_are_checked_only_as_far_as_its_sche
     # No schema: any JSON (not text, as for a chat step); an open schema may hold other names; a closed one not.
     assert "`steps.closed.output.totl`: the output schema of step 'closed' has no property 'totl'" in str(caught.value)
     assert "free" not in str(caught.value) and "anything" not in str(caught.value)
+
+
+def test_the_dry_run_prices_a_prompt_that_reads_a_schemaless_code_steps_output(capsys, monkeypatch, tmp_path):
+    path = pipeline_with(
+        tmp_path,
+        """
+        sum:
+          call: tools:total
+          args: {items: "{{ input['items'] }}"}
+        say:
+          model: google/gemini-2.5-flash-lite
+          prompt: "The total is {{ steps.sum.output.total }} ({{ steps.sum.output['by'][0].name }})"
+        """,
+    )
+    dry = invoke(capsys, monkeypatch, "run", str(path), "--dry-run", "--input", '{"items": []}')
+    assert dry.code == 0, dry.err
+    assert "1 possible call(s)" in dry.out and "could not be rendered" not in dry.out + dry.err
