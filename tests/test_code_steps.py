@@ -483,3 +483,11 @@ def test_the_dry_run_prices_a_prompt_that_reads_a_schemaless_code_steps_output(c
     dry = invoke(capsys, monkeypatch, "run", str(path), "--dry-run", "--input", '{"items": []}')
     assert dry.code == 0, dry.err
     assert "1 possible call(s)" in dry.out and "could not be rendered" not in dry.out + dry.err
+
+
+def test_timeout_s_comes_from_defaults_when_the_step_does_not_set_it(tmp_path, settings):
+    path = pipeline_with(tmp_path, "wait:\n  call: tools:slow_async\n")
+    path.write_text(path.read_text().replace("steps:\n", "defaults: {timeout_s: 0.1}\nsteps:\n"))
+    assert load_pipeline(path).spec.step("wait").timeout_s == 0.1
+    result = run_one(path, {}, settings)
+    assert result.error.message == "tools:slow_async did not return within timeout_s (0.1 s)"
