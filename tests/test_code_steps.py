@@ -48,6 +48,10 @@ async def where_async():
     return {"main_thread": threading.current_thread() is threading.main_thread()}
 
 
+def hands_back_a_coroutine():
+    return where_async()
+
+
 def leak(secret):
     raise ValueError("the record said " + secret)
 
@@ -144,9 +148,14 @@ def test_args_keep_their_types_and_constants_pass_through(tmp_path, settings):
 
 
 def test_async_functions_are_awaited_and_plain_ones_run_in_a_worker_thread(tmp_path, settings):
-    path = pipeline_with(tmp_path, "plain:\n  call: tools:where_sync\nawaited:\n  call: tools:where_async\n")
+    steps = "plain:\n  call: tools:where_sync\nawaited:\n  call: tools:where_async\n"
+    path = pipeline_with(tmp_path, steps + "indirect:\n  call: tools:hands_back_a_coroutine\n")
     result = run_one(path, {}, settings)
-    assert result.output == {"plain": {"main_thread": False}, "awaited": {"main_thread": True}}
+    assert result.output == {
+        "plain": {"main_thread": False},
+        "awaited": {"main_thread": True},
+        "indirect": {"main_thread": True},  # the coroutine a plain function returned is awaited on the loop
+    }
 
 
 def test_an_exception_is_code_error_with_the_type_only_and_the_traceback_in_the_log(capsys, monkeypatch, tmp_path):

@@ -64,6 +64,8 @@ class CodeRunner:
         try:
             async with asyncio.timeout(step.timeout_s) as deadline:
                 value = await (prepared.function(**kwargs) if prepared.is_async else _in_thread(prepared, kwargs))
+                if inspect.isawaitable(value):  # a plain (or decorated) function that hands back a coroutine
+                    value = await value
         except TimeoutError as exc:
             if not deadline.expired():
                 return _raised(step, scope, exc)
