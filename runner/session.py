@@ -124,7 +124,12 @@ class Session:
             budget=self.budget,
             stream=self.options.stream,
         )
-        self.backend = LocalBackend(RecordRunner(services), concurrency=options.concurrency)
+        try:
+            records = RecordRunner(services)  # a code step's function that cannot be imported stops here
+        except BaseException:
+            await self._close()
+            raise
+        self.backend = LocalBackend(records, concurrency=options.concurrency)
         return self
 
     @property

@@ -11,6 +11,8 @@ Rules (errors unless marked):
 - `input.<name>` that an open `input` schema does not define (warning; a closed one is a load error);
 - `input.<name>` for an optional property, not guarded by `| default(...)` or `is defined` (warning:
   a record without it fails with render_error);
+- code steps (calls.py): a `call` whose module or function does not exist, `args` the function does not
+  take or a required argument missing; read from the source, never imported;
 - `output` reading a property of a step that may be skipped (it or an ancestor has `when`): its
   output is then null and the record fails with render_error (warning).
 """
@@ -27,7 +29,9 @@ from jinja2 import nodes
 from ..chat.catalog import Catalog
 from ..plan.graph import StepGraph
 from ..plan.refs import input_references, parse, references, undefined_input_property
+from ..spec.code import CodeStep
 from ..spec.model import ChatStep, PipelineSpec, StepBase, Template
+from .calls import code_step_problems
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ def lint(spec: PipelineSpec, graph: StepGraph, catalog: Catalog) -> list[Finding
         if isinstance(step, ChatStep):
             findings.extend(_models(spec, step, catalog))
         findings.extend(_impossible_when(spec, step))
+    for step in spec.steps:
+        if isinstance(step, CodeStep):
+            findings.extend(Finding(*problem) for problem in code_step_problems(spec, step))
     findings.extend(_dead_ends(spec, graph))
     templates = [*(template for step in spec.steps for template in step.templates()), *graph.output_templates]
     for template in templates:
@@ -194,10 +201,10 @@ def _dead_ends(spec: PipelineSpec, graph: StepGraph) -> Iterator[Finding]:
         return  # every step's output is the record's output
     for step in spec.steps:
         if not graph.children(step.id) and step.id not in graph.output_steps:
+            wasted = "runs for nothing" if isinstance(step, CodeStep) else "is paid for and thrown away"
             yield Finding(
                 "warning",
-                f"step '{step.id}': its output reaches nothing (no step and no `output` refers to it); "
-                "it is paid for and thrown away",
+                f"step '{step.id}': its output reaches nothing (no step and no `output` refers to it); it {wasted}",
                 spec.path,
                 step.line,
                 None,

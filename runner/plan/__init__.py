@@ -1,7 +1,9 @@
 """Pure planning, no I/O: Jinja references (refs), the step graph (graph, networkx kept inside), sandboxed
-rendering (render), and schema-valid values chosen from a seed (synth, with schemaops and regexgen),
-which the dry run and the fake OpenRouter share.
+rendering (render, with the pipeline folder's shared pieces read once at load by includes), schema-valid
+values chosen from a seed (synth, with schemaops and regexgen), which the dry run and the fake OpenRouter
+share, and `module:function` references found and read without importing (pyfuncs; it alone imports the
+function, when a run asks).
 
 May import: runner.errors, runner.outcomes and runner.spec. Inside, one way: refs <- graph <- render;
-regexgen, schemaops <- synth.
+includes <- render; regexgen, schemaops <- synth; pyfuncs alone.
 """

@@ -183,10 +183,12 @@ def check_reference(reference: Reference, spec: PipelineSpec) -> None:
         hint = difflib.get_close_matches(field, STEP_FIELDS, n=1)
         fix = f"did you mean '{hint[0]}'?" if hint else f"a step has: {', '.join(STEP_FIELDS)}"
         raise _error(reference, f"`{reference.text}`: a step has no field '{field}'; {fix}")
-    schema = spec.step(reference.step).output_schema
+    step = spec.step(reference.step)
+    schema = step.output_schema
     if field == "output" and schema is not None:
         _check_path(reference, schema, reference.chain[1:])
-    elif field == "output" and len(reference.chain) > 1 and not reference.chain[1].isdigit():
+    elif field == "output" and step.kind == "chat" and len(reference.chain) > 1 and not reference.chain[1].isdigit():
+        # Without a schema a chat step's output is text; another kind's (a code step's) may be any JSON.
         raise _error(
             reference,
             f"`{reference.text}`: step '{reference.step}' has no `schema`, so its output is text with no property "
@@ -242,6 +244,8 @@ def _check_path(reference: Reference, schema: Mapping[str, Any], path: tuple[str
         properties = schema.get("properties")
         if not isinstance(properties, Mapping):
             return
+        if name not in properties and schema.get("additionalProperties") is not False:
+            return  # an open object (a code step's schema need not be strict): the name may be there
         if name not in properties:
             hint = difflib.get_close_matches(name, list(properties), n=1)
             fix = f"did you mean '{hint[0]}'?" if hint else f"it defines: {', '.join(properties)}"

@@ -1,7 +1,8 @@
 """Jinja rendering in the sandbox: prompts, `when` conditions and the record's output.
 
 Input values reach templates as data (context variables) and are never compiled themselves,
-so `{{ 7*7 }}` inside a record stays literal text.
+so `{{ 7*7 }}` inside a record stays literal text. Templates may include or import files of the
+pipeline's folder only, read once when the pipeline loads (includes.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -22,6 +24,7 @@ from ..errors import RenderError
 from ..spec.model import ChatStep, PipelineSpec, StepBase, Template, thaw
 from ..spec.strict import json_type
 from .graph import StepGraph
+from .includes import IncludedTemplates, included_sources
 from .refs import syntax_error
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{-?(?P<expression>.*?)-?\}\}\s*$", re.DOTALL)
@@ -75,6 +78,15 @@ def _environment() -> SandboxedEnvironment:
     return environment
 
 
+def _pipeline_folder_loader(environment: SandboxedEnvironment, spec: PipelineSpec, graph: StepGraph):
+    """`{% include %}` and `{% import %}` serve the files of the pipeline's folder its templates name (includes.py)."""
+    templates = [*(template for step in spec.steps for template in step.templates()), *graph.output_templates]
+    folder = Path(spec.path).resolve().parent
+    return IncludedTemplates(
+        included_sources(templates, folder, lambda source, path: environment.parse(source, filename=path))
+    )
+
+
 @dataclass(frozen=True)
 class Compiled:
     """One template, compiled once: text rendering, or native evaluation for a lone `{{ expression }}`."""
@@ -123,6 +135,7 @@ class Renderer:
 
     def __init__(self, spec: PipelineSpec, graph: StepGraph) -> None:
         environment = _environment()
+        environment.loader = _pipeline_folder_loader(environment, spec, graph)
         self._graph = graph
         chat_steps = [step for step in spec.steps if isinstance(step, ChatStep)]
         self._prompts = {step.id: _compile(environment, step.prompt) for step in chat_steps}
@@ -150,6 +163,10 @@ class Renderer:
     def text(self, step: StepBase, field: str, context: Mapping[str, Any]) -> str:
         """The template a step of another kind holds at `field`, rendered as text in the step's scope."""
         return _text(self._templates[step.id, field], self._scoped(step.id, context))
+
+    def value(self, step: StepBase, field: str, context: Mapping[str, Any]) -> Any:
+        """The template a step of another kind holds at `field`, evaluated: a lone `{{ expression }}` keeps its type."""
+        return _run(self._templates[step.id, field], self._scoped(step.id, context))
 
     def should_run(self, step: StepBase, context: Mapping[str, Any]) -> bool:
         compiled = self._whens.get(step.id)

@@ -2,7 +2,8 @@
 
 A step's own output does not exist yet in a dry run, so templates downstream of it see a
 stand-in: schema-valid values for schema steps (the same synthesis as `--mock`), empty text for
-text steps. A schema no value can be made for is reported in `stand_in_problems`. Steps behind a
+text steps, a value with every property for other kinds' steps without a schema (code steps).
+A schema no value can be made for is reported in `stand_in_problems`. Steps behind a
 `when` are counted as possible calls. Fallback models and re-asks are not counted.
 """
 
@@ -93,8 +94,16 @@ def estimate(
     return result
 
 
+class _AnyJSON(dict):
+    """The stand-in of a step whose output may be any JSON (a code step without a schema): every property
+    and element of it is another such stand-in, so downstream prompts render and are priced."""
+
+    def __missing__(self, key):
+        return _AnyJSON()
+
+
 def _stand_in(step: StepBase, problems: list[str]) -> dict:
-    output = ""
+    output = "" if isinstance(step, ChatStep) else _AnyJSON()
     schema = step.output_schema
     if schema is not None:
         try:

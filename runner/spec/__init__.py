@@ -3,10 +3,10 @@ plain words (explain), strict-mode rules and JSON type names (strict), the froze
 their loading (load). No I/O beyond reading the pipeline's own files.
 
 Steps are a small family of kinds (kinds: how a kind is recognised, its schema, its builder); the
-chat step's own reading is in chat.
+built-in kinds' own reading is in chat (`prompt`) and code (`call`).
 
 May import: runner.errors and runner.outcomes only. Inside, one way: yamlmarks, strict <- explain; yamlmarks <- model;
-model <- kinds <- chat; all of them <- load.
+model <- kinds <- chat, code; all of them <- load.
 """
 
 from .load import load_spec

@@ -70,6 +70,10 @@ class StepKind:
     schema: Mapping[str, Any]  # JSON Schema of one step of the kind; may $ref "#/$defs/step_base/properties/..."
     build: Callable[[StepInput], StepBase]  # raises SpecError naming the file and line
 
+    def keys_in(self, raw: Mapping[str, Any]) -> bool:
+        """Whether a step as written sets one of this kind's keys."""
+        return any(key in raw for key in self.keys)
+
 
 _KINDS: dict[str, StepKind] = {}  # kinds other than chat, in the order registered
 
@@ -97,9 +101,9 @@ def registered_kinds() -> tuple[StepKind, ...]:
 
 
 def with_kinds(file_schema: Mapping[str, Any], kinds: tuple[StepKind, ...]) -> dict[str, Any]:
-    """The file's schema with each registered kind's step schema chosen by its keys, chat otherwise."""
+    """The file's schema with each registered kind's step schema chosen by its keys, the built-in kinds otherwise."""
     schema = copy.deepcopy(dict(file_schema))
-    chosen: dict[str, Any] = {"$ref": "#/$defs/chat_step"}
+    chosen: dict[str, Any] = schema["properties"]["steps"]["additionalProperties"]  # the built-in kinds' choice
     for kind in reversed(kinds):
         marked = {"anyOf": [{"required": [key]} for key in kind.keys]}
         chosen = {"if": marked, "then": dict(kind.schema), "else": chosen}

@@ -1,5 +1,6 @@
 """Loading the pipeline file: YAML -> checked against runner/data/pipeline.schema.json -> the frozen
-values of model.py, each step built by its kind (kinds.py; chat.py when no other kind claims it)."""
+values of model.py, each step built by its kind (kinds.py; the built-in kinds: code.py for `call`, chat.py for
+`prompt`)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from jsonschema import Draft202012Validator
 
 from ..errors import SpecError, SpecErrors
 from .chat import CHAT
+from .code import CODE
 from .explain import explain
 from .kinds import StepInput, StepKind, kind_of, registered_kinds, with_kinds
 from .model import PipelineSpec, freeze
 from .strict import metaschema_problems
 from .yamlmarks import SourceMap, load_yaml
+
+BUILTIN_KINDS = (CHAT, CODE)  # known to the file's own schema; other kinds are registered with their runners
 
 # Read through importlib.resources: the schema ships inside the package, so an installed wheel finds it too.
 SCHEMA_PATH = files("runner") / "data" / "pipeline.schema.json"
@@ -52,8 +56,37 @@ def load_spec(path: str | Path, *, text: str | None = None) -> PipelineSpec:
     data, source = load_yaml(text, display)
     if not isinstance(data, dict):
         raise SpecError("the top level must be a mapping with `name` and `steps`", path=display, line=1, column=1)
+    _check_step_kinds(data, source)
     _check_against_schema(data, source)
     return _build(data, source, file_path.resolve().parent)
+
+
+def _check_step_kinds(data: dict, source: SourceMap) -> None:
+    """A step is of one kind: `prompt` and `call` together is told before the schema check (which would
+    only call the other kind's keys unknown). A step of no kind is told once it passed (`_builtin_kind`)."""
+    steps = data.get("steps")
+    if not isinstance(steps, dict):
+        return
+    kinds = (*BUILTIN_KINDS, *registered_kinds())
+    problems = []
+    for step_id, raw in steps.items():
+        raw = raw if raw is not None else {}
+        if not isinstance(raw, dict):
+            continue
+        marked = [(kind, next(key for key in kind.keys if key in raw)) for kind in kinds if kind.keys_in(raw)]
+        if len(marked) > 1:
+            (first, first_key), (second, second_key) = marked[:2]
+            problems.append(
+                source.error(
+                    f"step '{step_id}' sets both `{first_key}` (a {first.name} step) and `{second_key}` "
+                    f"(a {second.name} step); a step is one kind: keep one, or make two steps",
+                    ("steps", step_id, second_key),
+                    key=True,
+                    field=second_key,
+                )
+            )
+    if problems:
+        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
 
 
 def _check_against_schema(data: dict, source: SourceMap) -> None:
@@ -77,7 +110,7 @@ def _build(data: dict, source: SourceMap, folder: Path) -> PipelineSpec:
     for step_id, raw in data["steps"].items():
         try:
             step = StepInput(step_id, raw or {}, defaults, data["name"], source, folder)
-            steps.append((kind_of(step.raw) or CHAT).build(step))
+            steps.append((kind_of(step.raw) or _builtin_kind(step)).build(step))
         except SpecErrors as exc:
             errors.extend(exc.errors)
         except SpecError as exc:
@@ -93,3 +126,17 @@ def _build(data: dict, source: SourceMap, folder: Path) -> PipelineSpec:
         output=data.get("output"),
         source=source,
     )
+
+
+def _builtin_kind(step: StepInput) -> StepKind:
+    if CODE.keys_in(step.raw):
+        return CODE
+    if not CHAT.keys_in(step.raw):
+        raise step.source.error(
+            f"step '{step.id}' has no prompt and no call: a chat step needs `prompt:` (a Jinja template) "
+            "or `prompt_file:`, a code step `call: module:function`",
+            step.here,
+            key=True,
+            field="prompt",
+        )
+    return CHAT

@@ -1,10 +1,10 @@
-"""Step kinds at run time: the runner protocol (base) and one runner module per kind (chat, ...).
+"""Step kinds at run time: the runner protocol (base) and one runner module per kind (chat, code, ...).
 
 A new kind is one module that defines its frozen spec value (a `StepBase`), a `spec.kinds.StepKind`
 (the YAML keys that mark it, its JSON Schema, its builder) and a runner, and calls `register` once.
 
 May import: runner.errors, runner.spec, runner.plan, runner.chat and the rest of runner.run.
-Inside, one way: base <- chat <- this module.
+Inside, one way: base <- chat, code <- this module.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from __future__ import annotations
 from ...spec.kinds import StepKind, register_kind, unregister_kind
 from .base import MakeRunner, Scope, Services, StepRunner, render_failed
 from .chat import ChatRunner
+from .code import CodeRunner
 
-_RUNNERS: dict[str, MakeRunner] = {"chat": ChatRunner}
+_RUNNERS: dict[str, MakeRunner] = {"chat": ChatRunner, "code": CodeRunner}  # the built-in kinds (runner.spec.load)
 
 
 def register(kind: StepKind, make_runner: MakeRunner) -> None:
@@ -24,7 +25,7 @@ def register(kind: StepKind, make_runner: MakeRunner) -> None:
 
 def unregister(name: str) -> None:
     """Take a kind registered with `register` away again (tests)."""
-    if name != "chat":
+    if name not in ("chat", "code"):
         unregister_kind(name)
         _RUNNERS.pop(name, None)
 
