@@ -24,6 +24,7 @@ from .errors import FailureSummary, InputError, RunStopped, UnpricedModels, Usag
 from .outcomes import FailureKind, RunStatus, Status
 from .run.backend import LocalBackend, RecordExecutor
 from .run.budget import Budget, SharedBudget
+from .run.files import FilesRoot
 from .run.hooks import Hooks, fan_out
 from .run.inputs import InputItem, aiter_items, record_fingerprint
 from .run.record import RecordRunner
@@ -122,6 +123,7 @@ class Session:
             hooks=self.hooks,
             cache=self if self._store is not None else None,
             budget=self.budget,
+            files=FilesRoot(options.files_root or ".", options.max_attachment_mb),
         )
         self.backend = LocalBackend(RecordRunner(services), concurrency=options.concurrency)
         return self

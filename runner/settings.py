@@ -74,3 +74,5 @@ class RunOptions:
     max_cost_usd: float | None = None  # hard cap on the run's total `usage.cost`
     resume: bool = False  # the run id names an earlier run to finish
     retry_failed: bool = False  # resuming: run the records that failed again (else they stay as they were)
+    files_root: str | None = None  # local attachments are read only from below it; None: the current folder
+    max_attachment_mb: float = 20.0  # a larger attachment fails its record

@@ -20,6 +20,7 @@ from typing import Any
 from ..chat.catalog import SNAPSHOT_PATH
 from ..errors import SynthesisError
 from ..plan.synth import Synthesizer
+from . import parts
 from . import replies as shapes
 from .faults import FAULT_KINDS, Fault
 
@@ -192,6 +193,8 @@ class FakeOpenRouter:
             break
         if answering not in self._by_id:
             return _error(400, f"{answering} is not a valid model ID")
+        if (refused := parts.problem(body)) is not None:
+            return _error(400, refused)
         if fault is not None:
             early = await self._apply_early_fault(fault, body, answering)
             if early is not None:
@@ -264,10 +267,11 @@ class FakeOpenRouter:
             finish_reason = "error"
         if kind == "choice_error":
             content = ""
-        prompt_tokens = shapes.tokens(prompt_text) + 3 * len(messages)
-        completion_tokens = content_tokens + reasoning_tokens
         pricing = info["pricing"]
-        prompt_cost = round(prompt_tokens * float(pricing["prompt"]), 12)
+        media_tokens, images_cost = parts.media_cost(body, pricing)
+        prompt_tokens = shapes.tokens(prompt_text) + 3 * len(messages) + media_tokens
+        completion_tokens = content_tokens + reasoning_tokens
+        prompt_cost = round(prompt_tokens * float(pricing["prompt"]) + images_cost, 12)
         completion_cost = round(completion_tokens * float(pricing["completion"]), 12)
         price = round(prompt_cost + completion_cost, 12)
         charged = _charged(fault, price)

@@ -27,14 +27,27 @@ def body_prompt_tokens(body: dict[str, Any]) -> int:
     return estimate_prompt_tokens(map(Message.from_wire, body["messages"]), body.get("response_format"))
 
 
+def body_images(body: dict[str, Any]) -> int:
+    """The images a request sends: each is billed `pricing.image` besides its tokens."""
+    return sum(
+        1
+        for message in body["messages"]
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    )
+
+
 def worst_case_cost(body: dict[str, Any], info: ModelInfo) -> float:
-    """Prompt tokens at the prompt price plus max_tokens (reasoning included) at the completion price.
+    """Prompt tokens at the prompt price (images, PDFs and audio included: each part says its tokens), each
+    image at the image price, plus max_tokens (reasoning included) at the completion price.
 
     A body without max_tokens (the model does not take it) is bounded by the model's own output limit.
     """
     prompt_tokens = body_prompt_tokens(body)
     max_tokens = body.get("max_tokens") or info.max_completion_tokens or info.context_length or 0
-    return prompt_tokens * info.prompt_price + max_tokens * info.completion_price + info.request_price
+    images = body_images(body) * info.image_price
+    return prompt_tokens * info.prompt_price + images + max_tokens * info.completion_price + info.request_price
 
 
 @dataclass
