@@ -55,16 +55,19 @@ class FilesRoot:
             descriptor = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             raise AttachmentError(f"{label}: cannot read {shown}: {_why(exc)}") from None
-        with os.fdopen(descriptor, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
+        try:
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode):  # a folder, a FIFO, a device
                 raise AttachmentError(f"{label}: {shown} is not a regular file")
             if info.st_size > self.max_bytes:
                 raise AttachmentError(
                     f"{label}: {shown} is {info.st_size / 1e6:.1f} MB, over the {self.max_bytes / 1e6:g} MB limit "
                     "for one attachment (--max-attachment-mb)"
                 )
-            data = handle.read(self.max_bytes + 1)
+            with os.fdopen(descriptor, "rb", closefd=False) as handle:
+                data = handle.read(self.max_bytes + 1)
+        finally:
+            os.close(descriptor)
         if len(data) > self.max_bytes:  # it grew while being read
             raise AttachmentError(f"{label}: {shown} is over the {self.max_bytes / 1e6:g} MB limit for one attachment")
         return data
