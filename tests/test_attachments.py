@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from runner.api import load_pipeline
 from runner.chat.catalog import ModelInfo, bundled_catalog
@@ -24,7 +25,7 @@ from runner.run.files import FilesRoot
 from runner.run.inputs import InputItem
 from runner.settings import RunOptions
 
-from .conftest import TEST_KEY, invoke, write_pipeline
+from .conftest import EXAMPLES, ROOT, TEST_KEY, invoke, write_pipeline
 
 MODEL = "google/gemini-2.5-flash"  # pricing.image 0.001238 in the bundled catalogue
 
@@ -390,3 +391,17 @@ def test_the_cli_files_root_defaults_to_the_inputs_folder_or_the_current_one(tmp
     assert nowhere.code == 2 and "--files-root nope" in nowhere.err
     dry = invoke(capsys, monkeypatch, "run", str(path), "--dry-run", "--inputs", str(root / "records.jsonl"))
     assert dry.code == 0 and "would fail: record 2" in dry.err and "leads outside" in dry.err
+
+
+def test_the_example_reads_its_photo_and_form_in_replay_and_with_mock(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the cases name their files from the project's root, as `pipeline test` is run there
+    example, cases = EXAMPLES / "claim_photos.yaml", EXAMPLES / "claim_photos.cases.yaml"
+    replay = invoke(capsys, monkeypatch, "test", str(example), "--cases", str(cases))
+    assert replay.code == 0 and "1 passed, 0 failed" in replay.err, replay.out + replay.err
+    record = yaml.safe_load(cases.read_text(encoding="utf-8"))["cases"][0]["input"]
+    mocked = invoke(capsys, monkeypatch, "run", str(example), "--mock", "--input", json.dumps(record))
+    assert mocked.code == 0 and set(json.loads(mocked.out)) == {"inspection", "note"}, mocked.err
+    photo = (EXAMPLES / "files" / "claim_photo.png").read_bytes()
+    form = (EXAMPLES / "files" / "claim_form.pdf").read_bytes()
+    assert photo.startswith(b"\x89PNG") and form.startswith(b"%PDF-") and form.rstrip().endswith(b"%%EOF")
+    assert len(photo) < 8_000 and len(form) < 8_000
