@@ -18,6 +18,7 @@ from runner.chat.catalog import ModelInfo, bundled_catalog
 from runner.chat.request import request_plugins
 from runner.check.rules import lint
 from runner.fake import FakeOpenRouter
+from runner.fake.parts import media_cost
 from runner.fake.server import mock_transport
 from runner.run.budget import worst_case_cost
 from runner.run.dryrun import estimate
@@ -306,6 +307,10 @@ def test_the_budget_and_the_dry_run_price_images_and_pdfs(inspect, root):
     image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
     with_image = {**text, "messages": [{"role": "user", "content": [{"type": "text", "text": "look"}, image]}]}
     assert worst_case_cost(with_image, info) - worst_case_cost(text, info) >= 0.01
+    linked = {"type": "file", "file": {"filename": "a.pdf", "file_data": "https://example.com/a.pdf"}}
+    with_link = {**text, "messages": [{"role": "user", "content": [{"type": "text", "text": "look"}, linked]}]}
+    fake_tokens, _ = media_cost(with_link, {})
+    assert (worst_case_cost(with_link, info) - worst_case_cost(text, info)) / info.prompt_price >= fake_tokens
 
     catalog = bundled_catalog()
     files = FilesRoot(root)
