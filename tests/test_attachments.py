@@ -410,3 +410,24 @@ def test_the_example_reads_its_photo_and_form_in_replay_and_with_mock(capsys, mo
     form = (EXAMPLES / "files" / "claim_form.pdf").read_bytes()
     assert photo.startswith(b"\x89PNG") and form.startswith(b"%PDF-") and form.rstrip().endswith(b"%%EOF")
     assert len(photo) < 8_000 and len(form) < 8_000
+
+
+def test_a_per_page_pdf_engine_is_priced_by_the_budget_and_charged_by_the_fake(tmp_path, root, settings):
+    pages = b"".join(b"%d 0 obj << /Type /Page /Parent 2 0 R >> endobj\n" % number for number in (3, 4, 5))
+    (root / "three.pdf").write_bytes(PDF.replace(b"trailer", pages + b"trailer"))
+    costs = {}
+    for engine in ("cloudflare-ai", "mistral-ocr"):
+        pipeline = load_pipeline(
+            write_pipeline(
+                tmp_path,
+                f"name: o\nsteps:\n  read:\n    model: {MODEL}\n    pdf_engine: {engine}\n    prompt: Read.\n"
+                "    attachments: [three.pdf]\n",
+                name=f"{engine}.yaml",
+            )
+        )
+        result, fake = run_record(pipeline, {}, root, settings=settings)
+        (body,) = fake.chat_bodies()
+        costs[engine] = (result.cost_usd, worst_case_cost(body, bundled_catalog().models[MODEL]))
+    assert costs["mistral-ocr"][0] - costs["cloudflare-ai"][0] == pytest.approx(3 * 0.002)
+    assert costs["mistral-ocr"][1] - costs["cloudflare-ai"][1] == pytest.approx(3 * 0.002)
+    assert all(cost <= worst for cost, worst in costs.values())

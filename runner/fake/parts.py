@@ -1,5 +1,6 @@
 """The fake's view of a request's images, documents and audio: checked as a provider would (a known
-type, valid base64) and priced (tokens for each, and each image at the model's `pricing.image`)."""
+type, valid base64) and priced (tokens for each, each image at the model's `pricing.image`, and each PDF
+page when the file-parser plugin's engine is paid per page)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import binascii
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from ..plan.attachments import PAGE_PRICE_USD, pdf_pages
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 DOCUMENT_TYPES = ("application/pdf",)
@@ -39,8 +42,9 @@ def problem(body: Mapping[str, Any]) -> str | None:
 
 
 def media_cost(body: Mapping[str, Any], pricing: Mapping[str, Any]) -> tuple[int, float]:
-    """Prompt tokens for the request's images, documents and audio, and what its images cost on their own."""
-    tokens, images = 0, 0
+    """Prompt tokens for the request's images, documents and audio, and what its images (`pricing.image`)
+    and the file-parser plugin's pages (mistral-ocr's per-page price) cost on their own."""
+    tokens, images, pages = 0, 0, 0
     for message in body.get("messages") or ():
         content = message.get("content")
         for part in content if isinstance(content, list) else ():
@@ -51,9 +55,13 @@ def media_cost(body: Mapping[str, Any], pricing: Mapping[str, Any]) -> tuple[int
                 data = _DATA_URL.match(part["file"].get("file_data") or "")
                 decoded = _decoded(data.group(2)) if data else None
                 tokens += len(decoded) // 4 if decoded is not None else URL_DOCUMENT_TOKENS
+                pages += pdf_pages(decoded) if decoded is not None else 1
             elif kind == "input_audio":
                 tokens += len(_decoded(part["input_audio"]["data"]) or b"") // 500
-    return tokens, images * float(pricing.get("image") or 0)
+    parsers = [plugin for plugin in body.get("plugins") or () if plugin.get("id") == "file-parser"]
+    engines = [(plugin.get("pdf") or {}).get("engine") for plugin in parsers]
+    page_price = max((PAGE_PRICE_USD.get(engine, 0.0) for engine in engines), default=0.0)
+    return tokens, images * float(pricing.get("image") or 0) + pages * page_price
 
 
 def _url_problem(url: Any, mime_types: tuple[str, ...], what: str) -> str | None:

@@ -39,6 +39,11 @@ EXTENSIONS = {
     ".mp3": "audio/mpeg",
 }
 KNOWN = "png, jpeg, webp or gif images, PDFs, wav or mp3 audio"
+# OpenRouter's file-parser engines that are paid per page ($2 per 1,000 pages for mistral-ocr); cloudflare-ai
+# is free and native is billed as the model's input tokens.
+PAGE_PRICE_USD = {"mistral-ocr": 0.002}
+URL_DOCUMENT_PAGES = 25  # a PDF behind a URL is not fetched here: counted as a long one
+_PAGE = re.compile(rb"/Type\s*/Page(?![A-Za-z])")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 _SHOWN = 80  # characters of a record's value quoted in a message
@@ -149,6 +154,11 @@ def sniff(data: bytes) -> str | None:
     if data.startswith(b"ID3") or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
         return "audio/mpeg"
     return None
+
+
+def pdf_pages(data: bytes) -> int:
+    """The pages of a PDF, counted by its page objects (at least one)."""
+    return max(1, len(_PAGE.findall(data)))
 
 
 def _type_of(mime: str | None, declared: str | None, text: str, label: str) -> str:

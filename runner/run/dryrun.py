@@ -19,7 +19,7 @@ from ..plan.attachments import with_attachments
 from ..plan.render import Renderer
 from ..plan.synth import synthesize
 from ..spec.model import ChatStep, PipelineSpec, StepBase, thaw
-from .budget import body_images, body_prompt_tokens
+from .budget import body_images, body_prompt_tokens, parsing_cost
 from .files import AttachmentFiles, attachment_parts
 from .inputs import InputItem
 
@@ -101,7 +101,8 @@ def estimate(
             if info is None:
                 row.priced = False
                 continue
-            low = tokens * info.prompt_price + body_images(body) * info.image_price + info.request_price
+            media = body_images(body) * info.image_price + parsing_cost(body)
+            low = tokens * info.prompt_price + media + info.request_price
             row.low_usd += low
             row.high_usd += low + step.max_tokens * info.completion_price
     return result
