@@ -133,6 +133,8 @@ def test_audio_is_sent_inline_and_an_audio_url_is_refused(tmp_path, root, settin
         "type": "input_audio",
         "input_audio": {"data": base64.b64encode(WAV).decode(), "format": "wav"},
     }
+    inline, fake = run_record(pipeline, {"clip": data_url("audio/x-wav", WAV + b"\x01")}, root, settings=settings)
+    assert inline.status == "ok" and user_parts(fake.chat_bodies()[0])[1]["input_audio"]["format"] == "wav"
     refused, fake = run_record(pipeline, {"clip": "https://example.com/a.mp3"}, root, settings=settings)
     assert refused.error.kind == "attachment_error" and "does not fetch audio URLs" in refused.error.message
     assert fake.chat_requests == 0
@@ -254,7 +256,7 @@ def test_a_file_whose_bytes_are_not_its_type_or_too_large_is_refused(inspect, ro
     (root / "big.png").write_bytes(png(2000))
     size = (root / "big.png").stat().st_size
     result, fake = run_record(inspect, {"photo": "big.png"}, root, settings=settings, max_mb=(size - 1) / 1e6)
-    assert "over the" in result.error.message and "--max-attachment-mb" in result.error.message
+    assert "over the" in result.error.message and "MB limit for one attachment" in result.error.message
     assert fake.chat_requests == 0
     result, fake = run_record(inspect, {"photo": "big.png"}, root, settings=settings, max_mb=size / 1e6)
     assert result.status == "ok" and fake.chat_requests == 1

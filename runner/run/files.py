@@ -45,8 +45,7 @@ class FilesRoot:
             raise AttachmentError(f"{label}: cannot read {shown}: {_why(exc)}") from None
         if not real.is_relative_to(self.root):  # said before looking: whether it exists out there is not told
             raise AttachmentError(
-                f"{label}: {shown} leads outside the files root {self.root}; only files below it can be attached "
-                "(set it with --files-root)"
+                f"{label}: {shown} leads outside the files root {self.root}; only files below it can be attached"
             )
         if not real.exists():
             raise AttachmentError(f"{label}: no file {shown} below the files root {self.root}")
@@ -62,7 +61,7 @@ class FilesRoot:
             if info.st_size > self.max_bytes:
                 raise AttachmentError(
                     f"{label}: {shown} is {info.st_size / 1e6:.1f} MB, over the {self.max_bytes / 1e6:g} MB limit "
-                    "for one attachment (--max-attachment-mb)"
+                    "for one attachment"
                 )
             with os.fdopen(descriptor, "rb", closefd=False) as handle:
                 data = handle.read(self.max_bytes + 1)
