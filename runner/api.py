@@ -95,9 +95,12 @@ class Pipeline:
         settings: Settings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         key: str | int = 1,
+        files_root: str | Path | None = None,
     ) -> RecordResult:
-        """Run one record; costs go to the store named by the settings (PIPELINE_DB by default)."""
-        async with self.session(settings, transport=transport, user_id=user_id) as session:
+        """Run one record; costs go to the store named by the settings (PIPELINE_DB by default). Local
+        attachments are read from below `files_root` (default: the current folder)."""
+        options = RunOptions(files_root=str(files_root) if files_root is not None else None)
+        async with self.session(settings, transport=transport, user_id=user_id, options=options) as session:
             return await session.run(record, key=key)
 
     async def stream(
@@ -130,9 +133,15 @@ class Pipeline:
         transport: httpx.AsyncBaseTransport | None = None,
         max_cost_usd: float | None = None,
         use_cache: bool = True,
+        files_root: str | Path | None = None,
     ) -> AsyncIterator[RecordResult]:
         """Run a stream of records (dicts, or InputItems with keys) in one session; yields as they finish."""
-        options = RunOptions(concurrency=concurrency, use_cache=use_cache, max_cost_usd=max_cost_usd)
+        options = RunOptions(
+            concurrency=concurrency,
+            use_cache=use_cache,
+            max_cost_usd=max_cost_usd,
+            files_root=str(files_root) if files_root is not None else None,
+        )
         async with self.session(settings, transport=transport, user_id=user_id, options=options) as session:
             async for result in session.run_many(records, ordered=ordered):
                 yield result

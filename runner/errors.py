@@ -23,6 +23,7 @@
     │   ├── NoEndpointsError                       404: no provider can serve the parameters
     │   └── RequestRejected                        400, or 403 moderation: the step fails at once
     ├── RenderError                   exit_code 1  a template failed at run time (undefined, sandbox)
+    ├── AttachmentError               exit_code 1  a record's attachment cannot be sent (outside the files root, ...)
     └── SynthesisError                exit_code 1  no value satisfying a schema could be made (mock, dry run)
 
 Errors carry their context as attributes; `str()` gives the message a user reads.
@@ -190,6 +191,17 @@ class RenderError(PipelineError):
     kind = FailureKind.RENDER_ERROR
 
     def __init__(self, message: str, *, step: str | None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class AttachmentError(PipelineError):
+    """An attachment a record names cannot be sent: a path outside the files root, a missing or oversize
+    file, an unknown type, a bad data: URL. The record fails and nothing of the step is sent."""
+
+    kind = FailureKind.ATTACHMENT_ERROR
+
+    def __init__(self, message: str, *, step: str | None = None) -> None:
         super().__init__(message)
         self.step = step
 

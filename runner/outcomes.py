@@ -45,6 +45,7 @@ class FailureKind(StrEnum):
     INVALID_INPUT = "invalid_input"  # the record does not match the pipeline's `input`
     RENDER_ERROR = "render_error"  # a template failed at run time
     CODE_ERROR = "code_error"  # a code step's function raised, timed out or returned a value that is not JSON
+    ATTACHMENT_ERROR = "attachment_error"  # an attachment cannot be sent: outside the files root, missing, unknown type
     ERROR = "error"  # a model call failed in another way
     UNAVAILABLE = "unavailable"  # 429/408/5xx/timeouts, retries spent
     NO_ENDPOINTS = "no_endpoints"  # 404: no provider can serve the parameters

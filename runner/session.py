@@ -24,6 +24,7 @@ from .errors import FailureSummary, InputError, RunStopped, UnpricedModels, Usag
 from .outcomes import FailureKind, RunStatus, Status
 from .run.backend import LocalBackend, RecordExecutor
 from .run.budget import Budget, SharedBudget
+from .run.files import FilesRoot
 from .run.hooks import Hooks, fan_out
 from .run.inputs import InputItem, aiter_items, record_fingerprint
 from .run.record import RecordRunner
@@ -123,6 +124,7 @@ class Session:
             cache=self if self._store is not None else None,
             budget=self.budget,
             stream=self.options.stream,
+            files=FilesRoot(options.files_root or ".", options.max_attachment_mb),
         )
         try:
             records = RecordRunner(services)  # a code step's function that cannot be imported stops here

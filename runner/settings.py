@@ -75,3 +75,5 @@ class RunOptions:
     resume: bool = False  # the run id names an earlier run to finish
     retry_failed: bool = False  # resuming: run the records that failed again (else they stay as they were)
     stream: bool = False  # text steps stream their replies: hooks get each piece (`on_text_delta`)
+    files_root: str | None = None  # local attachments are read only from below it; None: the current folder
+    max_attachment_mb: float = 20.0  # a larger attachment fails its record

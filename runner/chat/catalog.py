@@ -32,6 +32,7 @@ class ModelInfo:
     supported_parameters: frozenset[str]
     name: str = ""
     input_modalities: tuple[str, ...] = ()  # text, image, file, audio, video
+    image_price: float = 0.0  # USD per input image (`pricing.image`), on top of its tokens
 
     @classmethod
     def from_api(cls, entry: Mapping[str, Any]) -> ModelInfo:
@@ -50,6 +51,7 @@ class ModelInfo:
             input_modalities=tuple(
                 item for item in architecture.get("input_modalities") or () if isinstance(item, str)
             ),
+            image_price=_price(pricing.get("image")),
         )
 
 

@@ -22,6 +22,9 @@ IMAGE_TOKENS = 1600
 # Audio is billed by duration: about 32 tokens a second (Gemini) against 16 KB a second of
 # 128 kbit/s audio, so 250 bytes a token leans high for compressed formats.
 AUDIO_BYTES_PER_TOKEN = 250.0
+# A document sent by URL is fetched by OpenRouter, so its size is unknown here: counted as a long one
+# (some 25 pages of dense text), so that a cost cap is not passed by a PDF link.
+DOCUMENT_URL_TOKENS = 25_000
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -79,7 +82,9 @@ class FilePart:
         return {"type": "file", "file": {"filename": self.filename, "file_data": self.data}}
 
     def estimated_tokens(self) -> float:
-        """By the decoded size, as if every byte were text (a URL's document is unknown: its own length)."""
+        """By the decoded size, as if every byte were text; a document behind a URL as a long one."""
+        if not self.data.startswith("data:"):
+            return DOCUMENT_URL_TOKENS
         return _decoded_size(self.data) / BYTES_PER_TOKEN
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from enum import Enum
 from typing import Any
@@ -62,6 +63,9 @@ def build_body(
         body["user"] = str(user_id)
     if step.provider is not None:
         body["provider"] = thaw(step.provider)
+    plugins = request_plugins((), step.pdf_engine)  # the step's own `plugins` go first, once steps have them
+    if plugins:
+        body["plugins"] = plugins
     if mode is OutputMode.JSON_SCHEMA and schema is not None:
         body["response_format"] = {
             "type": "json_schema",
@@ -70,6 +74,19 @@ def build_body(
     elif mode is OutputMode.JSON_OBJECT:
         body["response_format"] = {"type": "json_object"}
     return body
+
+
+def request_plugins(plugins: Sequence[Mapping[str, Any]], pdf_engine: str | None) -> list[dict[str, Any]]:
+    """The step's plugins with `pdf_engine` merged in as the file-parser plugin's `pdf.engine`: one entry per
+    plugin, and an engine the step's own file-parser entry names wins."""
+    merged = [thaw(plugin) for plugin in plugins]
+    if pdf_engine is None:
+        return merged
+    for plugin in merged:
+        if plugin.get("id") == "file-parser":
+            plugin["pdf"] = {"engine": pdf_engine, **(plugin.get("pdf") or {})}
+            return merged
+    return [*merged, {"id": "file-parser", "pdf": {"engine": pdf_engine}}]
 
 
 def _with_schema(messages: tuple[Message, ...], schema: dict[str, Any]) -> tuple[Message, ...]:

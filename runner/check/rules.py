@@ -14,7 +14,8 @@ Rules (errors unless marked):
 - code steps (calls.py): a `call` whose module or function does not exist, `args` the function does not
   take or a required argument missing; read from the source, never imported;
 - `output` reading a property of a step that may be skipped (it or an ancestor has `when`): its
-  output is then null and the record fails with render_error (warning).
+  output is then null and the record fails with render_error (warning);
+- attachments on a model whose catalogue entry does not list their input modality (warning).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Any
 from jinja2 import nodes
 
 from ..chat.catalog import Catalog
+from ..errors import AttachmentError
+from ..plan.attachments import parse_attachment
 from ..plan.graph import StepGraph
 from ..plan.refs import input_references, parse, references, undefined_input_property
 from ..spec.code import CodeStep
@@ -59,6 +62,7 @@ def lint(spec: PipelineSpec, graph: StepGraph, catalog: Catalog) -> list[Finding
     for step in spec.steps:
         if isinstance(step, ChatStep):
             findings.extend(_models(spec, step, catalog))
+            findings.extend(_attachment_modalities(spec, step, catalog))
         findings.extend(_impossible_when(spec, step))
     for step in spec.steps:
         if isinstance(step, CodeStep):
@@ -132,6 +136,47 @@ def _models(spec: PipelineSpec, step: ChatStep, catalog: Catalog) -> Iterator[Fi
                 spec.path,
                 reasoning_line,
                 reasoning_column,
+                step.id,
+            )
+
+
+MODALITY = {"image": "image", "pdf": "file", "audio": "audio"}  # an attachment type -> the catalogue's modality
+
+
+def _attachment_types(step: ChatStep) -> tuple[set[str], bool]:
+    """The types the step's attachments are known to have (written `type`, or a name's extension), and whether
+    some cannot be told before a record gives them."""
+    known, unknown = set(), False
+    for entry in step.attachments:
+        try:
+            # `{{ input.id }}.png` tells its type by the end of the name; `{{ input.photo }}` does not
+            known.add(parse_attachment(entry.template.source.strip(), entry.type, "").type)
+        except AttachmentError:
+            unknown = True
+    return known, unknown
+
+
+def _attachment_modalities(spec: PipelineSpec, step: ChatStep, catalog: Catalog) -> Iterator[Finding]:
+    if not step.attachments:
+        return
+    known, unknown = _attachment_types(step)
+    line, column = spec.source.where(("steps", step.id, "attachments"), key=True)
+    for model in step.models:
+        info = catalog.models.get(model)
+        if info is None or not info.input_modalities:
+            continue
+        missing = sorted(kind for kind in known if MODALITY[kind] not in info.input_modalities)
+        if unknown and not known and not set(MODALITY.values()) & set(info.input_modalities):
+            missing = ["image, pdf or audio"]
+        for kind in missing:
+            parsed = " (OpenRouter's file-parser turns a PDF into text for it)" if kind == "pdf" else ""
+            yield Finding(
+                "warning",
+                f"step '{step.id}': model '{model}' does not take {kind} input (its catalogue entry lists "
+                f"{', '.join(info.input_modalities)}){parsed}; choose a model that does",
+                spec.path,
+                line,
+                column,
                 step.id,
             )
 

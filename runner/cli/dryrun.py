@@ -11,6 +11,7 @@ from ..chat.client import OpenRouterClient
 from ..errors import CallError, ConfigurationError
 from ..report.tables import format_rows, money
 from ..run.dryrun import estimate
+from ..run.files import FilesRoot
 from ..settings import Settings
 
 
@@ -25,8 +26,8 @@ async def dry_run_catalog(settings: Settings):
             return bundled_catalog()
 
 
-def print_estimate(pipeline: Pipeline, items, catalog) -> None:
-    result = estimate(pipeline.spec, pipeline.renderer, catalog, items, pipeline.check_input)
+def print_estimate(pipeline: Pipeline, items, catalog, files: FilesRoot | None = None) -> None:
+    result = estimate(pipeline.spec, pipeline.renderer, catalog, items, pipeline.check_input, files)
     rows = [
         {
             "step": row.step,
@@ -48,6 +49,8 @@ def print_estimate(pipeline: Pipeline, items, catalog) -> None:
         click.echo(f"{result.invalid_records} record(s) do not match the input schema and would fail", err=True)
     if result.render_errors:
         click.echo(f"{result.render_errors} prompt(s) could not be rendered", err=True)
+    for problem in result.attachment_problems:
+        click.echo(f"would fail: {problem}", err=True)
     for problem in result.stand_in_problems:
         click.echo(f"no schema-valid stand-in output for {problem}", err=True)
     unpriced = sorted({row.model for row in result.rows if not row.priced})

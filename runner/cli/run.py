@@ -20,6 +20,7 @@ from ..errors import BudgetExceeded, OutputError, RunStopped, UsageError
 from ..outcomes import RunStatus, Status
 from ..report.progress import RunProgress
 from ..report.textstream import TextPrinter
+from ..run.files import FilesRoot
 from ..run.inputs import InputItem, NotANumber, is_stream, parse_json, read_inputs
 from ..settings import RunOptions, Settings
 from ..spec.model import thaw
@@ -82,6 +83,20 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--retry-failed", is_flag=True, help="With --resume: run the records that failed again (costs money).")
 @click.option("--run-id", "join_id", metavar="NAME", help="Name the run; workers given the same name share it.")
 @click.option("--stream", is_flag=True, help="With --input: write text steps' replies to stderr as they arrive.")
+@click.option(
+    "--files-root",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Local attachments only from below DIR (default: the --inputs file's folder; the current one for --input).",
+)
+@click.option(
+    "--max-attachment-mb",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="MB",
+    help="A larger attachment fails its record.",
+)
 def run(
     file: str,
     inputs: tuple[str, ...],
@@ -101,6 +116,8 @@ def run(
     join_id: str | None,
     db_schema: str | None,
     stream: bool,
+    files_root: str | None,
+    max_attachment_mb: float,
 ) -> None:
     """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
     pipeline = load_pipeline(file)
@@ -121,11 +138,14 @@ def run(
         resume=resume_id is not None,
         retry_failed=retry_failed,
         stream=stream,
+        files_root=_files_root(files_root, inputs_path),
+        max_attachment_mb=max_attachment_mb,
     )
     if dry_run:
         items = _items(pipeline, inputs, inputs_path, key_field)
+        files = FilesRoot(options.files_root, options.max_attachment_mb)
         with connection(db, mock, need_key=False) as settings:
-            print_estimate(pipeline, items, asyncio.run(dry_run_catalog(settings)))
+            print_estimate(pipeline, items, asyncio.run(dry_run_catalog(settings)), files)
         return
     if resume_id:
         settings = Settings.from_env(db=db, db_schema=db_schema)
@@ -141,6 +161,17 @@ def run(
                 _run_batch(pipeline, items, settings, user_id, options, resume_id or join_id, out, ordered, inputs_path)
             )
     sys.exit(code)
+
+
+def _files_root(files_root: str | None, inputs_path: str | None) -> str:
+    """Where local attachments may come from: --files-root, else the --inputs file's folder, else the current one."""
+    if files_root is not None:
+        if not Path(files_root).is_dir():
+            raise UsageError(f"--files-root {files_root}: no such folder")
+        return files_root
+    if inputs_path is not None and not is_stream(inputs_path):
+        return str(Path(inputs_path).parent)
+    return "."
 
 
 def _items(pipeline: Pipeline, inputs, inputs_path, key_field) -> Iterator[InputItem]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .replies import BYOK_FEE_FRACTION, PLUGIN_FEE_USD
+
 FAULT_KINDS = (
     "status",
     "upstream_error",
@@ -83,3 +85,24 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; known kinds: {', '.join(FAULT_KINDS)}")
+
+
+def charged(fault: Fault | None, price: float) -> float:
+    """What OpenRouter bills: the price, only its fee for BYOK, the price plus a plugin's fee."""
+    kind = fault.kind if fault is not None else None
+    if kind == "byok":
+        return fault.fee_usd if fault.fee_usd is not None else round(price * BYOK_FEE_FRACTION, 12)
+    if kind == "plugin_fee":
+        return round(price + (fault.fee_usd if fault.fee_usd is not None else PLUGIN_FEE_USD), 12)
+    return price
+
+
+def error_status(fault: Fault) -> int | None:
+    """The HTTP status of an error fault (None for faults that answer 200)."""
+    if fault.kind == "status":
+        return fault.status or 500
+    if fault.kind == "upstream_error":
+        return fault.status or 429
+    if fault.kind == "moderation":
+        return 403
+    return None

@@ -20,8 +20,9 @@ from typing import Any
 from ..chat.catalog import SNAPSHOT_PATH
 from ..errors import SynthesisError
 from ..plan.synth import Synthesizer
+from . import parts
 from . import replies as shapes
-from .faults import FAULT_KINDS, Fault
+from .faults import FAULT_KINDS, Fault, charged, error_status
 from .streaming import streamed
 
 __all__ = ["FAULT_KINDS", "FakeOpenRouter", "FakeResponse", "Fault", "Seen"]
@@ -193,11 +194,13 @@ class FakeOpenRouter:
         for answering in candidates:
             fault = self._take_fault(answering)
             server_can_fall_back = answering != candidates[-1]
-            if fault and _status_of(fault) in (429, 500, 502, 503) and server_can_fall_back:
+            if fault and error_status(fault) in (429, 500, 502, 503) and server_can_fall_back:
                 continue  # OpenRouter's server-side fallback: the next model in `models` answers
             break
         if answering not in self._by_id:
             return _error(400, f"{answering} is not a valid model ID")
+        if (refused := parts.problem(body)) is not None:
+            return _error(400, refused)
         if fault is not None:
             early = await self._apply_early_fault(fault, body, answering)
             if early is not None:
@@ -208,7 +211,7 @@ class FakeOpenRouter:
             return _error(400, f"the fake OpenRouter {exc}")
 
     async def _apply_early_fault(self, fault: Fault, body: dict[str, Any], model: str) -> FakeResponse | None:
-        status = _status_of(fault)
+        status = error_status(fault)
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
         if fault.kind == "status":
             message = fault.message or shapes.DEFAULT_MESSAGES.get(status, "error")
@@ -270,13 +273,14 @@ class FakeOpenRouter:
             finish_reason = "error"
         if kind == "choice_error":
             content = ""
-        prompt_tokens = shapes.tokens(prompt_text) + 3 * len(messages)
-        completion_tokens = content_tokens + reasoning_tokens
         pricing = info["pricing"]
-        prompt_cost = round(prompt_tokens * float(pricing["prompt"]), 12)
+        media_tokens, images_cost = parts.media_cost(body, pricing)
+        prompt_tokens = shapes.tokens(prompt_text) + 3 * len(messages) + media_tokens
+        completion_tokens = content_tokens + reasoning_tokens
+        prompt_cost = round(prompt_tokens * float(pricing["prompt"]) + images_cost, 12)
         completion_cost = round(completion_tokens * float(pricing["completion"]), 12)
         price = round(prompt_cost + completion_cost, 12)
-        charged = _charged(fault, price)
+        billed_usd = charged(fault, price)
         served = self.served_models.get(model, model)
         if kind == "served_model":
             served = fault.served_model or shapes.DATED_IDS.get(model, f"{model}-20250101")
@@ -322,7 +326,7 @@ class FakeOpenRouter:
                 reasoning_tokens,
                 prompt_cost=prompt_cost,
                 completion_cost=completion_cost,
-                cost=charged,
+                cost=billed_usd,
                 is_byok=kind == "byok",
             )
             response["usage"] = shapes.without_cost(usage) if kind == "no_cost" else usage
@@ -373,27 +377,6 @@ class FakeOpenRouter:
             evicted, _ = self.generations.popitem(last=False)
             self._generation_born.pop(evicted, None)
             self._generation_lookups.pop(evicted, None)
-
-
-def _charged(fault: Fault | None, price: float) -> float:
-    """What OpenRouter bills: the price, only its fee for BYOK, the price plus a plugin's fee."""
-    kind = fault.kind if fault is not None else None
-    if kind == "byok":
-        return fault.fee_usd if fault.fee_usd is not None else round(price * shapes.BYOK_FEE_FRACTION, 12)
-    if kind == "plugin_fee":
-        return round(price + (fault.fee_usd if fault.fee_usd is not None else shapes.PLUGIN_FEE_USD), 12)
-    return price
-
-
-def _status_of(fault: Fault) -> int | None:
-    """The HTTP status of an error fault (None for faults that answer 200)."""
-    if fault.kind == "status":
-        return fault.status or 500
-    if fault.kind == "upstream_error":
-        return fault.status or 429
-    if fault.kind == "moderation":
-        return 403
-    return None
 
 
 def _error(status: int, message: str, metadata=None, headers=None) -> FakeResponse:

@@ -23,6 +23,7 @@ from ..chat.messages import Message
 from ..errors import RenderError
 from ..spec.model import ChatStep, PipelineSpec, StepBase, Template, thaw
 from ..spec.strict import json_type
+from .attachments import Attachment, parse_attachments
 from .graph import StepGraph
 from .includes import IncludedTemplates, included_sources
 from .refs import syntax_error
@@ -140,6 +141,11 @@ class Renderer:
         chat_steps = [step for step in spec.steps if isinstance(step, ChatStep)]
         self._prompts = {step.id: _compile(environment, step.prompt) for step in chat_steps}
         self._systems = {step.id: _compile(environment, step.system) for step in chat_steps if step.system}
+        self._attachments = {
+            step.id: tuple((_compile(environment, entry.template), entry.type) for entry in step.attachments)
+            for step in chat_steps
+            if step.attachments
+        }
         self._templates = {
             (step.id, template.field): _compile(environment, template)
             for step in spec.steps
@@ -159,6 +165,14 @@ class Renderer:
         if step.id in self._systems:
             return (Message.text_message("system", _text(self._systems[step.id], scoped)), prompt)
         return (prompt,)
+
+    def attachments(self, step: ChatStep, context: Mapping[str, Any]) -> tuple[Attachment, ...]:
+        """The step's attachments for this record, typed and checked; no file is read here (run/files.py does)."""
+        entries = self._attachments.get(step.id)
+        if not entries:
+            return ()
+        scoped = self._scoped(step.id, context)
+        return parse_attachments((_run(compiled, scoped), kind, compiled.template.label) for compiled, kind in entries)
 
     def text(self, step: StepBase, field: str, context: Mapping[str, Any]) -> str:
         """The template a step of another kind holds at `field`, rendered as text in the step's scope."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 from collections.abc import Iterable
@@ -12,6 +13,7 @@ from typing import Any, Protocol
 from ..chat.catalog import ModelInfo
 from ..chat.messages import BYTES_PER_TOKEN, Message
 from ..errors import BudgetExceeded
+from ..plan.attachments import PAGE_PRICE_USD, URL_DOCUMENT_PAGES, pdf_pages
 
 
 def estimate_prompt_tokens(messages: Iterable[Message], extra: Any = None) -> int:
@@ -27,14 +29,44 @@ def body_prompt_tokens(body: dict[str, Any]) -> int:
     return estimate_prompt_tokens(map(Message.from_wire, body["messages"]), body.get("response_format"))
 
 
+def body_images(body: dict[str, Any]) -> int:
+    """The images a request sends: each is billed `pricing.image` besides its tokens."""
+    return sum(
+        1
+        for message in body["messages"]
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    )
+
+
+def parsing_cost(body: dict[str, Any]) -> float:
+    """What the file-parser plugin charges for the request's PDFs, when its engine is paid per page."""
+    plugins = [plugin for plugin in body.get("plugins") or () if plugin.get("id") == "file-parser"]
+    engines = [(plugin.get("pdf") or {}).get("engine") for plugin in plugins]
+    price = max((PAGE_PRICE_USD.get(engine, 0.0) for engine in engines), default=0.0)
+    if not price:
+        return 0.0
+    pages = 0
+    for message in body["messages"]:
+        for part in message.get("content") if isinstance(message.get("content"), list) else ():
+            if isinstance(part, dict) and part.get("type") == "file":
+                data = part["file"].get("file_data") or ""
+                encoded = data.split(",", 1)[1] if data.startswith("data:") and "," in data else None
+                pages += pdf_pages(base64.b64decode(encoded)) if encoded is not None else URL_DOCUMENT_PAGES
+    return pages * price
+
+
 def worst_case_cost(body: dict[str, Any], info: ModelInfo) -> float:
-    """Prompt tokens at the prompt price plus max_tokens (reasoning included) at the completion price.
+    """Prompt tokens at the prompt price (images, PDFs and audio included: each part says its tokens), each
+    image at the image price, plus max_tokens (reasoning included) at the completion price.
 
     A body without max_tokens (the model does not take it) is bounded by the model's own output limit.
     """
     prompt_tokens = body_prompt_tokens(body)
     max_tokens = body.get("max_tokens") or info.max_completion_tokens or info.context_length or 0
-    return prompt_tokens * info.prompt_price + max_tokens * info.completion_price + info.request_price
+    media = body_images(body) * info.image_price + parsing_cost(body)
+    return prompt_tokens * info.prompt_price + media + max_tokens * info.completion_price + info.request_price
 
 
 @dataclass

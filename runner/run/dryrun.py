@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 
 from ..chat.catalog import Catalog
 from ..chat.request import build_body
-from ..errors import InputError, RenderError, SynthesisError
+from ..errors import AttachmentError, InputError, RenderError, SynthesisError
+from ..plan.attachments import with_attachments
 from ..plan.render import Renderer
 from ..plan.synth import synthesize
 from ..spec.model import ChatStep, PipelineSpec, StepBase, thaw
-from .budget import body_prompt_tokens
+from .budget import body_images, body_prompt_tokens, parsing_cost
+from .files import AttachmentFiles, attachment_parts
 from .inputs import InputItem
 
 
@@ -41,6 +43,7 @@ class Estimate:
     records: int = 0
     invalid_records: int = 0
     render_errors: int = 0
+    attachment_problems: list[str] = field(default_factory=list)  # records whose attachments would be refused
     stand_in_problems: list[str] = field(default_factory=list)  # "step X: why no valid stand-in"
 
     @property
@@ -53,7 +56,12 @@ class Estimate:
 
 
 def estimate(
-    spec: PipelineSpec, renderer: Renderer, catalog: Catalog, items: Iterable[InputItem], check_input
+    spec: PipelineSpec,
+    renderer: Renderer,
+    catalog: Catalog,
+    items: Iterable[InputItem],
+    check_input,
+    files: AttachmentFiles | None = None,
 ) -> Estimate:
     calls = [step for step in spec.steps if isinstance(step, ChatStep)]  # the steps that call a model
     rows = {step.id: EstimateRow(step.id, step.models[0]) for step in calls}
@@ -74,8 +82,14 @@ def estimate(
         for step in calls:
             try:
                 messages = renderer.messages(step, context)
+                if step.attachments:  # read and checked as the run will: images and PDFs are priced
+                    parts = attachment_parts(renderer.attachments(step, context), files)
+                    messages = with_attachments(messages, parts)
             except RenderError:
                 result.render_errors += 1
+                continue
+            except AttachmentError as exc:
+                result.attachment_problems.append(f"record {item.key}: {exc}")
                 continue
             mode = catalog.output_mode(step.model, schemas[step.id] is not None)
             body = build_body(step, messages, step.model, schema=schemas[step.id], mode=mode, user_id=None)
@@ -88,7 +102,8 @@ def estimate(
             if info is None:
                 row.priced = False
                 continue
-            low = tokens * info.prompt_price + info.request_price
+            media = body_images(body) * info.image_price + parsing_cost(body)
+            low = tokens * info.prompt_price + media + info.request_price
             row.low_usd += low
             row.high_usd += low + step.max_tokens * info.completion_price
     return result

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from ..errors import SpecError, SpecErrors
-from .kinds import StepInput, StepKind, inside, template_line
-from .model import ChatStep, FrozenDict, RateLimit, Reasoning, Template, freeze
+from .kinds import StepInput, StepKind, inline_template, inside, template_line
+from .model import AttachmentSpec, ChatStep, FrozenDict, RateLimit, Reasoning, Template, freeze
 from .strict import metaschema_problems
 
 # Values a step gets when neither it nor `defaults` sets them. Temperature, reasoning and
@@ -24,6 +24,7 @@ BUILTIN_SETTINGS = FrozenDict(
         "repair_attempts": 1,
         "timeout_s": 120.0,
         "rate_limit": None,
+        "pdf_engine": None,
     }
 )
 
@@ -75,7 +76,24 @@ def build_chat_step(step: StepInput) -> ChatStep:
         when=when,
         needs=step.needs,
         line=step.line,
+        attachments=_attachments(step),
+        pdf_engine=settings["pdf_engine"],
     )
+
+
+def _attachments(step: StepInput) -> tuple[AttachmentSpec, ...]:
+    """`attachments:` entries, each a template (a string, or `{file: ..., type: ...}`) with its line."""
+    entries = []
+    for index, entry in enumerate(step.raw.get("attachments") or ()):
+        location = (*step.here, "attachments", index)
+        if isinstance(entry, str):
+            template = inline_template(entry, step.source, location, f"attachments[{index}]", step.id)
+            entries.append(AttachmentSpec(template))
+        else:
+            field = f"attachments[{index}].file"
+            template = inline_template(entry["file"], step.source, (*location, "file"), field, step.id)
+            entries.append(AttachmentSpec(template, entry.get("type")))
+    return tuple(entries)
 
 
 CHAT = StepKind("chat", ("prompt", "prompt_file"), FrozenDict({"$ref": "#/$defs/chat_step"}), build_chat_step)

@@ -79,6 +79,15 @@ class FrozenDict(dict):
 EMPTY: FrozenDict = FrozenDict()
 
 
+@dataclass(frozen=True)
+class AttachmentSpec:
+    """One entry of a chat step's `attachments`: a template giving a URL, a data: URL or a file path (or a
+    list of them), and the type written beside it (`image`, `pdf`, `audio`) when the name does not tell."""
+
+    template: Template
+    type: str | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class StepBase:
     """What every step kind shares: its id, the steps it waits for, its `when` guard and its line.
@@ -128,6 +137,8 @@ class ChatStep(StepBase):
     prompt: Template
     system: Template | None
     schema: FrozenDict | None
+    attachments: tuple[AttachmentSpec, ...] = ()
+    pdf_engine: str | None = None  # OpenRouter's file-parser plugin engine
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -138,7 +149,8 @@ class ChatStep(StepBase):
         return self.schema
 
     def templates(self) -> tuple[Template, ...]:
-        return tuple(template for template in (self.system, self.prompt, self.when) if template is not None)
+        fixed = tuple(template for template in (self.system, self.prompt, self.when) if template is not None)
+        return fixed + tuple(attachment.template for attachment in self.attachments)
 
 
 @dataclass(frozen=True)

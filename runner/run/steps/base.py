@@ -8,12 +8,13 @@ from typing import Any, Protocol
 
 from ...chat.catalog import Catalog
 from ...chat.reply import Generation, Reply
-from ...errors import FailureSummary, RenderError
+from ...errors import AttachmentError, FailureSummary, RenderError
 from ...outcomes import Status
 from ...plan.graph import StepGraph
 from ...plan.render import Renderer
 from ...spec.model import PipelineSpec, StepBase
 from ..budget import Budget, SharedBudget
+from ..files import AttachmentFiles
 from ..hooks import Hooks
 from ..results import CacheEntry, StepResult
 
@@ -44,6 +45,7 @@ class Services:
     cache: ReplyCache | None = None
     budget: Budget | SharedBudget | None = None
     stream: bool = False  # text steps stream their replies (run/streaming.py)
+    files: AttachmentFiles | None = None  # local attachments, below the files root
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ class StepRunner(Protocol):
 MakeRunner = Callable[[Services], StepRunner]
 
 
-def render_failed(step_id: str, exc: RenderError) -> StepResult:
-    """A template of the step failed for this record: the record fails, saying where, and the others go on."""
+def render_failed(step_id: str, exc: RenderError | AttachmentError) -> StepResult:
+    """A template or an attachment of the step failed for this record: the record fails, saying where, and the
+    others go on."""
     summary = FailureSummary(kind=exc.kind, step=step_id, message=exc.message)
     return StepResult(step_id, Status.FAILED, error=summary)

@@ -15,10 +15,20 @@ from ...chat.flow import SlidingWindowLimiter
 from ...chat.reply import Reply, Usage
 from ...chat.request import build_body, encode_body, repair_messages
 from ...chat.verdict import Verdict, check_reply, compile_validator
-from ...errors import FailureSummary, NoEndpointsError, PipelineError, RenderError, RequestRejected, TransientError
+from ...errors import (
+    AttachmentError,
+    FailureSummary,
+    NoEndpointsError,
+    PipelineError,
+    RenderError,
+    RequestRejected,
+    TransientError,
+)
 from ...outcomes import FailureKind, Outcome, Status
+from ...plan.attachments import with_attachments
 from ...spec.model import ChatStep, thaw
 from ..budget import worst_case_cost
+from ..files import attachment_parts
 from ..results import CacheEntry, CostEvent, StepResult, utc_now
 from ..streaming import ask_streamed, show_cached, streams
 from .base import Scope, Services, render_failed
@@ -72,7 +82,10 @@ class ChatRunner:
         attempts = _Attempts()
         try:
             messages = self._services.renderer.messages(step, scope.context)
-        except RenderError as exc:
+            if step.attachments:
+                attachments = self._services.renderer.attachments(step, scope.context)
+                messages = with_attachments(messages, attachment_parts(attachments, self._services.files))
+        except (RenderError, AttachmentError) as exc:  # nothing of the step has been sent
             log.error("record %s: %s", scope.key, exc)
             return render_failed(step.id, exc)
         server_mode = step.fallback_mode == "server"
