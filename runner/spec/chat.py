@@ -9,6 +9,7 @@ from ..errors import SpecError, SpecErrors
 from .kinds import StepInput, StepKind, inside, template_line
 from .model import ChatStep, FrozenDict, RateLimit, Reasoning, Template, freeze
 from .strict import metaschema_problems
+from .tools import build_tool_settings
 
 # Values a step gets when neither it nor `defaults` sets them. Temperature, reasoning and
 # max_tokens are always sent explicitly, so a run never depends on a provider's defaults.
@@ -55,6 +56,7 @@ def build_chat_step(step: StepInput) -> ChatStep:
     schema = _load_schema(step)
     reasoning = settings["reasoning"]
     rate_limit = settings["rate_limit"]
+    tools = build_tool_settings(step)
     return ChatStep(
         id=step_id,
         module=settings["module"],
@@ -75,6 +77,9 @@ def build_chat_step(step: StepInput) -> ChatStep:
         when=when,
         needs=step.needs,
         line=step.line,
+        tools=tools.tools,
+        tool_choice=tools.tool_choice,
+        max_tool_rounds=tools.max_tool_rounds,
     )
 
 

@@ -79,6 +79,18 @@ class FrozenDict(dict):
 EMPTY: FrozenDict = FrozenDict()
 
 
+@dataclass(frozen=True)
+class Tool:
+    """A Python function a chat step offers the model: what the model is told (name, description,
+    JSON Schema of the parameters) and where the function lives (`call`, looked up from `folder`)."""
+
+    name: str
+    call: str  # module:function
+    description: str | None
+    parameters: FrozenDict
+    folder: str  # the pipeline file's folder: the module is looked for there first, then on sys.path
+
+
 @dataclass(frozen=True, kw_only=True)
 class StepBase:
     """What every step kind shares: its id, the steps it waits for, its `when` guard and its line.
@@ -128,6 +140,9 @@ class ChatStep(StepBase):
     prompt: Template
     system: Template | None
     schema: FrozenDict | None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str = "auto"  # auto | required | none | a tool's name
+    max_tool_rounds: int = 5  # requests the tool loop may make before the step fails
 
     @property
     def models(self) -> tuple[str, ...]:
