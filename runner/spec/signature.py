@@ -68,12 +68,13 @@ def function_schema(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[str |
 
 def _parameter(argument: ast.arg, default: ast.expr | None, documented: str | None) -> dict[str, Any]:
     if argument.annotation is None:
-        raise Undescribable(argument.arg, "has no type hint; add one (str, int, list[str], ...)", argument.lineno)
+        raise Undescribable(argument.arg, "has no type hint", argument.lineno)
     try:
         schema = annotation_schema(argument.annotation)
     except ValueError as exc:
-        reason = f"has type `{exc}`, which JSON Schema cannot describe (it can: {SUPPORTED})"
-        raise Undescribable(argument.arg, reason, argument.lineno) from None
+        raise Undescribable(
+            argument.arg, f"has type `{exc}`, which JSON Schema cannot describe", argument.lineno
+        ) from None
     if default is not None:
         try:
             value = ast.literal_eval(default)

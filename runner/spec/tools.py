@@ -14,7 +14,7 @@ from ..errors import SpecError
 from .kinds import StepInput
 from .model import Tool, freeze
 from .pymodules import LookupProblem, read_function
-from .signature import Undescribable, function_schema
+from .signature import SUPPORTED, Undescribable, function_schema
 
 CHOICES = ("auto", "required", "none")
 DEFAULT_TOOL_CHOICE = "auto"
@@ -92,8 +92,8 @@ def _tool(step: StepInput, index: int, entry: str | dict[str, Any]) -> Tool:
             read_description, parameters = function_schema(found.node)
         except Undescribable as exc:
             raise problem(
-                f"{exc} ({found.path}:{exc.line}); give the tool's parameters as `parameters:` "
-                f"(a JSON Schema object) or change the hint"
+                f"{exc} ({found.path}:{exc.line}); name each parameter with a hint JSON Schema can describe "
+                f"({SUPPORTED}), or give the tool's parameters as `parameters:` (a JSON Schema object)"
             ) from None
         description = description if description is not None else read_description
     if not _TOOL_NAME.match(found.name):

@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import json
 import logging
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,9 @@ class ToolBox:
             try:
                 function = import_function(tool.call, Path(tool.folder))
             except Exception as exc:  # the module is the user's: anything it raises at import stops the run
-                log.exception("step %s: cannot import tool %s", self.step.id, tool.call)
+                log.debug("step %s: cannot import tool %s", self.step.id, tool.call, exc_info=True)
                 raise ConfigurationError(
-                    f"step '{self.step.id}': cannot import tool {tool.call}: {type(exc).__name__}: {exc}"
+                    f"step '{self.step.id}': cannot import tool {tool.call}: {type(exc).__name__}: {exc}{_where(exc)}"
                 ) from None
             self._functions[tool.name] = function
         return function
@@ -152,6 +153,12 @@ class ToolRounds:
     def next(self) -> None:
         """A request that is not a tool round's answer (a re-ask) still counts as a round."""
         self.number += 1
+
+
+def _where(exc: BaseException) -> str:
+    """(file:line) of the innermost frame that raised, so an import failure points into the user's module."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def _error(problem: str) -> str:
