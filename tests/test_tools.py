@@ -412,6 +412,19 @@ def test_a_tool_module_that_fails_to_import_stops_the_run_with_its_error(tmp_pat
     assert "Traceback" not in outcome.err
 
 
+def test_a_mock_run_through_the_cli_shows_spend_by_round(tmp_path, capsys, monkeypatch):
+    path = shop(tmp_path)
+    ran = invoke(capsys, monkeypatch, "run", str(path), "--mock", "--input", '{"question": "Where is ORD-1?"}')
+    assert ran.code == 0, ran.err
+    assert json.loads(ran.out)["reply"]
+    shown = invoke(capsys, monkeypatch, "costs", "--by", "step,round", "--include-mock", "--format", "json")
+    rows = json.loads(shown.out)
+    assert [(row["step"], row["round"], row["calls"]) for row in sorted(rows, key=lambda row: row["round"])] == [
+        ("answer", 1, 1),
+        ("answer", 2, 1),
+    ]
+
+
 # The fake on its own
 
 
