@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 
 from runner import load_pipeline
+from runner.chat.messages import Message
+from runner.chat.request import OutputMode, build_body
 from runner.errors import SpecError
 from runner.fake import FakeOpenRouter, Fault
 from runner.fake.server import mock_transport
+from runner.run.budget import body_prompt_tokens
 from runner.spec.model import thaw
 from runner.spec.pymodules import import_function
 
@@ -410,6 +413,15 @@ def test_a_tool_module_that_fails_to_import_stops_the_run_with_its_error(tmp_pat
     assert outcome.code == 3, outcome.err
     assert "cannot import tool shop_tools:get_order: RuntimeError: no database configured" in outcome.err
     assert "Traceback" not in outcome.err
+
+
+def test_the_budget_counts_the_tool_definitions_as_prompt(tmp_path):
+    step = load_pipeline(shop(tmp_path)).spec.step("answer")
+    messages = (Message.text_message("user", "Where is my order?"),)
+    with_tools = build_body(step, messages, step.model, schema=None, mode=OutputMode.TEXT, user_id=None)
+    without = {key: value for key, value in with_tools.items() if key not in ("tools", "tool_choice")}
+    definitions = len(json.dumps(with_tools["tools"])) / 3
+    assert body_prompt_tokens(with_tools) - body_prompt_tokens(without) >= definitions
 
 
 def test_a_mock_run_through_the_cli_shows_spend_by_round(tmp_path, capsys, monkeypatch):
