@@ -132,10 +132,6 @@ def run(path: Path, fake: FakeOpenRouter, settings, question: str = "Where is my
     return asyncio.run(pipeline.run({"question": question}, settings=settings, transport=mock_transport(fake)))
 
 
-def chat_bodies(fake: FakeOpenRouter) -> list[dict]:
-    return fake.chat_bodies()
-
-
 # Parameter schemas from the source
 
 
@@ -263,7 +259,7 @@ def test_two_rounds_of_parallel_calls_then_an_answer_each_round_a_cost_row(tmp_p
     ]
     assert sum(row["cost_usd"] for row in rows) == pytest.approx(fake.total_cost)
     assert result.steps["answer"].cost_usd == pytest.approx(fake.total_cost)
-    first, second, third = chat_bodies(fake)
+    first, second, third = fake.chat_bodies()
     assert [tool["function"]["name"] for tool in first["tools"]] == ["get_order", "search_kb"]
     assert first["tool_choice"] == "auto"
     # Round 2 carries the assistant's calls and one `tool` message per call, in the calls' order.
@@ -282,7 +278,7 @@ def test_reasoning_details_go_back_with_the_assistant_turn(tmp_path, settings):
     run(shop(tmp_path), fake, settings)
     sent = replies[0]["choices"][0]["message"]["reasoning_details"]
     assert sent[0]["type"] == "reasoning.text" and sent[0]["signature"]
-    [turn] = [message for message in chat_bodies(fake)[1]["messages"] if message["role"] == "assistant"]
+    [turn] = [message for message in fake.chat_bodies()[1]["messages"] if message["role"] == "assistant"]
     assert turn["reasoning_details"] == sent
 
 
@@ -307,7 +303,7 @@ def test_a_tool_that_raises_is_an_error_result_the_model_sees_and_the_log_keeps(
     with caplog.at_level(logging.WARNING, logger="runner.run.steps.tools"):
         result = run(shop(tmp_path, raising), fake, settings)
     assert result.status == "ok"
-    second = chat_bodies(fake)[1]
+    second = fake.chat_bodies()[1]
     results = {
         message["tool_call_id"]: message["content"] for message in second["messages"] if message["role"] == "tool"
     }
@@ -324,7 +320,7 @@ def test_invalid_arguments_are_refused_before_the_call_and_told_to_the_model(tmp
         result = run(shop(tmp_path), fake, settings)
     assert result.status == "ok"
     assert MODULE not in sys.modules  # the tool was never called (nor its module imported)
-    [answer] = [message for message in chat_bodies(fake)[1]["messages"] if message["role"] == "tool"]
+    [answer] = [message for message in fake.chat_bodies()[1]["messages"] if message["role"] == "tool"]
     error = json.loads(answer["content"])["error"]
     assert error.startswith("invalid arguments: ")
     assert "language: 'fr' is not one of ['en', 'de']" in error and "query: 5 is not of type 'string'" in error
@@ -335,13 +331,13 @@ def test_arguments_that_are_not_json_or_name_no_tool_are_told_to_the_model(tmp_p
     fake = FakeOpenRouter()
     fake.enqueue(Fault("tool_calls", tool_name="search_kb", arguments='{"query": '))
     run(shop(tmp_path), fake, settings)
-    [answer] = [message for message in chat_bodies(fake)[1]["messages"] if message["role"] == "tool"]
+    [answer] = [message for message in fake.chat_bodies()[1]["messages"] if message["role"] == "tool"]
     assert json.loads(answer["content"])["error"].startswith("the arguments are not valid JSON")
 
     fake = FakeOpenRouter()
     fake.enqueue(Fault("tool_calls", tool_name="delete_everything", arguments="{}"))
     run(shop(tmp_path), fake, settings, question="Something else")  # not the cached conversation
-    [answer] = [message for message in chat_bodies(fake)[1]["messages"] if message["role"] == "tool"]
+    [answer] = [message for message in fake.chat_bodies()[1]["messages"] if message["role"] == "tool"]
     assert json.loads(answer["content"]) == {
         "error": "there is no tool named 'delete_everything'; the tools are: get_order, search_kb"
     }
@@ -371,7 +367,7 @@ def test_the_final_answer_is_checked_and_re_asked_like_any_chat_step(tmp_path, s
         (2, "invalid_json"),
         (3, "ok"),
     ]
-    third = chat_bodies(fake)[2]
+    third = fake.chat_bodies()[2]
     assert third["messages"][-2] == {"role": "assistant", "content": "Your order shipped."}
     assert "could not be used" in third["messages"][-1]["content"]
 
@@ -389,7 +385,7 @@ def test_tool_choice_is_sent_in_the_first_round_then_auto(tmp_path, settings, ch
     fake = FakeOpenRouter()
     result = run(shop(tmp_path, chosen), fake, settings)
     assert result.status == "ok", result.steps["answer"].error
-    bodies = chat_bodies(fake)
+    bodies = fake.chat_bodies()
     assert [body["tool_choice"] for body in bodies] == [first, *["auto"] * (requests - 1)]
     if choice == "get_order":  # a forced tool is the only one called
         assert [name for name, _ in sys.modules[MODULE].calls] == ["get_order"]
