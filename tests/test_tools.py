@@ -69,6 +69,11 @@ def broken(order_id: str) -> str:
     raise LookupError(f"no order {order_id}")
 
 
+def odd(order_id: str) -> set:
+    """Returns what JSON cannot hold."""
+    return {order_id}
+
+
 def typed(
     name: str,
     count: int,
@@ -311,6 +316,16 @@ def test_a_tool_that_raises_is_an_error_result_the_model_sees_and_the_log_keeps(
     error = json.loads(results[broken_call["id"]])["error"]
     assert error.startswith("LookupError: no order ")
     assert "raised LookupError" in caplog.text and "Traceback" in caplog.text
+
+
+def test_a_value_that_is_not_json_is_an_error_result(tmp_path, settings):
+    odd = PIPELINE.replace("      - shop_tools:get_order\n", "      - shop_tools:odd\n")
+    fake = FakeOpenRouter()
+    fake.enqueue(Fault("tool_calls", tool_name="odd"))
+    assert run(shop(tmp_path, odd), fake, settings).status == "ok"
+    [answer] = [message for message in fake.chat_bodies()[1]["messages"] if message["role"] == "tool"]
+    error = json.loads(answer["content"])["error"]
+    assert error.startswith("the tool returned a value that is not JSON (") and "set" in error
 
 
 def test_invalid_arguments_are_refused_before_the_call_and_told_to_the_model(tmp_path, settings, caplog):

@@ -84,6 +84,8 @@ class ToolBox:
                 value = await function(**arguments)
             else:
                 value = await asyncio.to_thread(function, **arguments)
+                if inspect.isawaitable(value):  # an async function behind a plain decorator
+                    value = await value
         except Exception as exc:
             log.warning(
                 "record %s step %s: tool %s (call %s) raised %s",
@@ -98,9 +100,13 @@ class ToolBox:
         if isinstance(value, str):
             return value
         try:
-            return json.dumps(value, ensure_ascii=False)
+            return json.dumps(value, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            return self._refuse(record_key, call, f"the tool returned a value that is not JSON ({exc})")
+            problem = f"the tool returned a value that is not JSON ({exc})"
+            log.warning(
+                "record %s step %s: tool %s (call %s): %s", record_key, self.step.id, call.name, call.id, problem
+            )
+            return _error(problem)
 
     def _refuse(self, record_key: str, call: ToolCallPart, problem: str) -> str:
         log.warning(
