@@ -4,6 +4,7 @@ row per round, tool calls run concurrently, errors handed back to the model, the
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import logging
@@ -23,6 +24,7 @@ from runner.fake.server import mock_transport
 from runner.run.budget import body_prompt_tokens
 from runner.spec.model import thaw
 from runner.spec.pymodules import import_function
+from runner.spec.signature import function_schema
 
 from .conftest import FIXTURES, cost_rows, invoke, write_pipeline
 
@@ -179,6 +181,32 @@ def test_parameter_schemas_come_from_hints_defaults_and_docstrings(tmp_path):
     assert thaw(typed.parameters)["required"] == ["name", "count"]
     # The file's description wins over the docstring.
     assert tools["search_kb"].description == "Search the help centre."
+
+
+def test_sphinx_docstrings_annotated_and_quoted_hints_are_read():
+    source = textwrap.dedent(
+        '''
+        import typing
+        from typing import Annotated
+
+        async def convert(amount: Annotated[float, "In the source currency"], to: "str | int", rates: typing.Any = None):
+            """Convert money.
+
+            :param amount: ignored, Annotated says it
+            :param to: The target currency,
+                as a code or a number.
+            :returns: the amount
+            """
+        '''
+    )
+    description, schema = function_schema(ast.parse(source).body[2])
+    assert description == "Convert money."
+    assert schema["properties"] == {
+        "amount": {"type": "number", "description": "In the source currency"},
+        "to": {"type": ["string", "integer"], "description": "The target currency, as a code or a number."},
+        "rates": {"default": None},
+    }
+    assert schema["required"] == ["amount", "to"]
 
 
 def test_parameters_given_in_the_file_are_sent_as_written(tmp_path):
