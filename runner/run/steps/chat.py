@@ -127,7 +127,8 @@ class ChatRunner:
             verdict = TOOLS_CALLED if calls_tools else _judge(reply, prepared.validator)
             verdict = hit.verdict if hit is not None else verdict
             if reply.billed:
-                self._account(step, model, billed, verdict, hit, cache_key, scope, attempts, rounds and rounds.number)
+                round_ = rounds.number if rounds else None
+                self._account(step, model, billed, verdict, hit, cache_key, scope, attempts, round_)
             if calls_tools:
                 if rounds.exhausted:
                     return _failed(step.id, FailureKind.TOOL_ROUNDS_EXHAUSTED, attempts, rounds.exhausted_message())
@@ -154,7 +155,9 @@ class ChatRunner:
                 continue
             return verdict.outcome, verdict.problems
 
-    def _account(self, step, model, billed: Billed, verdict: Verdict, hit, cache_key, scope, attempts, round_=None):
+    def _account(
+        self, step, model, billed: Billed, verdict: Verdict, hit, cache_key, scope, attempts, round_=None
+    ) -> None:
         """Count a billed reply against the step and report its cost (and whether to cache it)."""
         attempts.count += 1
         cached = hit is not None
@@ -202,7 +205,9 @@ class ChatRunner:
         worst = max(worst_case_cost(body, self._catalog.models[model]) for model in models)
         return await self._budget.reserve(worst)
 
-    def _cost_event(self, scope: Scope, step: ChatStep, model, billed: Billed, outcome, attempt, cached, round_=None):
+    def _cost_event(
+        self, scope: Scope, step: ChatStep, model, billed: Billed, outcome, attempt, cached, round_=None
+    ) -> CostEvent:
         reply = billed.reply
         source = reply.generation_id or f"local-{secrets.token_hex(12)}"
         return CostEvent(
