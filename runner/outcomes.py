@@ -54,3 +54,4 @@ class FailureKind(StrEnum):
     SCHEMA_MISMATCH = "schema_mismatch"
     CONTENT_FILTER = "content_filter"
     LENGTH = "length"
+    TOOL_ROUNDS_EXHAUSTED = "tool_rounds_exhausted"  # the model still called tools at max_tool_rounds

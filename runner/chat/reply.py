@@ -174,7 +174,7 @@ class Reply:
         return self.usage is not None
 
     def to_cache(self) -> dict[str, Any]:
-        return {
+        stored = {
             "id": self.generation_id,
             "model": self.model,
             "provider": self.provider,
@@ -184,6 +184,10 @@ class Reply:
             "native_finish_reason": self.native_finish_reason,
             "usage": self.usage.as_dict() if self.usage else None,
         }
+        if self.tool_calls:  # a tool round's reply: replayed from the cache, it calls the same tools
+            stored["tool_calls"] = [call.to_wire() for call in self.tool_calls]
+            stored["reasoning_details"] = self.reasoning_details
+        return stored
 
     @classmethod
     def from_cache(cls, stored: dict[str, Any]) -> Reply:
@@ -199,6 +203,8 @@ class Reply:
             usage=Usage(**usage) if usage else None,
             error=None,
             latency_ms=0,
+            tool_calls=_tool_calls(stored.get("tool_calls")),
+            reasoning_details=stored.get("reasoning_details"),
         )
 
 

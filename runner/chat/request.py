@@ -9,7 +9,7 @@ from dataclasses import replace
 from enum import Enum
 from typing import Any
 
-from ..spec.model import ChatStep, thaw
+from ..spec.model import ChatStep, Tool, thaw
 from .messages import Message
 
 
@@ -40,13 +40,15 @@ def build_body(
     user_id: str | None,
     server_fallbacks: tuple[str, ...] = (),
     supported_parameters: frozenset[str] | None = None,
+    tool_choice: str | None = None,
 ) -> dict[str, Any]:
     """The JSON body of POST /chat/completions; only fields of OpenRouter's published API.
 
     `schema` is the step's output schema as plain JSON (thawed once per run, not per call).
     `supported_parameters` is the model's catalogue list: a tuning parameter it does not list is
     left out (with `provider.require_parameters` it would make OpenRouter answer 404). Unknown
-    (None or empty): everything is sent.
+    (None or empty): everything is sent. `tool_choice` overrides the step's for this round (the tool loop
+    sends `auto` after the first).
     """
     if mode in (OutputMode.JSON_OBJECT, OutputMode.PROMPT) and schema is not None:
         messages = _with_schema(messages, schema)
@@ -73,6 +75,9 @@ def build_body(
         }
     elif mode is OutputMode.JSON_OBJECT:
         body["response_format"] = {"type": "json_object"}
+    if step.tools:
+        body["tools"] = [tool_wire(tool) for tool in step.tools]
+        body["tool_choice"] = tool_choice_wire(tool_choice or step.tool_choice)
     return body
 
 
@@ -87,6 +92,22 @@ def request_plugins(plugins: Sequence[Mapping[str, Any]], pdf_engine: str | None
             plugin["pdf"] = {"engine": pdf_engine, **(plugin.get("pdf") or {})}
             return merged
     return [*merged, {"id": "file-parser", "pdf": {"engine": pdf_engine}}]
+
+
+def tool_wire(tool: Tool) -> dict[str, Any]:
+    """A function tool as the request's `tools` lists it."""
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        function["description"] = tool.description
+    function["parameters"] = thaw(tool.parameters)
+    return {"type": "function", "function": function}
+
+
+def tool_choice_wire(choice: str) -> str | dict[str, Any]:
+    """`auto`, `required` and `none` as they are; a tool's name as a named choice."""
+    if choice in ("auto", "required", "none"):
+        return choice
+    return {"type": "function", "function": {"name": choice}}
 
 
 def _with_schema(messages: tuple[Message, ...], schema: dict[str, Any]) -> tuple[Message, ...]:

@@ -52,7 +52,7 @@ class Fault:
       "empty_choices"   `choices: []`, still billed.
       "tool_calls"      only `tool_calls` (content null, finish_reason "tool_calls"): one call of the
                         request's tool named `tool_name` (default: its first tool), arguments made
-                        from that tool's parameters schema.
+                        from that tool's parameters schema (or this exact `arguments` text).
       "content"         this exact `content`.
       "no_cost"         usage with tokens but without `cost`/`cost_details`; `/generation` has total_cost.
       "byok"            usage.is_byok true, `cost` OpenRouter's fee (`fee_usd`, default 5 % of the price),
@@ -78,6 +78,7 @@ class Fault:
     fee_usd: float | None = None
     reasons: tuple[str, ...] = ("violence",)
     tool_name: str | None = None
+    arguments: str | None = None
     delay_s: float = 5.0
     model: str | None = None
     times: int = 1

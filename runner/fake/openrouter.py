@@ -3,7 +3,8 @@
 `FakeOpenRouter` holds the behaviour; server.py puts it behind an HTTP server on 127.0.0.1
 (for `--mock`, end-to-end tests and benchmarks) or behind an httpx.MockTransport (unit tests).
 Reply shapes and failures are scripted with `enqueue(Fault(...))` (see Fault for the kinds);
-constructor switches set what holds for every reply (`served_models`, the `/generation` delay).
+constructor switches set what holds for every reply (`served_models`, the `/generation` delay,
+`tool_rounds`). A request offering `tools` is answered as a model using them would (toolcalls.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..errors import SynthesisError
 from ..plan.synth import Synthesizer
 from . import parts
 from . import replies as shapes
+from . import toolcalls as tool_calls_of
 from .faults import FAULT_KINDS, Fault, charged, error_status
 from .streaming import streamed
 
@@ -57,6 +59,7 @@ class FakeOpenRouter:
     generation_not_found_s: lookups within S seconds of the reply answer 404 too; default 0.
     generations_never_found: every lookup answers 404.
     stream_delay_s: the pause between the events of a streamed reply (`stream: true`); default 0.
+    tool_rounds: with `tool_choice: auto`, how many rounds of tool calls come before the final answer; default 1.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class FakeOpenRouter:
         generation_not_found_s: float = 0.0,
         generations_never_found: bool = False,
         stream_delay_s: float = 0.0,
+        tool_rounds: int = 1,
     ) -> None:
         self.latency_s = latency_s
         self.api_key = api_key
@@ -85,6 +89,7 @@ class FakeOpenRouter:
         self.generation_not_found_s = generation_not_found_s
         self.generations_never_found = generations_never_found
         self.stream_delay_s = stream_delay_s
+        self.tool_rounds = tool_rounds
         self._generation_lookups: dict[str, int] = {}
         self._generation_born: dict[str, float] = {}
         self._history_limit = history_limit
@@ -201,6 +206,9 @@ class FakeOpenRouter:
             return _error(400, f"{answering} is not a valid model ID")
         if (refused := parts.problem(body)) is not None:
             return _error(400, refused)
+        unanswered = tool_calls_of.unanswered(body.get("messages") or [])
+        if unanswered:
+            return _error(400, f"tool_call_ids did not have response messages: {', '.join(unanswered)}")
         if fault is not None:
             early = await self._apply_early_fault(fault, body, answering)
             if early is not None:
@@ -243,11 +251,11 @@ class FakeOpenRouter:
         user_text = shapes.text_of(messages[-1].get("content")) if messages else ""
         seed = hashlib.sha256(prompt_text.encode("utf-8")).digest()
         schema = shapes.requested_schema(body)
-        tool_calls = None
+        tool_calls = tool_calls_of.calls(body, fault, self.tool_rounds, self._synthesizer, seed, user_text)
         if kind == "content":
             content = fault.content
-        elif kind == "tool_calls":
-            content, tool_calls = None, [self._tool_call(body, fault, seed, user_text)]
+        elif tool_calls:
+            content = None
         elif schema is not None:
             content = json.dumps(self._synthesizer(schema).value(seed, user_text), ensure_ascii=False)
         else:
@@ -296,6 +304,8 @@ class FakeOpenRouter:
             if reasoning_config.get("exclude") or not reasoning_tokens
             else f"Mock reasoning about the request ({reasoning_tokens} tokens)."
         )
+        if tool_calls and message["reasoning"]:  # what a reasoning model wants back with its tool calls
+            message["reasoning_details"] = tool_calls_of.reasoning_details(model, message["reasoning"], seed)
         choice: dict[str, Any] = {
             "logprobs": None,
             "finish_reason": finish_reason,
@@ -346,18 +356,6 @@ class FakeOpenRouter:
                 self._synthesizers.clear()
             self._synthesizers[key] = Synthesizer(schema)
         return self._synthesizers[key]
-
-    def _tool_call(self, body: dict[str, Any], fault: Fault, seed: bytes, user_text: str) -> dict[str, Any]:
-        functions = [tool.get("function") or {} for tool in body.get("tools") or () if isinstance(tool, dict)]
-        chosen = next((function for function in functions if function.get("name") == fault.tool_name), None)
-        if chosen is None:
-            chosen = functions[0] if functions and fault.tool_name is None else {"name": fault.tool_name or "lookup"}
-        arguments = self._synthesizer(chosen.get("parameters") or {"type": "object"}).value(seed, user_text)
-        return {
-            "id": f"call_{hashlib.sha256(seed).hexdigest()[:24]}",
-            "type": "function",
-            "function": {"name": chosen.get("name", "lookup"), "arguments": json.dumps(arguments)},
-        }
 
     def _bill(self, generation_id: str, served: str, usage, finish_reason: str, native: str, user) -> None:
         """Count a billed reply and keep its generation record for `GET /generation`."""

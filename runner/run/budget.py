@@ -25,8 +25,10 @@ def estimate_prompt_tokens(messages: Iterable[Message], extra: Any = None) -> in
 
 
 def body_prompt_tokens(body: dict[str, Any]) -> int:
-    """The estimate for a request body as sent: its messages read back as parts, plus its response_format."""
-    return estimate_prompt_tokens(map(Message.from_wire, body["messages"]), body.get("response_format"))
+    """The estimate for a request body as sent: its messages read back as parts, plus its response_format
+    (and its tools' definitions, which the model reads as prompt too)."""
+    extra = body.get("response_format") if "tools" not in body else [body.get("response_format"), body["tools"]]
+    return estimate_prompt_tokens(map(Message.from_wire, body["messages"]), extra)
 
 
 def body_images(body: dict[str, Any]) -> int:

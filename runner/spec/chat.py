@@ -9,6 +9,7 @@ from ..errors import SpecError, SpecErrors
 from .kinds import StepInput, StepKind, inline_template, inside, template_line
 from .model import AttachmentSpec, ChatStep, FrozenDict, RateLimit, Reasoning, Template, freeze
 from .strict import metaschema_problems
+from .tools import build_tool_settings
 
 # Values a step gets when neither it nor `defaults` sets them. Temperature, reasoning and
 # max_tokens are always sent explicitly, so a run never depends on a provider's defaults.
@@ -56,6 +57,7 @@ def build_chat_step(step: StepInput) -> ChatStep:
     schema = _load_schema(step)
     reasoning = settings["reasoning"]
     rate_limit = settings["rate_limit"]
+    tools = build_tool_settings(step)
     return ChatStep(
         id=step_id,
         module=settings["module"],
@@ -78,6 +80,9 @@ def build_chat_step(step: StepInput) -> ChatStep:
         line=step.line,
         attachments=_attachments(step),
         pdf_engine=settings["pdf_engine"],
+        tools=tools.tools,
+        tool_choice=tools.tool_choice,
+        max_tool_rounds=tools.max_tool_rounds,
     )
 
 

@@ -88,6 +88,18 @@ class AttachmentSpec:
     type: str | None = None
 
 
+@dataclass(frozen=True)
+class Tool:
+    """A Python function a chat step offers the model: what the model is told (name, description,
+    JSON Schema of the parameters) and where the function lives (`call`, looked up from `folder`)."""
+
+    name: str
+    call: str  # module:function
+    description: str | None
+    parameters: FrozenDict
+    folder: str  # the pipeline file's folder: the module is looked for there first, then on sys.path
+
+
 @dataclass(frozen=True, kw_only=True)
 class StepBase:
     """What every step kind shares: its id, the steps it waits for, its `when` guard and its line.
@@ -139,6 +151,9 @@ class ChatStep(StepBase):
     schema: FrozenDict | None
     attachments: tuple[AttachmentSpec, ...] = ()
     pdf_engine: str | None = None  # OpenRouter's file-parser plugin engine
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str = "auto"  # auto | required | none | a tool's name
+    max_tool_rounds: int = 5  # requests the tool loop may make before the step fails
 
     @property
     def models(self) -> tuple[str, ...]:

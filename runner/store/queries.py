@@ -18,6 +18,7 @@ GROUP_COLUMNS = {
     "outcome": "outcome",
     "provider": "provider",
     "cost_source": "cost_source",
+    "round": "round",  # a tool step's round (null for other steps)
 }
 
 COUNT_COLUMNS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "reasoning_tokens", "total_tokens")

@@ -4,7 +4,7 @@ A new kind is one module that defines its frozen spec value (a `StepBase`), a `s
 (the YAML keys that mark it, its JSON Schema, its builder) and a runner, and calls `register` once.
 
 May import: runner.errors, runner.spec, runner.plan, runner.chat and the rest of runner.run.
-Inside, one way: base <- chat, code <- this module.
+Inside, one way: base <- tools <- chat; base <- code; chat, code <- this module.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from ..files import attachment_parts
 from ..results import CacheEntry, CostEvent, StepResult, utc_now
 from ..streaming import ask_streamed, show_cached, streams
 from .base import Scope, Services, render_failed
+from .tools import TOOLS_CALLED, ToolBox
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,14 @@ class ChatRunner:
         self._hooks = services.hooks
         self._steps: dict[str, _PreparedStep] = {}
         self._limiters: dict[str, SlidingWindowLimiter] = {}
+        self._tools: dict[str, ToolBox] = {}
         for step in services.spec.steps:
             if not isinstance(step, ChatStep):
                 continue
             schema = thaw(step.schema) if step.schema is not None else None
             self._steps[step.id] = _PreparedStep(step, schema, compile_validator(schema) if schema else None)
+            if step.tools:
+                self._tools[step.id] = ToolBox(step)
             if step.rate_limit is not None:
                 for model in step.models:
                     self._limiters.setdefault(
@@ -111,6 +115,7 @@ class ChatRunner:
         info = self._catalog.models.get(model)
         conversation = messages
         repairs_left = step.repair_attempts
+        rounds = self._tools[step.id].rounds() if step.tools else None  # the tool loop's rounds (tools.py)
         while True:
             body = build_body(
                 step,
@@ -121,6 +126,7 @@ class ChatRunner:
                 user_id=scope.user_id,
                 server_fallbacks=step.fallback_models if server_mode else (),
                 supported_parameters=info.supported_parameters if info is not None else None,
+                tool_choice=rounds.tool_choice if rounds else None,
             )
             try:
                 billed, cache_key, hit = await self._call(model, body, step, scope.key)
@@ -131,9 +137,17 @@ class ChatRunner:
                 log.warning("record %s step %s: %s; trying the next model", scope.key, step.id, exc)
                 return exc.kind, None
             reply = billed.reply
-            verdict = hit.verdict if hit is not None else _judge(reply, prepared.validator)
+            calls_tools = rounds is not None and rounds.calls_tools(reply)
+            verdict = TOOLS_CALLED if calls_tools else _judge(reply, prepared.validator)
+            verdict = hit.verdict if hit is not None else verdict
             if reply.billed:
-                self._account(step, model, billed, verdict, hit, cache_key, scope, attempts)
+                round_ = rounds.number if rounds else None
+                self._account(step, model, billed, verdict, hit, cache_key, scope, attempts, round_)
+            if calls_tools:
+                if rounds.exhausted:
+                    return _failed(step.id, FailureKind.TOOL_ROUNDS_EXHAUSTED, attempts, rounds.exhausted_message())
+                conversation = await rounds.answer(conversation, reply, scope.key)
+                continue
             if verdict.ok:
                 return StepResult(
                     step.id,
@@ -150,14 +164,18 @@ class ChatRunner:
             if verdict.outcome in REPAIRABLE and repairs_left > 0:
                 repairs_left -= 1
                 conversation = repair_messages(conversation, reply.content or "", verdict.problems)
+                if rounds:
+                    rounds.next()
                 continue
             return verdict.outcome, verdict.problems
 
-    def _account(self, step, model, billed: Billed, verdict: Verdict, hit, cache_key, scope, attempts) -> None:
+    def _account(
+        self, step, model, billed: Billed, verdict: Verdict, hit, cache_key, scope, attempts, round_=None
+    ) -> None:
         """Count a billed reply against the step and report its cost (and whether to cache it)."""
         attempts.count += 1
         cached = hit is not None
-        event = self._cost_event(scope, step, model, billed, verdict.outcome, attempts.count, cached)
+        event = self._cost_event(scope, step, model, billed, verdict.outcome, attempts.count, cached, round_)
         attempts.cost_usd += event.usage.cost_usd
         keep = not cached and self._cache is not None and verdict.outcome in CACHEABLE
         self._hooks.on_cost(event, CacheEntry(cache_key, billed.reply, verdict) if keep else None)
@@ -209,7 +227,9 @@ class ChatRunner:
         worst = max(worst_case_cost(body, self._catalog.models[model]) for model in models)
         return await self._budget.reserve(worst)
 
-    def _cost_event(self, scope: Scope, step: ChatStep, model, billed: Billed, outcome, attempt, cached) -> CostEvent:
+    def _cost_event(
+        self, scope: Scope, step: ChatStep, model, billed: Billed, outcome, attempt, cached, round_=None
+    ) -> CostEvent:
         reply = billed.reply
         source = reply.generation_id or f"local-{secrets.token_hex(12)}"
         return CostEvent(
@@ -232,6 +252,7 @@ class ChatRunner:
             cost_source=billed.cost_source,
             native_finish_reason=reply.native_finish_reason,
             generation=None if cached else billed.generation,
+            round=round_,
         )
 
 
