@@ -183,6 +183,7 @@ class Reply:
             "finish_reason": self.finish_reason,
             "native_finish_reason": self.native_finish_reason,
             "usage": self.usage.as_dict() if self.usage else None,
+            **({"annotations": [json.loads(item.data) for item in self.annotations]} if self.annotations else {}),
         }
 
     @classmethod
@@ -199,6 +200,7 @@ class Reply:
             usage=Usage(**usage) if usage else None,
             error=None,
             latency_ms=0,
+            annotations=_annotations(stored.get("annotations")),
         )
 
 

@@ -9,6 +9,8 @@ from enum import Enum
 from typing import Any
 
 from ..spec.model import ChatStep, thaw
+from ..spec.settings_schema import SAMPLING
+from .caching import with_breakpoints
 from .messages import Message
 
 
@@ -43,18 +45,28 @@ def build_body(
     """The JSON body of POST /chat/completions; only fields of OpenRouter's published API.
 
     `schema` is the step's output schema as plain JSON (thawed once per run, not per call).
-    `supported_parameters` is the model's catalogue list: a tuning parameter it does not list is
-    left out (with `provider.require_parameters` it would make OpenRouter answer 404). Unknown
+    `supported_parameters` is the model's catalogue list: a tuning or sampling parameter it does
+    not list is left out (with `provider.require_parameters` it would make OpenRouter answer 404). Unknown
     (None or empty): everything is sent.
     """
     if mode in (OutputMode.JSON_OBJECT, OutputMode.PROMPT) and schema is not None:
         messages = _with_schema(messages, schema)
+    if step.prompt_cache:
+        messages = with_breakpoints(messages, model)
     wire_messages = [message.to_wire() for message in messages]
     body: dict[str, Any] = {"model": model, "messages": wire_messages}
     tuning = {"temperature": step.temperature, "max_tokens": step.max_tokens, "reasoning": step.reasoning.as_body()}
     for name, value in tuning.items():
         if not supported_parameters or name in supported_parameters:
             body[name] = value
+    for name in SAMPLING:
+        value = getattr(step, name)
+        if value is not None and (not supported_parameters or name in supported_parameters):
+            body[name] = thaw(value)
+    if step.transforms is not None:
+        body["transforms"] = list(step.transforms)
+    if step.plugins is not None:
+        body["plugins"] = thaw(step.plugins)
     body["stream"] = False
     if server_fallbacks:
         body["models"] = [model, *server_fallbacks]

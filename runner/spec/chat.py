@@ -8,6 +8,7 @@ import json
 from ..errors import SpecError, SpecErrors
 from .kinds import StepInput, StepKind, inside, template_line
 from .model import ChatStep, FrozenDict, RateLimit, Reasoning, Template, freeze
+from .settings_schema import REQUEST_FIELDS
 from .strict import metaschema_problems
 
 # Values a step gets when neither it nor `defaults` sets them. Temperature, reasoning and
@@ -24,6 +25,9 @@ BUILTIN_SETTINGS = FrozenDict(
         "repair_attempts": 1,
         "timeout_s": 120.0,
         "rate_limit": None,
+        # OpenRouter's own settings, sent only when set (spec/settings_schema.py checks them).
+        **dict.fromkeys(REQUEST_FIELDS),
+        "prompt_cache": "auto",
     }
 )
 
@@ -75,7 +79,15 @@ def build_chat_step(step: StepInput) -> ChatStep:
         when=when,
         needs=step.needs,
         line=step.line,
+        **request_fields(settings),
     )
+
+
+def request_fields(settings: dict) -> dict:
+    """The OpenRouter settings as ChatStep fields: lists frozen, `prompt_cache: off` (YAML's false) as False."""
+    fields = {name: freeze(settings[name]) for name in REQUEST_FIELDS if settings[name] is not None}
+    fields["prompt_cache"] = settings["prompt_cache"] not in ("off", False)
+    return fields
 
 
 CHAT = StepKind("chat", ("prompt", "prompt_file"), FrozenDict({"$ref": "#/$defs/chat_step"}), build_chat_step)
