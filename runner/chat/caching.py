@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ..spec.model_ids import base_model
 from .messages import CacheControl, Message, TextPart
+
+if TYPE_CHECKING:
+    from .catalog import ModelInfo
 
 MIN_CACHED_TOKENS = 1024
 _GEMINI_VERSION = re.compile(r"^google/gemini-(\d+(?:\.\d+)?)")
@@ -40,3 +44,15 @@ def with_breakpoints(messages: tuple[Message, ...], model: str) -> tuple[Message
         return messages
     marked = Message("system", (*system.parts[:-1], replace(last, cache_control=CacheControl())))
     return (marked, *messages[1:])
+
+
+def cache_saving(info: ModelInfo | None, cached_tokens: int, write_tokens: int) -> float | None:
+    """What caching saved against the full prompt price, from the catalogue's prices: reads at the
+    cache-read price, less the write premium. None when the catalogue cannot price it."""
+    if not (cached_tokens or write_tokens):
+        return 0.0
+    if info is None or (cached_tokens and info.cache_read_price is None):
+        return None
+    read = info.cache_read_price if info.cache_read_price is not None else info.prompt_price
+    write = info.cache_write_price if info.cache_write_price is not None else info.prompt_price
+    return cached_tokens * (info.prompt_price - read) - write_tokens * (write - info.prompt_price)

@@ -109,4 +109,5 @@ def _stand_in(step: StepBase, problems: list[str]) -> dict:
         "usage": None,
         "reasoning": None,
         "status": "ok",
+        "annotations": [],
     }
