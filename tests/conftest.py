@@ -19,6 +19,7 @@ from runner.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "pipelines"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EXAMPLE_PIPELINES = sorted(path for path in EXAMPLES.glob("*.yaml") if not path.name.endswith(".cases.yaml"))
 TEST_KEY = "sk-or-v1-test-secret-0123456789abcdef"
 
 
