@@ -13,11 +13,14 @@ from runner import load_pipeline
 from runner.chat.caching import cache_saving, needs_breakpoints
 from runner.chat.catalog import bundled_catalog
 from runner.chat.messages import Message
+from runner.chat.reply import Generation, Usage
 from runner.chat.request import OutputMode, build_body
 from runner.fake import Fault
 from runner.fake.server import mock_transport
+from runner.store import Store
 
 from .conftest import cost_rows, invoke, openrouter_request_validator, write_pipeline
+from .test_store import event
 
 POLICY = "Refunds are accepted within 30 days of delivery when the item is unused. " * 80  # ~1,500 tokens
 
@@ -170,3 +173,25 @@ def test_costs_prefer_openrouters_cache_discount_where_a_generation_was_looked_u
     report = invoke(capsys, monkeypatch, "costs", "--by", "step", "--format", "json")
     [row] = json.loads(report.out)
     assert row["cache_saved_usd"] == pytest.approx(1.0)
+
+
+def test_cache_usage_reads_the_same_on_both_backends(backend, capsys, monkeypatch):
+    model = "anthropic/claude-sonnet-4.5"
+    read = Usage(2000, 50, 0, 1500, 2050, 0.002, cache_write_tokens=0)
+    written = Usage(2000, 50, 0, 0, 2050, 0.008, cache_write_tokens=1500)
+    looked_up = Generation(
+        "g2", 0.008, None, -0.001125, False, "Anthropic", None, 1, 1, 2000, 50, 0, 0, "stop", "end_turn"
+    )
+    with Store(backend[0], schema=backend[1]) as store:
+        store.add_cost(event(id="g1", model=model, usage=read))
+        store.add_cost(event(id="g2", model=model, usage=written, generation=looked_up, record_key="2"))
+        store.add_cost(event(id="g3", usage=Usage(10, 5, 0, 0, 15, 0.001), record_key="3"))  # nothing cached
+        [usage] = store.cache_usage(("step",))
+    assert usage["cache_model"] == model and (usage["cached_tokens"], usage["cache_write_tokens"]) == (1500, 1500)
+    # The write has OpenRouter's discount; only the read is left for the price table.
+    assert (usage["unpriced_cached"], usage["unpriced_written"]) == (1500, 0)
+    assert usage["discount_usd"] == pytest.approx(-0.001125)
+    schema_args = ("--db-schema", backend[1]) if backend[1] else ()
+    report = invoke(capsys, monkeypatch, "costs", "--by", "step", "--format", "json", "--db", backend[0], *schema_args)
+    [row] = json.loads(report.out)
+    assert row["cache_saved_usd"] == pytest.approx(1500 * (3e-6 - 0.3e-6) - 0.001125)
