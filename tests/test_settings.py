@@ -18,6 +18,7 @@ from runner.chat.request import OutputMode, build_body
 from runner.check.rules import lint
 from runner.errors import SpecError
 from runner.fake.server import mock_transport
+from runner.run.budget import body_prompt_tokens, worst_case_cost
 from runner.spec.model_ids import base_model, is_preset, split_variant
 from runner.spec.settings_schema import SETTINGS_SCHEMA_PATH
 
@@ -229,3 +230,16 @@ def test_a_reference_to_a_missing_step_field_still_names_annotations(tmp_path):
     text = "name: x\nsteps:\n  a: {model: openai/gpt-4o-mini, prompt: hi}\noutput: '{{ steps.a.anotations }}'\n"
     with pytest.raises(SpecError, match="did you mean 'annotations'"):
         load_pipeline(write_pipeline(tmp_path, text))
+
+
+def test_the_budget_reserves_a_web_searchs_fee_and_a_cache_writes_premium():
+    catalog = bundled_catalog()
+    plain = {"model": "google/gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
+    searching = {**plain, "plugins": [{"id": "web", "max_results": 10}]}
+    online = {**plain, "model": "google/gemini-2.5-flash:online"}
+    info = catalog.models["google/gemini-2.5-flash"]
+    assert worst_case_cost(searching, info) == pytest.approx(worst_case_cost(plain, info) + 10 * 0.004)
+    assert worst_case_cost(online, info) == pytest.approx(worst_case_cost(plain, info) + 5 * 0.004)
+    sonnet = catalog.models["anthropic/claude-sonnet-4.5"]
+    tokens = body_prompt_tokens(plain)
+    assert worst_case_cost(plain, sonnet) == pytest.approx(tokens * 3.75e-6 + 10 * 15e-6)
