@@ -20,6 +20,7 @@ from runner.fake.server import mock_transport
 from runner.store import Store
 
 from .conftest import cost_rows, invoke, openrouter_request_validator, write_pipeline
+from .test_fake import assert_shape, completion, lookups
 from .test_store import event
 
 POLICY = "Refunds are accepted within 30 days of delivery when the item is unused. " * 80  # ~1,500 tokens
@@ -195,3 +196,22 @@ def test_cache_usage_reads_the_same_on_both_backends(backend, capsys, monkeypatc
     report = invoke(capsys, monkeypatch, "costs", "--by", "step", "--format", "json", "--db", backend[0], *schema_args)
     [row] = json.loads(report.out)
     assert row["cache_saved_usd"] == pytest.approx(1500 * (3e-6 - 0.3e-6) - 0.001125)
+
+
+def test_the_fakes_cache_and_search_replies_keep_openrouters_shapes(fake):
+    system = {"role": "system", "content": [{"type": "text", "text": POLICY, "cache_control": {"type": "ephemeral"}}]}
+    request = {
+        "model": "anthropic/claude-haiku-4.5:online",
+        "messages": [system, {"role": "user", "content": "Can I return shoes?"}],
+        "max_tokens": 200,
+    }
+    first, second = completion(fake, request), completion(fake, request)
+    written = first["usage"]["prompt_tokens_details"]["cache_write_tokens"]
+    assert written > 1000 and second["usage"]["prompt_tokens_details"]["cached_tokens"] == written
+    notes = second["choices"][0]["message"]["annotations"]
+    assert notes and {"url", "title", "start_index", "end_index"} <= set(notes[0]["url_citation"])
+    found = lookups(fake, second["id"], 2)[-1]
+    assert_shape("GenerationResponse", found.json())
+    assert (
+        found.json()["data"]["cache_discount"] > 0 > lookups(fake, first["id"], 2)[-1].json()["data"]["cache_discount"]
+    )
