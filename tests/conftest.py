@@ -19,6 +19,7 @@ from runner.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "pipelines"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EXAMPLE_PIPELINES = sorted(path for path in EXAMPLES.glob("*.yaml") if not path.name.endswith(".cases.yaml"))
 TEST_KEY = "sk-or-v1-test-secret-0123456789abcdef"
 
 
@@ -26,8 +27,8 @@ def openrouter_request_validator() -> Draft202012Validator:
     """OpenRouter's published ChatRequest schema, made stricter than the server.
 
     The live API ignores unknown top-level keys (a typo silently does nothing), so unknown keys
-    are errors here; `reasoning.max_tokens` and `reasoning.exclude` are documented but missing
-    from the schema, so they are added.
+    are errors here; `reasoning.max_tokens`, `reasoning.exclude` and `transforms` are documented
+    but missing from the schema, so they are added.
     """
     document = json.loads((Path(__file__).parent / "data" / "openrouter_chat_request.schema.json").read_text())
     strict = copy.deepcopy(document)
@@ -37,6 +38,8 @@ def openrouter_request_validator() -> Draft202012Validator:
     reasoning["properties"]["max_tokens"] = {"type": "integer", "minimum": 0}
     reasoning["properties"]["exclude"] = {"type": "boolean"}
     reasoning["additionalProperties"] = False
+    # `transforms` (["middle-out"]) is in the API reference (NOTES.md) but missing from the schema.
+    request["properties"]["transforms"] = {"type": "array", "items": {"enum": ["middle-out"]}}
     return Draft202012Validator(strict)
 
 

@@ -11,7 +11,7 @@ from runner.api import load_pipeline
 from runner.chat.catalog import bundled_catalog
 from runner.check.rules import lint
 
-from .conftest import EXAMPLES, FIXTURES, invoke, write_pipeline
+from .conftest import EXAMPLE_PIPELINES, EXAMPLES, FIXTURES, invoke, write_pipeline
 
 LINT = sorted((FIXTURES / "lint").glob("*.yaml"))
 
@@ -47,8 +47,8 @@ def test_each_rule(path):
 
 
 def test_examples_have_no_errors():
-    for path in ("ticket_triage.yaml", "product_copy.yaml", "invoice_check.yaml"):
-        pipeline = load_pipeline(EXAMPLES / path)
+    for path in EXAMPLE_PIPELINES:
+        pipeline = load_pipeline(path)
         assert [f for f in lint(pipeline.spec, pipeline.graph, bundled_catalog()) if f.severity == "error"] == []
 
 
@@ -73,8 +73,7 @@ def test_github_annotations(capsys, monkeypatch, tmp_path):
 def test_json_report(capsys, monkeypatch):
     result = invoke(capsys, monkeypatch, "validate", "--format", "json", str(EXAMPLES))
     document = json.loads(result.out)
-    examples = [path for path in EXAMPLES.glob("*.yaml") if not path.name.endswith(".cases.yaml")]
-    assert result.code == 0 and document["errors"] == 0 and len(document["files"]) == len(examples) >= 4
+    assert result.code == 0 and document["errors"] == 0 and len(document["files"]) == len(EXAMPLE_PIPELINES)
 
 
 def test_validate_never_touches_the_network(capsys, monkeypatch):

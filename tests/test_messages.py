@@ -77,7 +77,8 @@ def test_example_bodies_are_byte_identical_to_those_built_before_parts():
     # A changed byte would change the response-cache key and turn every user's cache cold.
     golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
     assert len(golden) > 60
-    assert _example_bodies() == golden
+    recorded = {name.split("/")[0] for name in golden}  # examples added since have no bodies from before
+    assert {name: body for name, body in _example_bodies().items() if name.split("/")[0] in recorded} == golden
 
 
 def test_a_lone_text_part_is_sent_as_a_string():

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import CallError, ConfigurationError
+from ..spec.model_ids import base_model
 from .request import OutputMode
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ class ModelInfo:
     name: str = ""
     input_modalities: tuple[str, ...] = ()  # text, image, file, audio, video
     image_price: float = 0.0  # USD per input image (`pricing.image`), on top of its tokens
+    cache_read_price: float | None = None  # USD per cached prompt token read (`input_cache_read`); None: not listed
+    cache_write_price: float | None = None  # USD per prompt token written to the cache (`input_cache_write`)
 
     @classmethod
     def from_api(cls, entry: Mapping[str, Any]) -> ModelInfo:
@@ -52,6 +55,8 @@ class ModelInfo:
                 item for item in architecture.get("input_modalities") or () if isinstance(item, str)
             ),
             image_price=_price(pricing.get("image")),
+            cache_read_price=_listed_price(pricing.get("input_cache_read")),
+            cache_write_price=_listed_price(pricing.get("input_cache_write")),
         )
 
 
@@ -62,10 +67,41 @@ def _price(value: Any) -> float:
         return 0.0
 
 
+def _listed_price(value: Any) -> float | None:
+    return None if value is None else _price(value)
+
+
+class ModelTable(Mapping[str, ModelInfo]):
+    """The catalogue's models by id; a variant (`:online`, `:nitro`, ...) the catalogue does not list
+    is found as its base model, so prices, limits and parameters of `x:nitro` are those of `x`."""
+
+    def __init__(self, models: Mapping[str, ModelInfo]) -> None:
+        self._models = models
+
+    def __getitem__(self, model: str) -> ModelInfo:
+        found = self._models.get(model)
+        if found is None:
+            found = self._models[base_model(model)]
+        return found
+
+    def __contains__(self, model: object) -> bool:
+        return isinstance(model, str) and (model in self._models or base_model(model) in self._models)
+
+    def __iter__(self):
+        return iter(self._models)
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
 @dataclass(frozen=True)
 class Catalog:
     models: Mapping[str, ModelInfo]
     source: str = "live"  # where it came from: live (GET /models), cache (the disk cache), bundled (the snapshot)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.models, ModelTable):
+            object.__setattr__(self, "models", ModelTable(self.models))
 
     def output_mode(self, model: str, has_schema: bool) -> OutputMode:
         """Strict structured outputs where the model has them; JSON mode, or the prompt alone, otherwise."""

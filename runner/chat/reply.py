@@ -183,6 +183,7 @@ class Reply:
             "finish_reason": self.finish_reason,
             "native_finish_reason": self.native_finish_reason,
             "usage": self.usage.as_dict() if self.usage else None,
+            **({"annotations": [json.loads(item.data) for item in self.annotations]} if self.annotations else {}),
         }
         if self.tool_calls:  # a tool round's reply: replayed from the cache, it calls the same tools
             stored["tool_calls"] = [call.to_wire() for call in self.tool_calls]
@@ -205,6 +206,7 @@ class Reply:
             latency_ms=0,
             tool_calls=_tool_calls(stored.get("tool_calls")),
             reasoning_details=stored.get("reasoning_details"),
+            annotations=_annotations(stored.get("annotations")),
         )
 
 

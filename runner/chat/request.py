@@ -10,6 +10,8 @@ from enum import Enum
 from typing import Any
 
 from ..spec.model import ChatStep, Tool, thaw
+from ..spec.settings_schema import SAMPLING
+from .caching import with_breakpoints
 from .messages import Message
 
 
@@ -45,19 +47,30 @@ def build_body(
     """The JSON body of POST /chat/completions; only fields of OpenRouter's published API.
 
     `schema` is the step's output schema as plain JSON (thawed once per run, not per call).
-    `supported_parameters` is the model's catalogue list: a tuning parameter it does not list is
-    left out (with `provider.require_parameters` it would make OpenRouter answer 404). Unknown
+    `supported_parameters` is the model's catalogue list: a tuning or sampling parameter it does
+    not list is left out (with `provider.require_parameters` it would make OpenRouter answer 404). Unknown
     (None or empty): everything is sent. `tool_choice` overrides the step's for this round (the tool loop
     sends `auto` after the first).
     """
     if mode in (OutputMode.JSON_OBJECT, OutputMode.PROMPT) and schema is not None:
         messages = _with_schema(messages, schema)
+    if step.prompt_cache:
+        messages = with_breakpoints(messages, model)
     wire_messages = [message.to_wire() for message in messages]
     body: dict[str, Any] = {"model": model, "messages": wire_messages}
     tuning = {"temperature": step.temperature, "max_tokens": step.max_tokens, "reasoning": step.reasoning.as_body()}
     for name, value in tuning.items():
         if not supported_parameters or name in supported_parameters:
             body[name] = value
+    for name in SAMPLING:
+        value = getattr(step, name)
+        if value is not None and (not supported_parameters or name in supported_parameters):
+            body[name] = thaw(value)
+    if step.transforms is not None:
+        body["transforms"] = list(step.transforms)
+    plugins = request_plugins(step.plugins or (), step.pdf_engine)
+    if plugins:
+        body["plugins"] = plugins
     body["stream"] = False
     if server_fallbacks:
         body["models"] = [model, *server_fallbacks]
@@ -65,9 +78,6 @@ def build_body(
         body["user"] = str(user_id)
     if step.provider is not None:
         body["provider"] = thaw(step.provider)
-    plugins = request_plugins((), step.pdf_engine)  # the step's own `plugins` go first, once steps have them
-    if plugins:
-        body["plugins"] = plugins
     if mode is OutputMode.JSON_SCHEMA and schema is not None:
         body["response_format"] = {
             "type": "json_schema",

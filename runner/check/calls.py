@@ -12,7 +12,7 @@ from ..plan.pyfuncs import NEXT_TO_PIPELINE, ON_SYS_PATH, argument_problems, fin
 from ..spec.code import CodeStep
 from ..spec.model import PipelineSpec
 
-# (severity, message, file, line, column, step): the fields of rules.Finding, which wraps them.
+# (severity, message, file, line, column, step): the fields of findings.Finding, which wraps them.
 Problem = tuple[str, str, str, int | None, int | None, str]
 
 

@@ -1,7 +1,10 @@
 """`pipeline validate` beyond loading: the pipeline checked against the model catalogue and itself.
 
 Rules (errors unless marked):
-- a model id the catalogue does not know (the closest known ids are suggested);
+- a model id the catalogue does not know (the closest known ids are suggested); a variant
+  (`x:online`) is checked as its base model; an `@preset/NAME` cannot be checked (warning);
+- a sampling parameter the model does not take (warning: it is left out; settings_rules.py);
+- a system message that starts with per-record text before its stable text (warning: it is never cached);
 - a schema step on a model without strict structured outputs (warning: JSON mode is used);
 - `max_tokens` above the model's maximum completion tokens;
 - reasoning settings on a model that does not take `reasoning` (warning);
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import nodes
@@ -34,27 +36,10 @@ from ..plan.graph import StepGraph
 from ..plan.refs import input_references, parse, references, undefined_input_property
 from ..spec.code import CodeStep
 from ..spec.model import ChatStep, PipelineSpec, StepBase, Template
+from ..spec.model_ids import is_preset
 from .calls import code_step_problems
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: str  # "error" | "warning"
-    message: str
-    path: str
-    line: int | None
-    column: int | None = None
-    step: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "severity": self.severity,
-            "message": self.message,
-            "file": self.path,
-            "line": self.line,
-            "column": self.column,
-            "step": self.step,
-        }
+from .findings import Finding, where
+from .settings_rules import settings_findings
 
 
 def lint(spec: PipelineSpec, graph: StepGraph, catalog: Catalog) -> list[Finding]:
@@ -63,6 +48,7 @@ def lint(spec: PipelineSpec, graph: StepGraph, catalog: Catalog) -> list[Finding
         if isinstance(step, ChatStep):
             findings.extend(_models(spec, step, catalog))
             findings.extend(_attachment_modalities(spec, step, catalog))
+            findings.extend(settings_findings(spec, step, catalog))
         findings.extend(_impossible_when(spec, step))
     for step in spec.steps:
         if isinstance(step, CodeStep):
@@ -76,20 +62,16 @@ def lint(spec: PipelineSpec, graph: StepGraph, catalog: Catalog) -> list[Finding
     return sorted(findings, key=lambda finding: (finding.line or 0, finding.severity))
 
 
-def _where(spec: PipelineSpec, step: StepBase, field: str) -> tuple[int | None, int | None]:
-    """The field as written in the step, else where the step inherits it from (`defaults`)."""
-    for location in (("steps", step.id, field), ("defaults", field)):
-        if location in spec.source.keys:
-            return spec.source.keys[location]
-    return step.line, None
-
-
 def _models(spec: PipelineSpec, step: ChatStep, catalog: Catalog) -> Iterator[Finding]:
     known = list(catalog.models)
     for index, model in enumerate(step.models):
         field = "model" if index == 0 else "fallback_models"
-        line, column = _where(spec, step, field)
-        info = catalog.models.get(model)
+        line, column = where(spec, step, field)
+        if is_preset(model):
+            message = f"step '{step.id}': `{field}` '{model}' is a preset; its model and settings live in the account "
+            yield Finding("warning", message + "and cannot be checked offline", spec.path, line, column, step.id)
+            continue
+        info = catalog.models.get(model)  # a variant (`x:online`) is checked as its base model
         if info is None:
             close = difflib.get_close_matches(model, known, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -115,7 +97,7 @@ def _models(spec: PipelineSpec, step: ChatStep, catalog: Catalog) -> Iterator[Fi
                 step.id,
             )
         if info.max_completion_tokens and step.max_tokens > info.max_completion_tokens:
-            tokens_line, tokens_column = _where(spec, step, "max_tokens")
+            tokens_line, tokens_column = where(spec, step, "max_tokens")
             yield Finding(
                 "error",
                 f"step '{step.id}': max_tokens {step.max_tokens} is above the {info.max_completion_tokens} completion "
@@ -128,7 +110,7 @@ def _models(spec: PipelineSpec, step: ChatStep, catalog: Catalog) -> Iterator[Fi
         reasoning = step.reasoning
         asks_reasoning = (reasoning.effort not in (None, "none")) or reasoning.max_tokens is not None
         if asks_reasoning and supported and "reasoning" not in supported:
-            reasoning_line, reasoning_column = _where(spec, step, "reasoning")
+            reasoning_line, reasoning_column = where(spec, step, "reasoning")
             yield Finding(
                 "warning",
                 f"step '{step.id}': model '{model}' does not take reasoning settings; they will be ignored "

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import click
 
+from ..chat.caching import cache_saving
+from ..chat.catalog import Catalog, offline_catalog
 from ..errors import UsageError
 from ..report.tables import format_rows, money
+from ..settings import Settings
 from .options import db_options, open_store, since_timestamp
 
 
@@ -46,6 +49,7 @@ def costs(
         if run_id is not None and not store.run_exists(run_id):
             raise UsageError(f"--run {run_id}: no such run in this database; `pipeline runs` lists them")
         rows = store.cost_summary(dimensions, run_id=run_id, since=since, upstream=upstream, include_mock=include_mock)
+        caching = store.cache_usage(dimensions, run_id=run_id, since=since, include_mock=include_mock)
         left_out = 0 if include_mock or run_id else store.mock_cost_rows()
         mock_run = run_id is not None and bool((store.run_row(run_id) or {}).get("mock"))
     if mock_run:
@@ -55,7 +59,12 @@ def costs(
             f"left out: {left_out} cost row(s) of --mock runs (the fake's, not spend); --include-mock counts them",
             err=True,
         )
+    if caching:
+        settings = Settings.from_env()
+        _add_cache_savings(rows, caching, dimensions, offline_catalog(settings.base_url, settings.cache_dir))
     click.echo(format_rows(rows, output_format, empty="no costs recorded"), nl=output_format != "csv")
+    if output_format == "table" and caching and rows:
+        _say_cache_savings(rows)
     if output_format == "table" and upstream and rows:
         click.echo(f"billed by providers (BYOK): {money(sum(row['byok_upstream_usd'] for row in rows))}")
     duplicates = sum(row.get("duplicates", 0) for row in rows)
@@ -65,3 +74,31 @@ def costs(
             " (column duplicate_of) and counted in the spend",
             err=True,
         )
+
+
+def _add_cache_savings(rows: list[dict], caching: list[dict], dimensions: tuple[str, ...], catalog: Catalog) -> None:
+    """`cached_tokens` and `cache_saved_usd` on each row: OpenRouter's `cache_discount` where it was looked
+    up, else the tokens priced from the catalogue; None (shown as -) when a model's cache price is unknown."""
+    names = ["user" if name == "user" else name for name in dimensions]
+    saved: dict[tuple, float | None] = {}
+    tokens: dict[tuple, int] = {}
+    for usage in caching:
+        key = tuple(usage[name] for name in names)
+        priced = cache_saving(
+            catalog.models.get(usage["cache_model"] or ""), usage["unpriced_cached"], usage["unpriced_written"]
+        )
+        before = saved.get(key, 0.0)
+        saved[key] = None if priced is None or before is None else before + priced + usage["discount_usd"]
+        tokens[key] = tokens.get(key, 0) + usage["cached_tokens"]
+    for row in rows:
+        key = tuple(row[name] for name in names)
+        row["cached_tokens"] = tokens.get(key, 0)
+        value = saved.get(key, 0.0)
+        row["cache_saved_usd"] = None if value is None else round(value, 10)
+
+
+def _say_cache_savings(rows: list[dict]) -> None:
+    known = [row["cache_saved_usd"] for row in rows if row["cache_saved_usd"] is not None]
+    unknown = len(rows) - len(known)
+    note = f" ({unknown} row(s) with no cache price in the catalogue: -)" if unknown else ""
+    click.echo(f"prompt caching saved: {money(sum(known))}{note}")

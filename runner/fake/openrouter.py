@@ -21,7 +21,8 @@ from typing import Any
 from ..chat.catalog import SNAPSHOT_PATH
 from ..errors import SynthesisError
 from ..plan.synth import Synthesizer
-from . import parts
+from ..spec.model_ids import base_model
+from . import caching, parts, websearch
 from . import replies as shapes
 from . import toolcalls as tool_calls_of
 from .faults import FAULT_KINDS, Fault, charged, error_status
@@ -95,6 +96,7 @@ class FakeOpenRouter:
         self._history_limit = history_limit
         self._synthesizers: dict[str, Synthesizer] = {}
         self._on_chat_body = on_chat_body
+        self.prompt_cache = caching.PromptCache()
         self.chat_requests = 0
         self.billed_calls = 0
         self.total_cost = 0.0
@@ -202,7 +204,7 @@ class FakeOpenRouter:
             if fault and error_status(fault) in (429, 500, 502, 503) and server_can_fall_back:
                 continue  # OpenRouter's server-side fallback: the next model in `models` answers
             break
-        if answering not in self._by_id:
+        if answering not in self._by_id and base_model(answering) not in self._by_id:  # `x:nitro` runs on x
             return _error(400, f"{answering} is not a valid model ID")
         if (refused := parts.problem(body)) is not None:
             return _error(400, refused)
@@ -245,7 +247,7 @@ class FakeOpenRouter:
 
     def _completion(self, body: dict[str, Any], model: str, fault: Fault | None) -> FakeResponse:
         kind = fault.kind if fault is not None else None
-        info = self._by_id[model]
+        info = self._by_id.get(model) or self._by_id[base_model(model)]
         messages = body.get("messages") or []
         prompt_text = "".join(shapes.text_of(message.get("content")) for message in messages)
         user_text = shapes.text_of(messages[-1].get("content")) if messages else ""
@@ -285,10 +287,11 @@ class FakeOpenRouter:
         media_tokens, images_cost = parts.media_cost(body, pricing)
         prompt_tokens = shapes.tokens(prompt_text) + 3 * len(messages) + media_tokens
         completion_tokens = content_tokens + reasoning_tokens
-        prompt_cost = round(prompt_tokens * float(pricing["prompt"]) + images_cost, 12)
+        cache_use, tokens_cost = self.prompt_cache.priced(body, model, prompt_tokens, pricing)
+        prompt_cost = round(tokens_cost + images_cost, 12)
         completion_cost = round(completion_tokens * float(pricing["completion"]), 12)
         price = round(prompt_cost + completion_cost, 12)
-        billed_usd = charged(fault, price)
+        billed_usd = round(charged(fault, price) + websearch.fee(body), 12)
         served = self.served_models.get(model, model)
         if kind == "served_model":
             served = fault.served_model or shapes.DATED_IDS.get(model, f"{model}-20250101")
@@ -296,7 +299,8 @@ class FakeOpenRouter:
         if kind == "finish" and fault.native_finish_reason is not None:
             native = fault.native_finish_reason
         generation_id = shapes.new_generation_id()
-        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None, "annotations": []}
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        message["annotations"] = websearch.citations(body, content, user_text)  # url_citation from web search
         if tool_calls:
             message["tool_calls"] = tool_calls
         message["reasoning"] = (
@@ -339,8 +343,10 @@ class FakeOpenRouter:
                 cost=billed_usd,
                 is_byok=kind == "byok",
             )
+            caching.report(usage, cache_use)
             response["usage"] = shapes.without_cost(usage) if kind == "no_cost" else usage
             self._bill(generation_id, served, usage, finish_reason, native, body.get("user"))
+            self.generations[generation_id]["cache_discount"] = caching.cache_discount(pricing, cache_use)
         if kind in ("error_in_body", "stream_error"):
             response["error"] = {
                 "code": 502,

@@ -13,7 +13,7 @@ from jinja2 import nodes
 from ..errors import SpecError
 from ..spec.model import PipelineSpec, Template
 
-STEP_FIELDS = ("output", "model", "cost_usd", "usage", "reasoning", "status")
+STEP_FIELDS = ("output", "model", "cost_usd", "usage", "reasoning", "status", "annotations")
 _GUARD_FILTERS = frozenset({"default", "d"})
 # Tests that handle a missing value; `none` handles a skipped step's null output, not a missing input field.
 _GUARD_TESTS = {"steps": frozenset({"defined", "undefined", "none"}), "input": frozenset({"defined", "undefined"})}

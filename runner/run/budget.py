@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from ..chat.catalog import ModelInfo
 from ..chat.messages import BYTES_PER_TOKEN, Message
+from ..chat.plugins import web_search_fee_usd
 from ..errors import BudgetExceeded
 from ..plan.attachments import PAGE_PRICE_USD, URL_DOCUMENT_PAGES, pdf_pages
 
@@ -60,15 +61,18 @@ def parsing_cost(body: dict[str, Any]) -> float:
 
 
 def worst_case_cost(body: dict[str, Any], info: ModelInfo) -> float:
-    """Prompt tokens at the prompt price (images, PDFs and audio included: each part says its tokens), each
-    image at the image price, plus max_tokens (reasoning included) at the completion price.
+    """Prompt tokens at the prompt price, or the cache-write price where higher (images, PDFs and audio
+    included: each part says its tokens), each image at the image price, plus max_tokens (reasoning
+    included) at the completion price, and a web search's fee.
 
     A body without max_tokens (the model does not take it) is bounded by the model's own output limit.
     """
     prompt_tokens = body_prompt_tokens(body)
     max_tokens = body.get("max_tokens") or info.max_completion_tokens or info.context_length or 0
+    prompt_price = max(info.prompt_price, info.cache_write_price or 0.0)  # a prompt-cache write costs more
     media = body_images(body) * info.image_price + parsing_cost(body)
-    return prompt_tokens * info.prompt_price + media + max_tokens * info.completion_price + info.request_price
+    tokens = prompt_tokens * prompt_price + max_tokens * info.completion_price
+    return tokens + media + info.request_price + web_search_fee_usd(body)
 
 
 @dataclass

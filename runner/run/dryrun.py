@@ -133,4 +133,5 @@ def _stand_in(step: StepBase, problems: list[str]) -> dict:
         "usage": None,
         "reasoning": None,
         "status": "ok",
+        "annotations": [],
     }

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from ..chat.reply import Generation, Reply, Usage
+from ..chat.reply import Annotation, Generation, Reply, Usage
 from ..chat.verdict import Verdict
 from ..errors import FailureSummary
 from ..outcomes import Status
@@ -94,6 +94,7 @@ class StepResult:
     attempts: int = 0  # billed replies
     latency_ms: int = 0
     error: FailureSummary | None = None
+    annotations: tuple[Annotation, ...] = ()  # of the reply that produced the output: web search's url_citation
 
     def view(self) -> dict[str, Any]:
         """What templates see as `steps.<id>`."""
@@ -104,6 +105,7 @@ class StepResult:
             "usage": self.usage.as_dict() if self.usage else None,
             "reasoning": self.reasoning,
             "status": self.status,
+            "annotations": [json.loads(annotation.data) for annotation in self.annotations],
         }
 
 

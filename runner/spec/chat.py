@@ -8,6 +8,7 @@ import json
 from ..errors import SpecError, SpecErrors
 from .kinds import StepInput, StepKind, inline_template, inside, template_line
 from .model import AttachmentSpec, ChatStep, FrozenDict, RateLimit, Reasoning, Template, freeze
+from .settings_schema import REQUEST_FIELDS
 from .strict import metaschema_problems
 from .tools import build_tool_settings
 
@@ -26,6 +27,9 @@ BUILTIN_SETTINGS = FrozenDict(
         "timeout_s": 120.0,
         "rate_limit": None,
         "pdf_engine": None,
+        # OpenRouter's own settings, sent only when set (spec/settings_schema.py checks them).
+        **dict.fromkeys(REQUEST_FIELDS),
+        "prompt_cache": "auto",
     }
 )
 
@@ -83,6 +87,7 @@ def build_chat_step(step: StepInput) -> ChatStep:
         tools=tools.tools,
         tool_choice=tools.tool_choice,
         max_tool_rounds=tools.max_tool_rounds,
+        **request_fields(settings),
     )
 
 
@@ -99,6 +104,13 @@ def _attachments(step: StepInput) -> tuple[AttachmentSpec, ...]:
             template = inline_template(entry["file"], step.source, (*location, "file"), field, step.id)
             entries.append(AttachmentSpec(template, entry.get("type")))
     return tuple(entries)
+
+
+def request_fields(settings: dict) -> dict:
+    """The OpenRouter settings as ChatStep fields: lists frozen, `prompt_cache: off` (YAML's false) as False."""
+    fields = {name: freeze(settings[name]) for name in REQUEST_FIELDS if settings[name] is not None}
+    fields["prompt_cache"] = settings["prompt_cache"] not in ("off", False)
+    return fields
 
 
 CHAT = StepKind("chat", ("prompt", "prompt_file"), FrozenDict({"$ref": "#/$defs/chat_step"}), build_chat_step)

@@ -28,7 +28,9 @@ def explain(error: jsonschema.ValidationError, source: SourceMap) -> list[SpecEr
             )
         return found
     if error.validator == "anyOf" and error.context:
-        best = jsonschema.exceptions.best_match(error.context)
+        # A branch of the value's own type says what is wrong with it (`stop` as a list of five: too long).
+        fitting = [inner for inner in error.context if inner.validator != "type"] or error.context
+        best = jsonschema.exceptions.best_match(fitting)
         return explain(best, source) if best is not error else []
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message

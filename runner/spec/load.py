@@ -18,6 +18,7 @@ from .code import CODE
 from .explain import explain
 from .kinds import StepInput, StepKind, kind_of, registered_kinds, with_kinds
 from .model import PipelineSpec, freeze
+from .settings_schema import registry
 from .strict import metaschema_problems
 from .yamlmarks import SourceMap, load_yaml
 
@@ -39,7 +40,8 @@ def pipeline_schema_validator() -> Draft202012Validator:
 
 @cache
 def _validator(kinds: tuple[StepKind, ...]) -> Draft202012Validator:
-    return Draft202012Validator(with_kinds(file_schema(), kinds) if kinds else file_schema())
+    schema = with_kinds(file_schema(), kinds) if kinds else file_schema()
+    return Draft202012Validator(schema, registry=registry())  # OpenRouter's settings schema, referred to
 
 
 def load_spec(path: str | Path, *, text: str | None = None) -> PipelineSpec:

@@ -154,6 +154,18 @@ class ChatStep(StepBase):
     tools: tuple[Tool, ...] = ()
     tool_choice: str = "auto"  # auto | required | none | a tool's name
     max_tool_rounds: int = 5  # requests the tool loop may make before the step fails
+    # OpenRouter request fields sent as written (None: not sent); the sampling ones only to models that list them.
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    seed: int | None = None
+    stop: str | tuple[str, ...] | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    repetition_penalty: float | None = None
+    transforms: tuple[str, ...] | None = None
+    plugins: tuple[FrozenDict, ...] | None = None
+    prompt_cache: bool = True  # `auto`: cache breakpoints where the model needs them; `off`: none
 
     @property
     def models(self) -> tuple[str, ...]:

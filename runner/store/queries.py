@@ -123,6 +123,35 @@ class Queries:
                 del row[name]
         return rows
 
+    def cache_usage(
+        self, by: tuple[str, ...], *, run_id: str | None = None, since: str | None = None, include_mock: bool = False
+    ) -> list[dict[str, Any]]:
+        """Prompt-cache tokens per group (as cost_summary groups) and model, for what caching saved.
+
+        `discount_usd` adds up OpenRouter's own figure (`generations.cache_discount`, looked up with
+        --fetch-generations or `pipeline enrich`); `unpriced_cached`/`unpriced_written` are the tokens
+        of rows without one, for the caller to price from the catalogue.
+        """
+        where, parameters = _filters(run_id, since, include_mock=include_mock or run_id is not None)
+        columns = [GROUP_COLUMNS[name] for name in by]
+        keys = [f"{column} AS {'user' if name == 'user' else name}" for name, column in zip(by, columns, strict=True)]
+        sql = (
+            f"SELECT {', '.join([*keys, ''])}c.model AS cache_model,"
+            " SUM(c.cached_tokens) AS cached_tokens, SUM(c.cache_write_tokens) AS cache_write_tokens,"
+            " SUM(CASE WHEN g.cache_discount IS NULL THEN c.cached_tokens ELSE 0 END) AS unpriced_cached,"
+            " SUM(CASE WHEN g.cache_discount IS NULL THEN c.cache_write_tokens ELSE 0 END) AS unpriced_written,"
+            " SUM(COALESCE(g.cache_discount, 0)) AS discount_usd"
+            f" FROM cost_records c LEFT JOIN generations g ON g.id = c.id {where}"
+            f" GROUP BY {', '.join([*columns, 'c.model'])}"
+            " HAVING SUM(c.cached_tokens) + SUM(c.cache_write_tokens) > 0"
+        )
+        rows = self._query(sql, parameters)
+        for row in rows:
+            for name in ("cached_tokens", "cache_write_tokens", "unpriced_cached", "unpriced_written"):
+                row[name] = int(row[name] or 0)
+            row["discount_usd"] = float(row["discount_usd"] or 0)
+        return rows
+
 
 def _filters(run_id: str | None, since: str | None, *, include_mock: bool = True) -> tuple[str, tuple]:
     clauses, parameters = [], []

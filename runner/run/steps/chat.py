@@ -159,6 +159,7 @@ class ChatRunner:
                     reasoning=reply.reasoning,
                     attempts=attempts.count,
                     latency_ms=reply.latency_ms,
+                    annotations=reply.annotations,
                 )
             _log_bad_reply(scope.key, step.id, model, reply, verdict)
             if verdict.outcome in REPAIRABLE and repairs_left > 0:
