@@ -51,12 +51,11 @@ def build_chat_step(step: StepInput) -> ChatStep:
             field="prompt",
         )
     system = step.template("system") if "system" in raw else None
-    when = step.when()
     schema = _load_schema(step)
     reasoning = settings["reasoning"]
     rate_limit = settings["rate_limit"]
     return ChatStep(
-        id=step_id,
+        **step.base(),
         module=settings["module"],
         model=settings["model"],
         fallback_models=tuple(model for model in settings["fallback_models"] if model != settings["model"]),
@@ -72,9 +71,6 @@ def build_chat_step(step: StepInput) -> ChatStep:
         prompt=prompt,
         system=system,
         schema=freeze(schema),
-        when=when,
-        needs=step.needs,
-        line=step.line,
     )
 
 

@@ -210,6 +210,7 @@ class ChatRunner:
             cost_source=billed.cost_source,
             native_finish_reason=reply.native_finish_reason,
             generation=None if cached else billed.generation,
+            item_index=scope.item_index,
         )
 
 
