@@ -1,8 +1,9 @@
-"""Benchmarks B1-B5 against the project's fake OpenRouter (in its own process); writes bench/RESULTS.md.
+"""Benchmarks B1-B6 against the project's fake OpenRouter (in its own process); writes bench/RESULTS.md.
 
     python bench/run.py                 # everything (about 10-15 minutes on 2 cores)
     python bench/run.py --only B1,B5    # a subset
     python bench/run.py --scale 0.1     # fewer records, for a quick look (targets still checked)
+    python bench/run.py --only B6 --no-write   # one case, printed (bench/RESULTS.md left alone)
 
 Every measured program is a separate process; CPU time and peak RSS come from os.wait4 for
 exactly that process. "Startup" is the same command on an empty input file, subtracted where
@@ -109,6 +110,17 @@ def write_records(path: Path, count: int) -> Path:
         for index in range(count):
             words = " ".join(WORDS[(index * 7 + offset * 3) % len(WORDS)] for offset in range(12))
             out.write(json.dumps({"text": f"Message {index}: {words}"}) + "\n")
+    return path
+
+
+def write_map_records(path: Path, count: int, elements: int) -> Path:
+    """B6's records: a message and its `elements` line items, every line different (no cache hits)."""
+    with path.open("w", encoding="utf-8") as out:
+        for index in range(count):
+            lines = [
+                f"item {index}-{position}: {WORDS[(index + position) % len(WORDS)]}" for position in range(elements)
+            ]
+            out.write(json.dumps({"text": f"Order {index}", "lines": lines}) + "\n")
     return path
 
 
@@ -360,6 +372,37 @@ class Bench:
             None,
         )
 
+    def map_fanout(self) -> None:
+        """B6: a map step over 20 elements for 500 records, 100 ms a call, c=100.
+
+        Every call is an element and a record's elements run together, so the critical path is the
+        request cap's: calls x latency / concurrency (one record alone would take one latency).
+        """
+        records, elements = self.scaled(500), 20
+        calls = records * elements
+        latency_s, concurrency = 0.1, 100
+        inputs = write_map_records(self.work / "b6.jsonl", records, elements)
+        runs = []
+        with FakeProcess(latency_s * 1000) as fake:
+            env = environment(fake.base_url, self.work)
+            for round_number in range(self.repeat):
+                db = self.fresh(f"b6-{round_number}.db")
+                billed = fake.stats()["billed_calls"]
+                runs.append(measure(runner_command("map20", inputs, concurrency, db, self.work / "b6.out.jsonl"), env))
+                if fake.stats()["billed_calls"] - billed != calls:
+                    raise SystemExit(
+                        f"B6: expected {calls} billed calls, the fake billed {fake.stats()['billed_calls'] - billed}"
+                    )
+        best = min(runs, key=lambda run: run.run_s)
+        critical = calls * latency_s / concurrency
+        self.record("B6", f"critical path ({calls} calls, 100 ms, c=100)", critical, "s", "reference", None)
+        self.record("B6", "pipeline run time for the records (startup excluded)", best.run_s, "s", "info", None)
+        self.record(
+            "B6", "map of 20 elements x 500 records: wall / critical path", best.run_s / critical, "ratio",
+            "<= 1.10", best.run_s / critical <= 1.10,
+        )  # fmt: skip
+        self.record("B6", "pipeline run CPU", best.cpu_s, "s", "info", None)
+
     def write(self, command: str) -> None:
         cpu = "unknown"
         try:
@@ -394,7 +437,7 @@ class Bench:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="B1,B2,B3,B4,B5", help="comma-separated subset of B1..B5")
+    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6", help="comma-separated subset of B1..B6")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the record counts (quick looks)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per timing; the best round counts")
@@ -410,6 +453,8 @@ def main() -> None:
             bench.one_record()
         if "B3" in wanted:
             bench.memory()
+        if "B6" in wanted:
+            bench.map_fanout()
         if not arguments.no_write:
             bench.write("python bench/run.py " + " ".join(sys.argv[1:]))
     failed = [row for row in bench.rows if row["ok"] is False]
