@@ -16,8 +16,12 @@ from runner.errors import SpecError
 from runner.fake import Fault
 from runner.fake.server import mock_transport
 from runner.report.diagram import dot, mermaid
+from runner.run.steps import register, unregister
+from runner.store import Store
 
 from .conftest import TEST_KEY, cost_rows, invoke, write_pipeline
+from .test_kinds import UPPER, UpperRunner
+from .test_store import event
 
 VERDICT = "{type: object, additionalProperties: false, required: [ok], properties: {ok: {type: boolean}}}"
 
@@ -151,6 +155,16 @@ output:
     assert fake.chat_requests == 4
 
 
+def test_a_step_of_any_kind_can_map(tmp_path, settings, fake):
+    register(UPPER, UpperRunner)
+    try:
+        text = 'name: shout\nsteps:\n  shout:\n    for_each: input.words\n    upper: "{{ item_index }}: {{ item }}"\n'
+        result = run(tmp_path, settings, fake, {"words": ["one", "two"]}, text)
+    finally:
+        unregister("upper")
+    assert result.status == "ok" and result.output == {"shout": ["0: ONE", "1: TWO"]}
+
+
 # --- costs, cache, resume, budget ------------------------------------------------------------------------------------
 
 
@@ -263,7 +277,7 @@ def test_the_dry_run_counts_elements_and_says_what_it_assumed(capsys, monkeypatc
 
 
 def test_a_property_is_read_from_one_element_of_a_map_steps_output(tmp_path):
-    ok = CHECK.replace("schema: never", "").replace(
+    ok = CHECK.replace(
         '    prompt: "Is line {{ item_index }} plausible: {{ line }}"\n',
         f'    prompt: "Is line {{{{ item_index }}}} plausible: {{{{ line }}}}"\n    schema: {VERDICT}\n',
     )
@@ -287,3 +301,19 @@ def test_the_graph_marks_a_map_step(tmp_path):
     )
     assert "for_each: line" in dot(pipeline.spec, pipeline.graph)
     assert "for_each" not in mermaid(pipeline.spec, pipeline.graph).split("verdict[")[1]
+
+
+def test_show_and_costs_read_elements_the_same_on_either_backend(backend):
+    with Store(backend[0], schema=backend[1]) as store:
+        store.start_run("run-a", "p", "p.yaml", None)
+        store.add_cost(event(item_index=0, id="gen-1"))
+        store.add_cost(event(item_index=1, id="gen-2", outcome="invalid_json"))
+        # The element's second reply, served from the cache afterwards: its outcome is the element's last.
+        store.add_cost(event(item_index=1, id="cached-gen-3", cached=True, created_at="2026-11-20T10:00:01.000Z"))
+        store.flush()
+        elements = store.run_detail("run-a")["elements"]
+        by_item = store.cost_summary(("item",), run_id="run-a")
+    assert [(row["item_index"], row["calls"], row["cache_hits"], row["last_outcome"]) for row in elements] == [
+        (0, 1, 0, "ok"), (1, 1, 1, "ok")
+    ]  # fmt: skip
+    assert sorted((row["item"], row["calls"]) for row in by_item) == [(0, 1), (1, 2)]

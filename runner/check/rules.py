@@ -179,8 +179,14 @@ def _output_chain(node: nodes.Node) -> tuple[str, ...] | None:
 def _enum_of(spec: PipelineSpec, chain: tuple[str, ...]) -> tuple | None:
     if chain[0] not in spec.step_ids:
         return None
-    schema: Any = spec.step(chain[0]).output_schema
-    for name in chain[1:]:
+    step = spec.step(chain[0])
+    schema: Any = step.output_schema
+    path = chain[1:]
+    if step.for_each is not None:  # steps.x.output[0].category: the element's schema, after the index
+        if not path or not path[0].lstrip("-").isdigit():
+            return None
+        path = path[1:]
+    for name in path:
         properties = schema.get("properties") if isinstance(schema, Mapping) else None
         if not isinstance(properties, Mapping) or name not in properties:
             return None
