@@ -12,7 +12,9 @@ Rules (errors unless marked):
 - `input.<name>` for an optional property, not guarded by `| default(...)` or `is defined` (warning:
   a record without it fails with render_error);
 - `output` reading a property of a step that may be skipped (it or an ancestor has `when`): its
-  output is then null and the record fails with render_error (warning).
+  output is then null and the record fails with render_error (warning);
+- a `when` or `for_each` of a map step that reads its element (`as`) or `item_index`: both are
+  evaluated once for the whole step, before any element, so every record fails with render_error.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def lint(spec: PipelineSpec, graph: StepGraph, catalog: Catalog) -> list[Finding
         if isinstance(step, ChatStep):
             findings.extend(_models(spec, step, catalog))
         findings.extend(_impossible_when(spec, step))
+        findings.extend(_element_outside_elements(step))
     findings.extend(_dead_ends(spec, graph))
     templates = [*(template for step in spec.steps for template in step.templates()), *graph.output_templates]
     for template in templates:
@@ -152,6 +155,28 @@ def _impossible_when(spec: PipelineSpec, step: StepBase) -> Iterator[Finding]:
                 f"({', '.join(map(repr, enum))}), so the condition is {'always true' if always else 'never true'}",
                 step.when.path,
                 line,
+                None,
+                step.id,
+            )
+
+
+def _element_outside_elements(step: StepBase) -> Iterator[Finding]:
+    if step.for_each is None:
+        return
+    names = {step.for_each.name, "item_index"}
+    for template in (step.when, step.for_each.items):
+        if template is None:
+            continue
+        read = parse(template).find_all(nodes.Name)
+        used = sorted({node.name for node in read if node.name in names and node.ctx == "load"})
+        if used:
+            yield Finding(
+                "error",
+                f"step '{step.id}': `{template.field}` reads {', '.join(used)}, but it is evaluated once for the whole "
+                f"step, before any element; filter the list in `for_each` instead "
+                f"(`{{{{ ... | selectattr(...) | list }}}}`) or test each element in the prompt",
+                template.path,
+                template.line,
                 None,
                 step.id,
             )
