@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import re
 
 import pytest
@@ -317,3 +318,11 @@ def test_show_and_costs_read_elements_the_same_on_either_backend(backend):
         (0, 1, 0, "ok"), (1, 1, 1, "ok")
     ]  # fmt: skip
     assert sorted((row["item"], row["calls"]) for row in by_item) == [(0, 1), (1, 2)]
+
+
+def test_a_map_step_pickles_with_its_for_each(tmp_path):
+    text = CHECK.replace("    as: line\n", "    as: line\n    max_items: 7\n    on_item_error: skip\n")
+    spec = load_pipeline(write_pipeline(tmp_path, text)).spec
+    copied = pickle.loads(pickle.dumps(spec)).step("check").for_each
+    assert (copied.name, copied.max_items, copied.on_item_error) == ("line", 7, "skip")
+    assert copied.items.source == "{{ input.lines }}" and copied.items.field == "for_each"
