@@ -9,6 +9,7 @@ import asyncio
 import json
 import pickle
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -21,7 +22,7 @@ from runner.run.steps import register, unregister
 from runner.store import Store
 
 from .conftest import TEST_KEY, cost_rows, invoke, write_pipeline
-from .test_kinds import UPPER, UpperRunner
+from .test_kinds import UPPER, UpperRunner, UpperStep
 from .test_store import event
 
 VERDICT = "{type: object, additionalProperties: false, required: [ok], properties: {ok: {type: boolean}}}"
@@ -164,6 +165,17 @@ def test_a_step_of_any_kind_can_map(tmp_path, settings, fake):
     finally:
         unregister("upper")
     assert result.status == "ok" and result.output == {"shout": ["0: ONE", "1: TWO"]}
+
+
+def test_a_kind_whose_builder_leaves_for_each_out_is_a_load_error_not_a_silent_single_run(tmp_path):
+    careless = replace(UPPER, build=lambda step: UpperStep(id=step.id, line=step.line, text=step.template("upper")))
+    register(careless, UpperRunner)
+    try:
+        text = 'name: shout\nsteps:\n  shout:\n    for_each: input.words\n    upper: "{{ item }}"\n'
+        with pytest.raises(SpecError, match="steps of kind 'upper' do not take `for_each` yet"):
+            load_pipeline(write_pipeline(tmp_path, text))
+    finally:
+        unregister("upper")
 
 
 # --- costs, cache, resume, budget ------------------------------------------------------------------------------------
