@@ -13,6 +13,7 @@ from typing import Any
 from ..chat.reply import Usage
 from ..errors import FailureSummary, RenderError
 from ..outcomes import FailureKind, Status
+from ..spec.model import StepBase
 from ..spec.strict import json_type
 from .results import StepResult
 from .steps import Scope, Services, StepRunner, render_failed
@@ -27,7 +28,7 @@ class MapRunner:
         self._inner = inner
         self._renderer = services.renderer
 
-    async def run(self, step, scope: Scope) -> StepResult:
+    async def run(self, step: StepBase, scope: Scope) -> StepResult:
         for_each = step.for_each
         try:
             elements = self._renderer.items(step, scope.context)
@@ -35,27 +36,25 @@ class MapRunner:
             log.error("record %s: %s", scope.key, exc)
             return render_failed(step.id, exc)
         if not isinstance(elements, list | tuple):
-            message = (
-                f"step '{step.id}': `for_each` gave {json_type(elements)}, not a list; "
-                f"it must evaluate to a list (an array) to run once per element"
-            )
-            log.error("record %s: %s", scope.key, message)
-            return StepResult(
-                step.id, Status.FAILED, error=FailureSummary(FailureKind.RENDER_ERROR, step.id, message=message)
+            return _refused(
+                step,
+                scope,
+                FailureKind.RENDER_ERROR,
+                f"`for_each` gave {json_type(elements)}, not a list; it must evaluate to a list (an array) "
+                "to run once per element",
             )
         if len(elements) > for_each.max_items:
-            message = (
-                f"step '{step.id}': `for_each` gave a list of {len(elements)} elements, more than max_items "
-                f"{for_each.max_items}; nothing was called (raise max_items to take it)"
-            )
-            log.error("record %s: %s", scope.key, message)
-            return StepResult(
-                step.id, Status.FAILED, error=FailureSummary(FailureKind.TOO_MANY_ITEMS, step.id, message=message)
+            return _refused(
+                step,
+                scope,
+                FailureKind.TOO_MANY_ITEMS,
+                f"`for_each` gave a list of {len(elements)} elements, more than max_items {for_each.max_items}; "
+                "nothing was called (raise max_items to take it)",
             )
         results = await self._each(step, scope, elements)
         return _combined(step, scope, results)
 
-    async def _each(self, step, scope: Scope, elements) -> list[StepResult]:
+    async def _each(self, step: StepBase, scope: Scope, elements) -> list[StepResult]:
         """Every element's result in input order; a stop (RunStopped) cancels the elements still running."""
         name = step.for_each.name
         context = scope.context
@@ -75,7 +74,14 @@ class MapRunner:
             raise
 
 
-def _combined(step, scope: Scope, results: list[StepResult]) -> StepResult:
+def _refused(step: StepBase, scope: Scope, kind: str, problem: str) -> StepResult:
+    """The list cannot be mapped: the record fails at this step, before any element runs."""
+    message = f"step '{step.id}': {problem}"
+    log.error("record %s: %s", scope.key, message)
+    return StepResult(step.id, Status.FAILED, error=FailureSummary(kind, step.id, message=message))
+
+
+def _combined(step: StepBase, scope: Scope, results: list[StepResult]) -> StepResult:
     """One step result of the elements': costs and attempts summed; the first failure, or nulls for `skip`."""
     cost = sum(result.cost_usd for result in results)
     attempts = sum(result.attempts for result in results)
