@@ -338,3 +338,9 @@ def test_a_map_step_pickles_with_its_for_each(tmp_path):
     copied = pickle.loads(pickle.dumps(spec)).step("check").for_each
     assert (copied.name, copied.max_items, copied.on_item_error) == ("line", 7, "skip")
     assert copied.items.source == "{{ input.lines }}" and copied.items.field == "for_each"
+
+
+def test_validate_finds_nothing_wrong_with_a_map_step(capsys, monkeypatch, tmp_path):
+    checked = invoke(capsys, monkeypatch, "validate", str(write_pipeline(tmp_path, CHECK)))
+    assert checked.code == 0 and "0 error(s)" in checked.out + checked.err
+    assert "step 'check'" not in checked.out + checked.err  # (`verdict` reaching nothing is this file's own)
