@@ -1,9 +1,11 @@
-"""Benchmarks B1-B5 against the project's fake OpenRouter (in its own process); writes bench/RESULTS.md.
+"""Benchmarks B1-B7 against the project's fake OpenRouter (in its own process); writes bench/RESULTS.md.
 
     python bench/run.py                 # everything (about 10-15 minutes on 2 cores)
     python bench/run.py --only B1,B5    # a subset
     python bench/run.py --only B6       # prompt caching's saving (bench/prompt_cache.py); updates only B6's rows
     python bench/run.py --scale 0.1     # fewer records, for a quick look (targets still checked)
+    python bench/run.py --only B7       # a for_each map's wall time against its critical path; only B7's rows
+    python bench/run.py --only B6 --no-write   # one case, printed (bench/RESULTS.md left alone)
 
 Every measured program is a separate process; CPU time and peak RSS come from os.wait4 for
 exactly that process. "Startup" is the same command on an empty input file, subtracted where
@@ -112,6 +114,17 @@ def write_records(path: Path, count: int) -> Path:
         for index in range(count):
             words = " ".join(WORDS[(index * 7 + offset * 3) % len(WORDS)] for offset in range(12))
             out.write(json.dumps({"text": f"Message {index}: {words}"}) + "\n")
+    return path
+
+
+def write_map_records(path: Path, count: int, elements: int) -> Path:
+    """B7's records: a message and its `elements` line items, every line different (no cache hits)."""
+    with path.open("w", encoding="utf-8") as out:
+        for index in range(count):
+            lines = [
+                f"item {index}-{position}: {WORDS[(index + position) % len(WORDS)]}" for position in range(elements)
+            ]
+            out.write(json.dumps({"text": f"Order {index}", "lines": lines}) + "\n")
     return path
 
 
@@ -363,6 +376,37 @@ class Bench:
             None,
         )
 
+    def map_fanout(self) -> None:
+        """B7: a map step over 20 elements for 500 records, 100 ms a call, c=100.
+
+        Every call is an element and a record's elements run together, so the critical path is the
+        request cap's: calls x latency / concurrency (one record alone would take one latency).
+        """
+        records, elements = self.scaled(500), 20
+        calls = records * elements
+        latency_s, concurrency = 0.1, 100
+        inputs = write_map_records(self.work / "b6.jsonl", records, elements)
+        runs = []
+        with FakeProcess(latency_s * 1000) as fake:
+            env = environment(fake.base_url, self.work)
+            for round_number in range(self.repeat):
+                db = self.fresh(f"b6-{round_number}.db")
+                billed = fake.stats()["billed_calls"]
+                runs.append(measure(runner_command("map20", inputs, concurrency, db, self.work / "b6.out.jsonl"), env))
+                if fake.stats()["billed_calls"] - billed != calls:
+                    raise SystemExit(
+                        f"B7: expected {calls} billed calls, the fake billed {fake.stats()['billed_calls'] - billed}"
+                    )
+        best = min(runs, key=lambda run: run.run_s)
+        critical = calls * latency_s / concurrency
+        self.record("B7", f"critical path ({calls} calls, 100 ms, c=100)", critical, "s", "reference", None)
+        self.record("B7", "pipeline run time for the records (startup excluded)", best.run_s, "s", "info", None)
+        self.record(
+            "B7", "map of 20 elements x 500 records: wall / critical path", best.run_s / critical, "ratio",
+            "<= 1.10", best.run_s / critical <= 1.10,
+        )  # fmt: skip
+        self.record("B7", "pipeline run CPU", best.cpu_s, "s", "info", None)
+
     def write(self, command: str) -> None:
         cpu = "unknown"
         try:
@@ -414,7 +458,7 @@ class Bench:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6", help="comma-separated subset of B1..B6")
+    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7", help="comma-separated subset of B1..B7")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the record counts (quick looks)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per timing; the best round counts")
@@ -432,9 +476,11 @@ def main() -> None:
             bench.memory()
         if "B6" in wanted:
             prompt_cache(bench, FakeProcess, environment)
+        if "B7" in wanted:
+            bench.map_fanout()
         if arguments.no_write:
             pass
-        elif wanted == {"B6"}:
+        elif wanted <= {"B6", "B7"}:
             bench.merge(wanted)  # the other benchmarks' rows stay as their last full run measured them
         else:
             bench.write("python bench/run.py " + " ".join(sys.argv[1:]))

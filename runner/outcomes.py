@@ -43,7 +43,8 @@ class FailureKind(StrEnum):
     """Why a record or step failed, as `FailureSummary.kind` and the output line's `error.kind` say it."""
 
     INVALID_INPUT = "invalid_input"  # the record does not match the pipeline's `input`
-    RENDER_ERROR = "render_error"  # a template failed at run time
+    RENDER_ERROR = "render_error"  # a template failed at run time (a `for_each` that gives no list, too)
+    TOO_MANY_ITEMS = "too_many_items"  # a `for_each` list longer than the step's max_items
     CODE_ERROR = "code_error"  # a code step's function raised, timed out or returned a value that is not JSON
     ATTACHMENT_ERROR = "attachment_error"  # an attachment cannot be sent: outside the files root, missing, unknown type
     ERROR = "error"  # a model call failed in another way

@@ -20,6 +20,7 @@ from runner.fake.server import mock_transport
 from runner.plan.pyfuncs import argument_problems, find_module, read_signature
 from runner.spec.code import CodeStep
 from runner.spec.load import file_schema
+from runner.spec.model import ForEach
 
 from .conftest import FIXTURES, TEST_KEY, cost_rows, invoke, write_pipeline
 
@@ -97,8 +98,13 @@ def run_one(path: Path, record: dict, settings):
 
 def test_the_files_code_step_schema_and_the_spec_fields_agree():
     properties = set(file_schema()["$defs"]["code_step"]["properties"])
-    # `arg_templates` are the strings of `args`, read from it; everything else is one field each way.
-    assert properties == {field.name for field in fields(CodeStep)} - {"id", "line", "arg_templates"}
+    # `arg_templates` are the strings of `args`, read from it; `as`, `max_items` and `on_item_error` are
+    # read into the `for_each` field; everything else is one field each way.
+    assert properties - set(ForEach.KEYS) == {field.name for field in fields(CodeStep)} - {
+        "id",
+        "line",
+        "arg_templates",
+    }
 
 
 def test_a_chat_step_then_a_code_step_end_to_end_through_the_cli(capsys, monkeypatch, fake_server, tmp_path, db_path):

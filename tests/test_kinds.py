@@ -22,7 +22,7 @@ from runner.run.steps import register, unregister
 from runner.spec.chat import BUILTIN_SETTINGS
 from runner.spec.kinds import StepKind
 from runner.spec.load import file_schema
-from runner.spec.model import ChatStep, StepBase, Template
+from runner.spec.model import ChatStep, ForEach, StepBase, Template
 
 from .conftest import cost_rows, write_pipeline
 
@@ -95,7 +95,9 @@ def test_a_new_step_kind_runs_through_the_scheduler_next_to_a_chat_step(upper, t
 
 def test_a_new_kind_is_checked_against_its_own_schema(upper, tmp_path):
     wrong = SHOUT.replace('upper: "label', 'model: openai/gpt-4o\n    upper: "label')
-    with pytest.raises(SpecError, match="unknown key 'model' in step 'shout'; allowed keys: needs, upper"):
+    # Every kind takes the StepBase keys (`when`, `for_each`, ...) besides its own.
+    allowed = "as, for_each, max_items, needs, on_item_error, upper, when"
+    with pytest.raises(SpecError, match=f"unknown key 'model' in step 'shout'; allowed keys: {allowed}"):
         load_pipeline(write_pipeline(tmp_path, wrong))
 
 
@@ -107,12 +109,15 @@ def test_without_the_kind_registered_its_key_is_an_unknown_chat_key(tmp_path):
 def test_the_files_chat_step_schema_and_the_spec_fields_agree():
     properties = set(file_schema()["$defs"]["chat_step"]["properties"])
     written = {field.name for field in fields(ChatStep)} - {"id", "line"}
-    # `prompt_file` is another way to write `prompt`; everything else is one field each way.
-    assert properties - {"prompt_file"} == written
+    # `prompt_file` is another way to write `prompt`, `for_each`'s settings are part of its value;
+    # everything else is one field each way.
+    assert properties - {"prompt_file", *ForEach.KEYS} == written
+    # `for_each` is one value whose settings (`as`, `max_items`, `on_item_error`) sit beside it in the file.
     assert set(file_schema()["$defs"]["step_base"]["properties"]) == {field.name for field in fields(StepBase)} - {
         "id",
         "line",
-    }
+    } | set(ForEach.KEYS)
+    assert {field.name for field in fields(ForEach)} == {"items", "name", "max_items", "on_item_error"}
     # `defaults` may set exactly the step's model settings.
     settings = set(file_schema()["$defs"]["settings"]["properties"])
     assert settings == {*BUILTIN_SETTINGS, "module", "model"}

@@ -19,6 +19,8 @@ Rules (errors unless marked):
 - `output` reading a property of a step that may be skipped (it or an ancestor has `when`): its
   output is then null and the record fails with render_error (warning);
 - attachments on a model whose catalogue entry does not list their input modality (warning).
+- a `when` or `for_each` of a map step that reads its element (`as`) or `item_index`: both are
+  evaluated once for the whole step, before any element, so every record fails with render_error.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def lint(spec: PipelineSpec, graph: StepGraph, catalog: Catalog) -> list[Finding
             findings.extend(_attachment_modalities(spec, step, catalog))
             findings.extend(settings_findings(spec, step, catalog))
         findings.extend(_impossible_when(spec, step))
+        findings.extend(_element_outside_elements(step))
     for step in spec.steps:
         if isinstance(step, CodeStep):
             findings.extend(Finding(*problem) for problem in code_step_problems(spec, step))
@@ -191,6 +194,28 @@ def _impossible_when(spec: PipelineSpec, step: StepBase) -> Iterator[Finding]:
             )
 
 
+def _element_outside_elements(step: StepBase) -> Iterator[Finding]:
+    if step.for_each is None:
+        return
+    names = {step.for_each.name, "item_index"}
+    for template in (step.when, step.for_each.items):
+        if template is None:
+            continue
+        read = parse(template).find_all(nodes.Name)
+        used = sorted({node.name for node in read if node.name in names and node.ctx == "load"})
+        if used:
+            yield Finding(
+                "error",
+                f"step '{step.id}': `{template.field}` reads {', '.join(used)}, but it is evaluated once for the whole "
+                f"step, before any element; filter the list in `for_each` instead "
+                f"(`{{{{ ... | selectattr(...) | list }}}}`) or test each element in the prompt",
+                template.path,
+                template.line,
+                None,
+                step.id,
+            )
+
+
 def _output_chain(node: nodes.Node) -> tuple[str, ...] | None:
     """("classify", "category") for steps.classify.output.category."""
     parts: list[str] = []
@@ -213,8 +238,14 @@ def _output_chain(node: nodes.Node) -> tuple[str, ...] | None:
 def _enum_of(spec: PipelineSpec, chain: tuple[str, ...]) -> tuple | None:
     if chain[0] not in spec.step_ids:
         return None
-    schema: Any = spec.step(chain[0]).output_schema
-    for name in chain[1:]:
+    step = spec.step(chain[0])
+    schema: Any = step.output_schema
+    path = chain[1:]
+    if step.for_each is not None:  # steps.x.output[0].category: the element's schema, after the index
+        if not path or not path[0].lstrip("-").isdigit():
+            return None
+        path = path[1:]
+    for name in path:
         properties = schema.get("properties") if isinstance(schema, Mapping) else None
         if not isinstance(properties, Mapping) or name not in properties:
             return None

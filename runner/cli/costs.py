@@ -17,7 +17,8 @@ from .options import db_options, open_store, since_timestamp
     "--by",
     default="step,module,model,user",
     show_default=True,
-    help="Group by: step, module, model, user, day, run, outcome, provider, cost_source, round.",
+    help="Group by: step, module, model, user, day, run, outcome, provider, cost_source, round (a tool round), "
+    "item (a for_each element).",
 )
 @click.option("--run", "run_id", metavar="RUN_ID", help="Only this run (a --mock run too).")
 @click.option("--since", metavar="7d|24h|DATE", help="Only costs recorded since then.")

@@ -51,6 +51,14 @@ def print_estimate(pipeline: Pipeline, items, catalog, files: FilesRoot | None =
         click.echo(f"{result.render_errors} prompt(s) could not be rendered", err=True)
     for problem in result.attachment_problems:
         click.echo(f"would fail: {problem}", err=True)
+    if result.failing_lists:
+        click.echo(
+            f"{result.failing_lists} record(s) would fail a for_each step: its list is not a list or longer "
+            "than max_items",
+            err=True,
+        )
+    for assumption in result.assumptions:
+        click.echo(assumption, err=True)
     for problem in result.stand_in_problems:
         click.echo(f"no schema-valid stand-in output for {problem}", err=True)
     unpriced = sorted({row.model for row in result.rows if not row.priced})

@@ -64,6 +64,8 @@ def show(run_id: str, output_format: str, db: str | None, db_schema: str | None)
     )
     steps = [_without(row, "output_json", "reasoning") for row in detail["steps"]]
     click.echo(format_rows(steps, "table", total=False, empty="no steps recorded"))
+    if detail["elements"]:  # for_each steps: one row per element that made a call
+        click.echo(format_rows(detail["elements"], "table", total=False))
     click.echo(f"total: {money(spent['cost_usd'])} ({spent['calls']} billed call(s), earlier attempts included)")
 
 

@@ -185,7 +185,9 @@ def check_reference(reference: Reference, spec: PipelineSpec) -> None:
         raise _error(reference, f"`{reference.text}`: a step has no field '{field}'; {fix}")
     step = spec.step(reference.step)
     schema = step.output_schema
-    if field == "output" and schema is not None:
+    if field == "output" and step.for_each is not None:
+        _check_element_reference(reference, schema)
+    elif field == "output" and schema is not None:
         _check_path(reference, schema, reference.chain[1:])
     elif field == "output" and step.kind == "chat" and len(reference.chain) > 1 and not reference.chain[1].isdigit():
         # Without a schema a chat step's output is text; another kind's (a code step's) may be any JSON.
@@ -194,6 +196,29 @@ def check_reference(reference: Reference, spec: PipelineSpec) -> None:
             f"`{reference.text}`: step '{reference.step}' has no `schema`, so its output is text with no property "
             f"'{reference.chain[1]}'; use `steps.{reference.step}.output`, or give step '{reference.step}' a schema "
             f"with a property '{reference.chain[1]}'",
+        )
+
+
+def _check_element_reference(reference: Reference, schema: Mapping[str, Any] | None) -> None:
+    """A map step's output is a list: a property is read from one element (`output[0].ok`), never from the list."""
+    if len(reference.chain) < 2:
+        return
+    position, path = reference.chain[1], reference.chain[2:]
+    if not position.lstrip("-").isdigit():  # output[0], output[-1]
+        loop = "{% for element in steps." + reference.step + ".output %}{{ element." + position + " }}{% endfor %}"
+        raise _error(
+            reference,
+            f"`{reference.text}`: step '{reference.step}' runs for_each, so its output is a list of its elements' "
+            f"outputs, which has no property '{position}'; write `steps.{reference.step}.output[0].{position}` for "
+            f"one element, or loop over them: `{loop}`",
+        )
+    if schema is not None:
+        _check_path(reference, schema, path)
+    elif path and not path[0].isdigit():
+        raise _error(
+            reference,
+            f"`{reference.text}`: step '{reference.step}' has no `schema`, so each element of its output is text "
+            f"with no property '{path[0]}'; give step '{reference.step}' a schema with a property '{path[0]}'",
         )
 
 

@@ -153,6 +153,13 @@ class Renderer:
             for template in step.templates()
         }
         self._whens = {step.id: _compile(environment, step.when) for step in spec.steps if step.when}
+        self._lists = {
+            step.id: _compile(environment, step.for_each.items) for step in spec.steps if step.for_each is not None
+        }
+        # A map step's templates also see its element (under its `as` name) and the element's item_index.
+        self._element_names = {
+            step.id: (step.for_each.name, "item_index") for step in spec.steps if step.for_each is not None
+        }
         if spec.output is None:
             # No `output` section: the record is every step's output, by step id.
             self._output = lambda context: {key: view["output"] for key, view in context["steps"].items()}
@@ -191,14 +198,22 @@ class Renderer:
             return value.strip().lower() not in _FALSE_WORDS
         return bool(value)
 
+    def items(self, step: StepBase, context: Mapping[str, Any]) -> Any:
+        """The value of a map step's `for_each` (natively: a list when the expression gives one)."""
+        return _run(self._lists[step.id], self._scoped(step.id, context))
+
     def output(self, context: Mapping[str, Any]) -> Any:
         return self._output(context)
 
     def _scoped(self, step_id: str, context: Mapping[str, Any]) -> dict[str, Any]:
-        """A step sees the input and its own ancestors only."""
+        """A step sees the input and its own ancestors only (and, in a map step, its element)."""
         ancestors = self._graph.ancestors[step_id]
         steps = context.get("steps", {})
-        return {"input": context["input"], "steps": {key: steps[key] for key in ancestors if key in steps}}
+        scoped = {"input": context["input"], "steps": {key: steps[key] for key in ancestors if key in steps}}
+        for name in self._element_names.get(step_id, ()):
+            if name in context:
+                scoped[name] = context[name]
+        return scoped
 
 
 def _text(compiled: Compiled, context: Mapping[str, Any]) -> str:

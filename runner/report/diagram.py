@@ -11,14 +11,16 @@ from ..spec.model import ChatStep, PipelineSpec
 
 
 def _nodes(spec: PipelineSpec, graph: StepGraph) -> Iterator[tuple[str, str]]:
-    """Each step with its label detail: module, model, and whether a `when` guards it."""
+    """Each step with its label detail: module, model, whether a `when` guards it, and the map marker
+    (`for_each: <as>`) of a step that runs once per element of a list."""
     for step_id in graph.order:
         step = spec.step(step_id)
         if isinstance(step, CodeStep):
             detail = f"code · {step.call}"
         else:
             detail = " · ".join((step.module if isinstance(step, ChatStep) else step.kind, *step.models[:1]))
-        yield step_id, detail + (" · when" if step.when is not None else "")
+        detail += " · when" if step.when is not None else ""
+        yield step_id, detail + (f" · for_each: {step.for_each.name}" if step.for_each is not None else "")
 
 
 def _is_code(spec: PipelineSpec, step_id: str) -> bool:

@@ -5,6 +5,10 @@ stand-in: schema-valid values for schema steps (the same synthesis as `--mock`),
 text steps, a value with every property for other kinds' steps without a schema (code steps).
 A schema no value can be made for is reported in `stand_in_problems`. Steps behind a
 `when` are counted as possible calls. Fallback models and re-asks are not counted.
+
+A map step (`for_each`) is counted once per element. A list from `input` has its real length; a list
+from an earlier step is read from that step's stand-in, so its length is assumed, and `assumptions`
+says how many elements were assumed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from ..chat.catalog import Catalog
 from ..chat.request import build_body
 from ..errors import AttachmentError, InputError, RenderError, SynthesisError
 from ..plan.attachments import with_attachments
+from ..plan.refs import references
 from ..plan.render import Renderer
 from ..plan.synth import synthesize
 from ..spec.model import ChatStep, PipelineSpec, StepBase, thaw
@@ -45,6 +50,8 @@ class Estimate:
     render_errors: int = 0
     attachment_problems: list[str] = field(default_factory=list)  # records whose attachments would be refused
     stand_in_problems: list[str] = field(default_factory=list)  # "step X: why no valid stand-in"
+    failing_lists: int = 0  # records whose for_each gives no list, or one longer than max_items
+    assumptions: list[str] = field(default_factory=list)  # how many elements a map step over a stand-in assumed
 
     @property
     def low_usd(self) -> float:
@@ -68,6 +75,7 @@ def estimate(
     result = Estimate(rows=list(rows.values()))
     stand_ins = {step.id: _stand_in(step, result.stand_in_problems) for step in spec.steps}
     schemas = {step.id: thaw(step.schema) if step.schema is not None else None for step in calls}
+    assumed = {step.id: [0, 0] for step in calls if _over_stand_ins(step)}  # step -> [elements, records]
     for item in items:
         if item.problem is not None:
             result.invalid_records += 1
@@ -80,32 +88,32 @@ def estimate(
         result.records += 1
         context = {"input": record, "steps": stand_ins}
         for step in calls:
-            try:
-                messages = renderer.messages(step, context)
-                if step.attachments:  # read and checked as the run will: images and PDFs are priced
-                    parts = attachment_parts(renderer.attachments(step, context), files)
-                    messages = with_attachments(messages, parts)
-            except RenderError:
-                result.render_errors += 1
-                continue
-            except AttachmentError as exc:
-                result.attachment_problems.append(f"record {item.key}: {exc}")
-                continue
-            mode = catalog.output_mode(step.model, schemas[step.id] is not None)
-            body = build_body(step, messages, step.model, schema=schemas[step.id], mode=mode, user_id=None)
-            tokens = body_prompt_tokens(body)
-            row = rows[step.id]
-            row.calls += 1
-            row.prompt_tokens += tokens
-            row.max_completion_tokens += step.max_tokens
-            info = catalog.models.get(step.model)
-            if info is None:
-                row.priced = False
-                continue
-            media = body_images(body) * info.image_price + parsing_cost(body)
-            low = tokens * info.prompt_price + media + info.request_price
-            row.low_usd += low
-            row.high_usd += low + step.max_tokens * info.completion_price
+            scopes = _element_contexts(step, renderer, context, result)
+            if step.id in assumed:
+                assumed[step.id][0] += len(scopes)
+                assumed[step.id][1] += 1
+            for scoped in scopes:
+                try:
+                    messages = renderer.messages(step, scoped)
+                    if step.attachments:  # read and checked as the run will: images and PDFs are priced
+                        parts = attachment_parts(renderer.attachments(step, scoped), files)
+                        messages = with_attachments(messages, parts)
+                except RenderError:
+                    result.render_errors += 1
+                    continue
+                except AttachmentError as exc:
+                    result.attachment_problems.append(f"record {item.key}: {exc}")
+                    continue
+                _count(rows[step.id], step, messages, schemas[step.id], catalog)
+    for step_id, (elements, records) in assumed.items():
+        step = spec.step(step_id)
+        result.assumptions.append(
+            f"step '{step_id}': its for_each list comes from an earlier step, which a dry run does not run; "
+            f"assumed {elements / records:g} element(s) a record (the stand-in's list; max_items "
+            f"{step.for_each.max_items})"
+            if records
+            else f"step '{step_id}': its for_each list comes from an earlier step; no record reached it"
+        )
     return result
 
 
@@ -115,6 +123,44 @@ class _AnyJSON(dict):
 
     def __missing__(self, key):
         return _AnyJSON()
+
+
+def _element_contexts(step: ChatStep, renderer: Renderer, context: dict, result: Estimate) -> list[dict]:
+    """The contexts the step renders in: one, or one per element of a map step's list."""
+    if step.for_each is None:
+        return [context]
+    try:
+        elements = renderer.items(step, context)
+    except RenderError:
+        result.render_errors += 1
+        return []
+    if not isinstance(elements, list | tuple) or len(elements) > step.for_each.max_items:
+        result.failing_lists += 1
+        return []
+    name = step.for_each.name
+    return [{**context, name: element, "item_index": index} for index, element in enumerate(elements)]
+
+
+def _over_stand_ins(step: StepBase) -> bool:
+    """A map step whose list is read from an earlier step (a stand-in in a dry run), not only from `input`."""
+    return step.for_each is not None and bool(references(step.for_each.items))
+
+
+def _count(row: EstimateRow, step: ChatStep, messages, schema, catalog: Catalog) -> None:
+    mode = catalog.output_mode(step.model, schema is not None)
+    body = build_body(step, messages, step.model, schema=schema, mode=mode, user_id=None)
+    tokens = body_prompt_tokens(body)
+    row.calls += 1
+    row.prompt_tokens += tokens
+    row.max_completion_tokens += step.max_tokens
+    info = catalog.models.get(step.model)
+    if info is None:
+        row.priced = False
+        return
+    media = body_images(body) * info.image_price + parsing_cost(body)
+    low = tokens * info.prompt_price + media + info.request_price
+    row.low_usd += low
+    row.high_usd += low + step.max_tokens * info.completion_price
 
 
 def _stand_in(step: StepBase, problems: list[str]) -> dict:
@@ -127,7 +173,7 @@ def _stand_in(step: StepBase, problems: list[str]) -> dict:
             output = exc.closest  # still renders downstream prompts; the problem is reported
             problems.append(f"step '{step.id}': {exc}")
     return {
-        "output": output,
+        "output": [output] if step.for_each is not None else output,  # a map step's: a list of one element
         "model": next(iter(step.models), None),
         "cost_usd": 0.0,
         "usage": None,

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import FailureSummary, RenderError
 from ..outcomes import Status
 from ..spec.model import FrozenDict, StepBase
+from .fanout import MapRunner
 from .results import RecordResult, StepResult
 from .scheduler import walk
 from .steps import Scope, Services, StepRunner, render_failed, runner_factory
@@ -28,7 +29,8 @@ class RecordRunner:
         kinds = {step.kind for step in services.spec.steps}
         runners: dict[str, StepRunner] = {kind: runner_factory(kind)(services) for kind in kinds}
         self._steps: dict[str, tuple[StepBase, StepRunner]] = {
-            step.id: (step, runners[step.kind]) for step in services.spec.steps
+            step.id: (step, runners[step.kind] if step.for_each is None else MapRunner(runners[step.kind], services))
+            for step in services.spec.steps
         }
 
     async def run_record(self, record: Mapping[str, Any], *, key: str | int, user_id: str | None) -> RecordResult:

@@ -57,13 +57,12 @@ def build_chat_step(step: StepInput) -> ChatStep:
             field="prompt",
         )
     system = step.template("system") if "system" in raw else None
-    when = step.when()
     schema = _load_schema(step)
     reasoning = settings["reasoning"]
     rate_limit = settings["rate_limit"]
     tools = build_tool_settings(step)
     return ChatStep(
-        id=step_id,
+        **step.base(),
         module=settings["module"],
         model=settings["model"],
         fallback_models=tuple(model for model in settings["fallback_models"] if model != settings["model"]),
@@ -79,9 +78,6 @@ def build_chat_step(step: StepInput) -> ChatStep:
         prompt=prompt,
         system=system,
         schema=freeze(schema),
-        when=when,
-        needs=step.needs,
-        line=step.line,
         attachments=_attachments(step),
         pdf_engine=settings["pdf_engine"],
         tools=tools.tools,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .model import StepBase, Template
+from .model import ForEach, StepBase, Template
 from .yamlmarks import SourceMap
 
 
@@ -52,13 +52,53 @@ class StepInput:
         if when is None or when is True:
             return None
         text = "false" if when is False else when
-        if "{{" not in text and "{%" not in text:
-            text = "{{ " + text + " }}"
-        return self.template("when", text)
+        return self.template("when", _as_expression(text))
+
+    def for_each(self) -> ForEach | None:
+        """`for_each` and the keys that go with it; a bare expression means the same as `{{ ... }}`."""
+        if "for_each" not in self.raw:
+            for key in ForEach.KEYS:
+                if key in self.raw:
+                    raise self.source.error(
+                        f"step '{self.id}' sets `{key}` but has no `for_each`; `{key}` belongs to a step that maps "
+                        'over a list: add `for_each: "{{ ... }}"` or remove it',
+                        (*self.here, key),
+                        key=True,
+                        field=key,
+                    )
+            return None
+        name = self.raw.get("as", "item")
+        if not name.isidentifier() or name in RESERVED_NAMES:
+            why = "a template name already in use" if name in RESERVED_NAMES else "not a name Jinja can read"
+            raise self.source.error(
+                f"step '{self.id}': `as: {name}` is {why}; choose another name, such as `item` or `line`",
+                (*self.here, "as"),
+                field="as",
+            )
+        return ForEach(
+            items=self.template("for_each", _as_expression(self.raw["for_each"])),
+            name=name,
+            max_items=self.raw.get("max_items", 100),
+            on_item_error=self.raw.get("on_item_error", "fail"),
+        )
 
     def base(self) -> dict[str, Any]:
         """The StepBase fields of this step, for a kind's value: `Kind(**step.base(), ...)`."""
-        return {"id": self.id, "needs": self.needs, "when": self.when(), "line": self.line}
+        return {
+            "id": self.id,
+            "needs": self.needs,
+            "when": self.when(),
+            "line": self.line,
+            "for_each": self.for_each(),
+        }
+
+
+# Names templates already have: an element may not hide them.
+RESERVED_NAMES = frozenset({"input", "steps", "item_index", "loop", "self", "true", "false", "none"})
+
+
+def _as_expression(text: str) -> str:
+    return text if "{{" in text or "{%" in text else "{{ " + text + " }}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,12 +141,23 @@ def registered_kinds() -> tuple[StepKind, ...]:
 
 
 def with_kinds(file_schema: Mapping[str, Any], kinds: tuple[StepKind, ...]) -> dict[str, Any]:
-    """The file's schema with each registered kind's step schema chosen by its keys, the built-in kinds otherwise."""
+    """The file's schema with each registered kind's step schema chosen by its keys, the built-in kinds otherwise.
+
+    A kind's schema that lists `properties` takes every StepBase key it leaves out (`when`, `for_each`,
+    ...) by reference to `step_base`, so any kind can be guarded and mapped.
+    """
     schema = copy.deepcopy(dict(file_schema))
     chosen: dict[str, Any] = schema["properties"]["steps"]["additionalProperties"]  # the built-in kinds' choice
+    shared = schema["$defs"]["step_base"]["properties"]
     for kind in reversed(kinds):
         marked = {"anyOf": [{"required": [key]} for key in kind.keys]}
-        chosen = {"if": marked, "then": dict(kind.schema), "else": chosen}
+        own = copy.deepcopy(dict(kind.schema))
+        if isinstance(own.get("properties"), Mapping):
+            own["properties"] = {
+                **{name: {"$ref": f"#/$defs/step_base/properties/{name}"} for name in shared},
+                **own["properties"],
+            }
+        chosen = {"if": marked, "then": own, "else": chosen}
     schema["properties"]["steps"]["additionalProperties"] = chosen
     return schema
 

@@ -112,7 +112,15 @@ def _build(data: dict, source: SourceMap, folder: Path) -> PipelineSpec:
     for step_id, raw in data["steps"].items():
         try:
             step = StepInput(step_id, raw or {}, defaults, data["name"], source, folder)
-            steps.append((kind_of(step.raw) or _builtin_kind(step)).build(step))
+            built = (kind_of(step.raw) or _builtin_kind(step)).build(step)
+            if "for_each" in step.raw and built.for_each is None:  # a builder that skipped step.base()
+                raise source.error(
+                    f"step '{step_id}': steps of kind '{built.kind}' do not take `for_each` yet",
+                    (*step.here, "for_each"),
+                    key=True,
+                    field="for_each",
+                )
+            steps.append(built)
         except SpecErrors as exc:
             errors.extend(exc.errors)
         except SpecError as exc:

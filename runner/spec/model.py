@@ -100,9 +100,23 @@ class Tool:
     folder: str  # the pipeline file's folder: the module is looked for there first, then on sys.path
 
 
+@dataclass(frozen=True)
+class ForEach:
+    """`for_each` on a step: the list it maps over, its element's name in templates (`as`), the most
+    elements it takes, and whether a failed element fails the step or becomes null in the list."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("as", "max_items", "on_item_error")  # written beside `for_each`
+
+    items: Template  # the `for_each` expression; evaluated once per record, it must give a list
+    name: str = "item"
+    max_items: int = 100
+    on_item_error: str = "fail"  # fail | skip
+
+
 @dataclass(frozen=True, kw_only=True)
 class StepBase:
-    """What every step kind shares: its id, the steps it waits for, its `when` guard and its line.
+    """What every step kind shares: its id, the steps it waits for, its `when` guard, its line, and
+    `for_each` when it maps over a list.
 
     A kind subclasses this with its own settings and names itself in `kind`; what the rest of the
     package asks of a step (the models it may call, the templates it holds) is answered here.
@@ -113,6 +127,7 @@ class StepBase:
     needs: tuple[str, ...] = ()
     when: Template | None = None
     line: int = 1
+    for_each: ForEach | None = None  # a map step: runs once per element, its output the list of theirs
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -126,7 +141,8 @@ class StepBase:
 
     def templates(self) -> tuple[Template, ...]:
         """Every Jinja template of the step, so references, the graph and lint see them all."""
-        return (self.when,) if self.when is not None else ()
+        found = (self.when,) if self.when is not None else ()
+        return found + ((self.for_each.items,) if self.for_each is not None else ())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,7 +192,7 @@ class ChatStep(StepBase):
         return self.schema
 
     def templates(self) -> tuple[Template, ...]:
-        fixed = tuple(template for template in (self.system, self.prompt, self.when) if template is not None)
+        fixed = (*(template for template in (self.system, self.prompt) if template is not None), *super().templates())
         return fixed + tuple(attachment.template for attachment in self.attachments)
 
 

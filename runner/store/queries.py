@@ -19,6 +19,7 @@ GROUP_COLUMNS = {
     "provider": "provider",
     "cost_source": "cost_source",
     "round": "round",  # a tool step's round (null for other steps)
+    "item": "item_index",  # the element of a for_each step (null for other steps)
 }
 
 COUNT_COLUMNS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "reasoning_tokens", "total_tokens")
@@ -65,7 +66,30 @@ class Queries:
             " FROM step_results WHERE run_id = ? ORDER BY created_at, record_key, step",
             (run_id,),
         )
-        return {"run": found[0], "records": records, "steps": steps}
+        return {"run": found[0], "records": records, "steps": steps, "elements": self._element_rows(run_id)}
+
+    def _element_rows(self, run_id: str) -> list[dict[str, Any]]:
+        """Each for_each element's replies, from its cost rows: calls, cache hits, cost and the last outcome."""
+        rows = self._query(
+            "SELECT record_key, step, item_index, SUM(1 - cached) AS calls, SUM(cached) AS cache_hits,"
+            " SUM(cost_usd) AS cost_usd FROM cost_records"
+            " WHERE run_id = ? AND item_index IS NOT NULL GROUP BY record_key, step, item_index"
+            " ORDER BY record_key, step, item_index",
+            (run_id,),
+        )
+        outcomes = {
+            (row["record_key"], row["step"], row["item_index"]): row["outcome"]
+            for row in self._query(
+                "SELECT record_key, step, item_index, outcome FROM cost_records"
+                " WHERE run_id = ? AND item_index IS NOT NULL ORDER BY created_at, attempt",
+                (run_id,),
+            )
+        }
+        for row in rows:
+            row["calls"], row["cache_hits"] = int(row["calls"] or 0), int(row["cache_hits"] or 0)
+            row["cost_usd"] = round(float(row["cost_usd"] or 0), 10)
+            row["last_outcome"] = outcomes[row["record_key"], row["step"], row["item_index"]]
+        return rows
 
     def mock_cost_rows(self) -> int:
         """How many cost rows belong to --mock runs (left out of cost reports unless asked for)."""

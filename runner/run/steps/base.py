@@ -51,11 +51,13 @@ class Services:
 @dataclass(frozen=True)
 class Scope:
     """One record as its steps see it: its key (as text), the caller's user id, and `context`, the
-    `input` and the `steps.<id>` views of the steps finished so far (render with `services.renderer`)."""
+    `input` and the `steps.<id>` views of the steps finished so far (render with `services.renderer`).
+    In an element of a map step, `item_index` is its position (the context holds it and the element)."""
 
     key: str
     user_id: str | None
     context: Mapping[str, Any]
+    item_index: int | None = None
 
 
 class StepRunner(Protocol):

@@ -254,6 +254,7 @@ class ChatRunner:
             native_finish_reason=reply.native_finish_reason,
             generation=None if cached else billed.generation,
             round=round_,
+            item_index=scope.item_index,
         )
 
 
