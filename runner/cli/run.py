@@ -80,6 +80,18 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an earlier run without paying again.")
 @click.option("--retry-failed", is_flag=True, help="With --resume: run the records that failed again (costs money).")
 @click.option("--run-id", "join_id", metavar="NAME", help="Name the run; workers given the same name share it.")
+@click.option("--batch-api", is_flag=True, help="Send chat requests through OpenRouter's Batch API (about half price).")
+@click.option(
+    "--batch-size", default=1000, show_default=True, type=click.IntRange(1, 5000), help="Submit a batch at this many."
+)
+@click.option(
+    "--batch-linger", default=5.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+    help="...or when no request joined it for this long.",
+)  # fmt: skip
+@click.option(
+    "--batch-poll", default=10.0, show_default=True, type=click.FloatRange(min=0.001), metavar="SECONDS",
+    help="First wait before polling a batch (it grows to 60 s).",
+)  # fmt: skip
 def run(
     file: str,
     inputs: tuple[str, ...],
@@ -98,6 +110,10 @@ def run(
     retry_failed: bool,
     join_id: str | None,
     db_schema: str | None,
+    batch_api: bool,
+    batch_size: int,
+    batch_linger: float,
+    batch_poll: float,
 ) -> None:
     """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
     pipeline = load_pipeline(file)
@@ -115,7 +131,18 @@ def run(
         max_cost_usd=max_cost,
         resume=resume_id is not None,
         retry_failed=retry_failed,
+        batch_api=batch_api,
+        batch_size=batch_size,
+        batch_linger_s=batch_linger,
+        batch_poll_s=batch_poll,
+        batch_poll_max_s=max(60.0, batch_poll),
     )
+    if batch_api and inputs and not dry_run:
+        click.echo(
+            "warning: --batch-api with one --input record: a batch can take minutes (up to 24 hours) to come back;"
+            " the normal API answers in seconds",
+            err=True,
+        )
     if dry_run:
         items = _items(pipeline, inputs, inputs_path, key_field)
         with connection(db, mock, need_key=False) as settings:
@@ -191,6 +218,7 @@ async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out
             # What is loaded by now lives for the whole run: keep the cyclic GC from walking it again and again.
             gc.collect()
             gc.freeze()
+            progress.watch_batches(session.batches)
             session.totals.started = time.monotonic()
             results = session.run_many(items, ordered=ordered, threaded_input=is_stream(inputs_path))
             try:

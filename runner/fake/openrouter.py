@@ -21,6 +21,7 @@ from ..chat.catalog import SNAPSHOT_PATH
 from ..errors import SynthesisError
 from ..plan.synth import Synthesizer
 from . import replies as shapes
+from .batches import FakeBatches
 from .faults import FAULT_KINDS, Fault
 
 __all__ = ["FAULT_KINDS", "FakeOpenRouter", "FakeResponse", "Fault", "Seen"]
@@ -88,6 +89,7 @@ class FakeOpenRouter:
         self.total_cost = 0.0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.batches = FakeBatches(self)  # the Batch API: its delay, scripted batch failures, omitted usage
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -95,6 +97,7 @@ class FakeOpenRouter:
             "billed_calls": self.billed_calls,
             "total_cost": round(self.total_cost, 10),
             "max_in_flight": self.max_in_flight,
+            **self.batches.stats(),
         }
 
     def enqueue(self, fault: Fault) -> Fault:
@@ -108,8 +111,8 @@ class FakeOpenRouter:
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], raw: bytes
     ) -> FakeResponse:
         path = path.strip("/")
-        if path.startswith("api/v1/"):
-            path = path[len("api/v1/") :]
+        for prefix in ("api/v1/", "api/beta/"):
+            path = path[len(prefix) :] if path.startswith(prefix) else path
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -148,6 +151,8 @@ class FakeOpenRouter:
             if self._on_chat_body is not None:
                 self._on_chat_body(body)
             return await self._chat(body)
+        if path == "batches" or path.startswith("batches/"):
+            return FakeResponse(*self.batches.handle(method, path, raw, body))
         return _error(404, f"no route for {method} /{path}")
 
     def _generation(self, generation_id: str) -> FakeResponse:

@@ -13,6 +13,7 @@ from ...outcomes import Status
 from ...plan.graph import StepGraph
 from ...plan.render import Renderer
 from ...spec.model import PipelineSpec, StepBase
+from ..batching import BatchCollector
 from ..budget import Budget, SharedBudget
 from ..hooks import Hooks
 from ..results import CacheEntry, StepResult
@@ -43,6 +44,7 @@ class Services:
     hooks: Hooks
     cache: ReplyCache | None = None
     budget: Budget | SharedBudget | None = None
+    batches: BatchCollector | None = None  # --batch-api: batchable chat requests go through it
 
 
 @dataclass(frozen=True)
