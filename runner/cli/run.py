@@ -185,6 +185,7 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
     finally:
         if entered:
             click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
+            _report_batches(session)
     if stopped is not None:
         click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
         return stopped.exit_code
@@ -265,6 +266,7 @@ def _summary(session) -> str:
 def _report_end(session, stopped: RunStopped | None, interruption: str | None) -> None:
     """The summary, then why the run stopped: every figure as `pipeline runs` shows the run."""
     click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
+    _report_batches(session)
     final = session.final
     if final is not None and session.resumed_from is not None:
         click.echo(
@@ -279,6 +281,19 @@ def _report_end(session, stopped: RunStopped | None, interruption: str | None) -
     elif final is None or final["status"] != RunStatus.INTERRUPTED:  # an unexpected error says so itself afterwards
         return
     click.echo(f"finish it later with: --resume {session.run_id}", err=True)
+
+
+def _report_batches(session) -> None:
+    """--batch-api: what the run's requests would have cost through the normal API."""
+    final = session.final
+    if final is None or final.get("normal_api_usd") is None:
+        return
+    normal, paid = final["normal_api_usd"], final["cost_usd"]
+    click.echo(
+        f"run {session.run_id}: Batch API: ${paid:.6f} paid; the same requests through the normal API: "
+        f"${normal:.6f} (saved ${normal - paid:.6f})",
+        err=True,
+    )
 
 
 def _stop_reason(stopped: RunStopped, session) -> str:

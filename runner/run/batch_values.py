@@ -17,7 +17,7 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 def batchable(step: ChatStep, *, streaming: bool = False) -> bool:
     """Whether the step's requests may go through the Batch API: not when the step opts out
     (`batch: false`) or the run streams; text only (steps with attachments: add their test here)."""
-    return getattr(step, "batch", True) and not streaming
+    return step.batch and not streaming
 
 
 def custom_id(run_id: str, record_key: str, step_id: str, element: int | None, attempt: int) -> str:

@@ -24,6 +24,7 @@ BUILTIN_SETTINGS = FrozenDict(
         "repair_attempts": 1,
         "timeout_s": 120.0,
         "rate_limit": None,
+        "batch": True,
     }
 )
 
@@ -75,6 +76,7 @@ def build_chat_step(step: StepInput) -> ChatStep:
         when=when,
         needs=step.needs,
         line=step.line,
+        batch=bool(settings["batch"]),
     )
 
 

@@ -128,6 +128,7 @@ class ChatStep(StepBase):
     prompt: Template
     system: Template | None
     schema: FrozenDict | None
+    batch: bool = True  # with --batch-api, its requests may go through the Batch API (`batch: false` opts out)
 
     @property
     def models(self) -> tuple[str, ...]:
