@@ -1,0 +1,352 @@
+"""`pipeline run --batch-api` (DESIGN.md §9) against the fake OpenRouter's Batch API: batching inside
+the DAG, polling, the failure taxonomy per result, cost truth, crash safety and where batches cannot go."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runner import load_pipeline
+from runner.chat.batches import BatchState, submission
+from runner.chat.request import encode_body
+from runner.fake import FakeOpenRouter, Fault
+from runner.settings import RunOptions, Settings
+from tests.conftest import ROOT, TEST_KEY, cost_rows, invoke, write_pipeline
+
+CHAIN = ROOT / "bench" / "pipelines" / "chain3.yaml"
+FAST = ("--batch-api", "--batch-linger", "0.05", "--batch-poll", "0.02")
+HEADERS = {"Authorization": f"Bearer {TEST_KEY}"}
+
+
+def write_jsonl(path: Path, count: int) -> str:
+    path.write_text(
+        "".join(json.dumps({"text": f"Message {index}: my invoice is wrong"}) + "\n" for index in range(count)),
+        encoding="utf-8",
+    )
+    return str(path)
+
+
+def output_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def batches_of(db_path: Path) -> list[dict]:
+    with sqlite3.connect(db_path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM batches ORDER BY created_at, number")]
+
+
+def chat_posts(fake: FakeOpenRouter) -> int:
+    return sum(1 for seen in fake.history if seen.path == "chat/completions")
+
+
+@pytest.fixture
+def live(monkeypatch, fake_server):
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    fake_server.fake.batches.delay_s = 0.05
+    return fake_server.fake
+
+
+def run(capsys, monkeypatch, tmp_path, count, *extra, pipeline=CHAIN):
+    out = tmp_path / "out.jsonl"
+    data = write_jsonl(tmp_path / "in.jsonl", count)
+    outcome = invoke(capsys, monkeypatch, "run", str(pipeline), "--inputs", data, "--output", str(out), *extra)
+    return outcome, output_lines(out) if out.exists() else []
+
+
+# --- the fake's Batch API -------------------------------------------------------------------------
+
+
+def fake_call(fake: FakeOpenRouter, method: str, path: str, raw: bytes = b""):
+    response = asyncio.run(fake.handle(method, f"/api/v1/{path}", {}, HEADERS, raw))
+    return response.status, response.body
+
+
+def chat_body(text: str, response_format=None) -> bytes:
+    body = {"model": "google/gemini-2.5-flash-lite", "messages": [{"role": "user", "content": text}], "max_tokens": 50}
+    if response_format is not None:
+        body["response_format"] = response_format
+    return encode_body(body)[1]
+
+
+def finished(fake: FakeOpenRouter, batch_id: str) -> dict:
+    fake.batches.delay_s = 0
+    status, body = fake_call(fake, "GET", f"batches/{batch_id}")
+    assert status == 200
+    return body
+
+
+def test_the_fake_refuses_requests_before_model_and_duplicate_custom_ids():
+    fake = FakeOpenRouter()
+    late = b'{"requests":[{"custom_id":"a","body":{"messages":[]}}],"endpoint":"/v1/chat/completions","model":"x"}'
+    status, body = fake_call(fake, "POST", "batches", late)
+    assert status == 400 and "before `requests`" in body["error"]["message"]
+    twice = submission("google/gemini-2.5-flash-lite", [("same", chat_body("a")), ("same", chat_body("b"))])
+    status, body = fake_call(fake, "POST", "batches", twice)
+    assert status == 400 and "duplicate custom_id" in body["error"]["message"]
+    assert fake.batches.submitted_requests == 0
+
+
+def test_the_fake_fails_a_google_batch_that_mixes_response_formats():
+    fake = FakeOpenRouter()
+    mixed = submission(
+        "google/gemini-2.5-flash-lite",
+        [("plain", chat_body("a")), ("json", chat_body("b", {"type": "json_object"}))],
+    )
+    status, body = fake_call(fake, "POST", "batches", mixed)
+    assert status == 202 and body["status"] == "validating"
+    state = finished(fake, body["id"])
+    assert state["status"] == "failed" and state["results"] is None
+    assert "'json'" in state["error"]["message"] and "response_format" in state["error"]["message"]
+
+
+def test_the_fake_answers_out_of_order_at_half_price_and_can_omit_usage():
+    fake = FakeOpenRouter()
+    items = [(f"r{index}", chat_body(f"question {index}")) for index in range(6)]
+    assert asyncio.run(fake.handle("POST", "/api/v1/chat/completions", {}, HEADERS, items[0][1])).status == 200
+    sync_cost = fake.total_cost
+    _, body = fake_call(fake, "POST", "batches", submission("google/gemini-2.5-flash-lite", items))
+    state = BatchState.from_body(finished(fake, body["id"]))
+    assert state.status == "completed" and state.completed == 6
+    assert [result.custom_id for result in state.results] != [custom for custom, _ in items]
+    first = next(result for result in state.results if result.custom_id == "r0")
+    assert first.body["id"].startswith("gen-batch-")
+    assert first.body["usage"]["cost"] == pytest.approx(sync_cost / 2)
+    assert state.usage.cost_usd == pytest.approx(sum(result.body["usage"]["cost"] for result in state.results))
+
+    fake.batches.omit_usage = True
+    _status, body = fake_call(fake, "POST", "batches", submission("google/gemini-2.5-flash-lite", items[:2]))
+    state = BatchState.from_body(finished(fake, body["id"]))
+    assert all("usage" not in result.body for result in state.results) and state.usage.cost_usd > 0
+
+
+def test_submission_sends_endpoint_and_model_before_requests():
+    raw = submission("openai/gpt-4o", [("a", b'{"messages":[]}')])
+    assert list(json.loads(raw)) == ["endpoint", "model", "requests"]
+    assert json.loads(raw)["requests"] == [{"custom_id": "a", "body": {"messages": []}}]
+
+
+# --- end to end -----------------------------------------------------------------------------------
+
+
+def test_a_thousand_records_through_three_steps_pay_half_and_record_exactly_what_was_billed(
+    capsys, monkeypatch, tmp_path, live, db_path
+):
+    outcome, lines = run(capsys, monkeypatch, tmp_path, 1000, *FAST)
+    assert outcome.code == 0, outcome.err
+    assert len(lines) == 1000 and {line["status"] for line in lines} == {"ok"}
+    assert chat_posts(live) == 0  # every step is batchable: nothing went to /chat/completions
+    batches = batches_of(db_path)
+    assert {batch["step"] for batch in batches} == {"classify", "extract", "summarize"}
+    assert sum(batch["requests"] for batch in batches) == 3000 and len(batches) == 3  # one batch per step
+    rows = cost_rows(db_path)
+    assert len(rows) == 3000 and {row["cost_source"] for row in rows} == {"batch"}
+    assert {row["batch_id"] for row in rows} == {batch["batch_id"] for batch in batches}
+    assert abs(sum(row["cost_usd"] for row in rows) - live.batches.billed_total) < 1e-9
+    for batch in batches:  # each batch's rows add up to its bill
+        mine = [row["cost_usd"] for row in rows if row["batch_id"] == batch["batch_id"]]
+        assert abs(sum(mine) - batch["billed_usd"]) < 1e-9
+    with sqlite3.connect(db_path) as db:
+        custom = db.execute("SELECT custom_id FROM batch_requests WHERE record_key = '7'").fetchall()
+        run_id = db.execute("SELECT id FROM runs").fetchone()[0]
+    assert sorted(row[0] for row in custom) == [
+        f"{run_id}:7:{step}:-:1" for step in ("classify", "extract", "summarize")
+    ]
+
+    batch_cost = sum(row["cost_usd"] for row in rows)
+    sync_db = tmp_path / "sync.db"
+    outcome, _ = run(capsys, monkeypatch, tmp_path, 1000, "--db", str(sync_db))
+    assert outcome.code == 0
+    sync_cost = sum(row["cost_usd"] for row in cost_rows(sync_db))
+    assert batch_cost == pytest.approx(sync_cost / 2, rel=1e-6)
+
+    listed = invoke(capsys, monkeypatch, "runs", "--format", "json")
+    shown = {row["id"]: row for row in json.loads(listed.out)}
+    assert shown[run_id]["normal_api_usd"] == pytest.approx(sync_cost, rel=1e-6)
+
+
+def test_retryable_results_go_into_a_later_batch_and_bad_json_is_re_asked_there(
+    capsys, monkeypatch, tmp_path, live, db_path
+):
+    live.enqueue(Fault("upstream_error", status=429, times=2))
+    live.enqueue(Fault("content", content="this is not JSON"))
+    outcome, lines = run(capsys, monkeypatch, tmp_path, 5, *FAST)
+    assert outcome.code == 0, outcome.err
+    assert {line["status"] for line in lines} == {"ok"}
+    assert chat_posts(live) == 0
+    classify = [batch for batch in batches_of(db_path) if batch["step"] == "classify"]
+    assert [batch["requests"] for batch in classify] == [5, 3]  # two retried, one re-asked: a second batch
+    with sqlite3.connect(db_path) as db:
+        retried = [row[0] for row in db.execute("SELECT custom_id FROM batch_requests WHERE custom_id LIKE '%.r1'")]
+        reasked = [row[0] for row in db.execute("SELECT custom_id FROM batch_requests WHERE custom_id LIKE '%:2'")]
+    assert len(retried) == 2 and len(reasked) == 1
+    outcomes = sorted(row["outcome"] for row in cost_rows(db_path) if row["step"] == "classify")
+    assert outcomes.count("invalid_json") == 1 and outcomes.count("ok") == 5
+
+
+def test_a_401_inside_the_results_stops_the_run(capsys, monkeypatch, tmp_path, live):
+    live.enqueue(Fault("status", status=401, message="User not found."))
+    outcome, _ = run(capsys, monkeypatch, tmp_path, 3, *FAST)
+    assert outcome.code == 3
+    assert "401" in outcome.err and "batch_" in outcome.err
+
+
+def test_expired_and_failed_batches_are_submitted_again_and_the_message_names_them(
+    capsys, monkeypatch, tmp_path, live, db_path
+):
+    live.batches.fail_next("expired", "the 24h window passed")
+    live.batches.fail_next("failed", "the batch service is down")
+    outcome, lines = run(capsys, monkeypatch, tmp_path, 4, *FAST)
+    assert outcome.code == 0, outcome.err
+    assert {line["status"] for line in lines} == {"ok"}
+    statuses = [batch["status"] for batch in batches_of(db_path)]
+    assert statuses.count("expired") == 1 and statuses.count("failed") == 1
+    failed = [batch for batch in batches_of(db_path) if batch["status"] in ("expired", "failed")]
+    for batch in failed:
+        assert f"batch {batch['batch_id']} {batch['status']}: {batch['error_message']}" in outcome.err
+    assert not [row for row in cost_rows(db_path) if row["batch_id"] in {batch["batch_id"] for batch in failed}]
+
+
+def test_when_batches_keep_failing_the_fallback_model_gets_its_own_batch(capsys, monkeypatch, tmp_path, live, db_path):
+    pipeline = write_pipeline(
+        tmp_path,
+        """
+name: fallback
+defaults: {model: google/gemini-2.5-flash-lite, fallback_models: [openai/gpt-4o-mini], retries: 1, max_tokens: 100}
+steps:
+  answer: {prompt: "Answer {{ input.text }}"}
+output: "{{ steps.answer.output }}"
+""",
+    )
+    live.batches.fail_next("failed", "first")
+    live.batches.fail_next("failed", "second")
+    outcome, _lines = run(capsys, monkeypatch, tmp_path, 3, *FAST, pipeline=pipeline)
+    assert outcome.code == 0, outcome.err
+    assert [batch["model"] for batch in batches_of(db_path)] == [
+        "google/gemini-2.5-flash-lite",
+        "google/gemini-2.5-flash-lite",
+        "openai/gpt-4o-mini",
+    ]
+    assert {row["model"] for row in cost_rows(db_path)} == {"openai/gpt-4o-mini"}
+
+
+@pytest.mark.parametrize("lookups_fail", [False, True])
+def test_results_without_usage_are_priced_by_generation_then_by_the_batch_bill(
+    live, fake_server, db_path, lookups_fail
+):
+    live.batches.omit_usage = True
+    live.generation_not_found_lookups = 0
+    live.generations_never_found = lookups_fail
+    settings = Settings(api_key=TEST_KEY, base_url=fake_server.base_url, db=str(db_path), models_cache=False,
+                        generation_wait_s=0.0)  # fmt: skip
+    options = RunOptions(batch_api=True, batch_linger_s=0.05, batch_poll_s=0.02)
+
+    async def main():
+        async with load_pipeline(CHAIN).session(settings, options=options) as session:
+            return [result async for result in session.run_many({"text": f"text {i}"} for i in range(20))]
+
+    assert {result.status for result in asyncio.run(main())} == {"ok"}
+    rows = cost_rows(db_path)
+    assert len(rows) == 60
+    assert {row["cost_source"] for row in rows} == ({"batch"} if lookups_fail else {"generation"})
+    assert all(row["cost_usd"] > 0 for row in rows)
+    for batch in batches_of(db_path):
+        mine = [row["cost_usd"] for row in rows if row["batch_id"] == batch["batch_id"]]
+        assert abs(sum(mine) - live.batches.batches[batch["batch_id"]].usage["cost"]) < 1e-9
+
+
+def test_the_budget_holds_across_batches(capsys, monkeypatch, tmp_path, live, db_path):
+    """Each request's worst case is reserved before it joins a batch and settled on its result."""
+    pipeline = write_pipeline(
+        tmp_path,
+        """
+name: capped
+defaults: {model: google/gemini-2.5-flash-lite, max_tokens: 20, reasoning: {effort: none}}
+steps:
+  answer: {prompt: "Answer {{ input.text }}"}
+output: "{{ steps.answer.output }}"
+""",
+    )
+    cap = 0.0001
+    outcome, lines = run(capsys, monkeypatch, tmp_path, 60, *FAST, "--batch-size", "5", "--max-cost", str(cap),
+                         pipeline=pipeline)  # fmt: skip
+    assert outcome.code == 3 and "--max-cost" in outcome.err
+    spent = sum(row["cost_usd"] for row in cost_rows(db_path))
+    assert 0 < spent <= cap and live.batches.billed_total <= cap
+    assert len(batches_of(db_path)) >= 3 and 10 <= len(lines) < 60
+
+
+def test_a_step_that_opts_out_uses_the_normal_api(capsys, monkeypatch, tmp_path, live, db_path):
+    pipeline = write_pipeline(
+        tmp_path,
+        """
+name: opt-out
+defaults: {model: google/gemini-2.5-flash-lite, max_tokens: 100}
+steps:
+  first: {prompt: "First {{ input.text }}"}
+  second: {prompt: "Second {{ steps.first.output }}", batch: false}
+output: "{{ steps.second.output }}"
+""",
+    )
+    outcome, _lines = run(capsys, monkeypatch, tmp_path, 4, *FAST, pipeline=pipeline)
+    assert outcome.code == 0, outcome.err
+    assert chat_posts(live) == 4
+    by_step = {row["step"]: row for row in cost_rows(db_path)}
+    assert by_step["first"]["batch_id"] is not None and by_step["second"]["batch_id"] is None
+
+
+def test_one_input_record_with_the_batch_api_warns_and_mock_works(capsys, monkeypatch):
+    outcome = invoke(capsys, monkeypatch, "run", str(CHAIN), "--input", "text=hello", "--mock", *FAST)
+    assert outcome.code == 0, outcome.err
+    assert "may take minutes" in outcome.err or "can take minutes" in outcome.err
+    assert "through the normal API" in outcome.err
+    assert json.loads(outcome.out)["category"]
+
+
+def test_a_killed_run_resumes_by_polling_its_batches_and_never_submits_them_again(tmp_path, fake_server):
+    fake = fake_server.fake
+    fake.batches.delay_s = 3.0
+    data = write_jsonl(tmp_path / "in.jsonl", 40)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENROUTER", "PIPELINE"))}
+    env.update(
+        OPENROUTER_API_KEY=TEST_KEY,
+        OPENROUTER_BASE_URL=fake_server.base_url,
+        PIPELINE_DB=str(tmp_path / "kill.db"),
+        PIPELINE_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    out = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "runner", "run", str(CHAIN), "--inputs", data, "--output", str(out), *FAST]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not fake.batches.batches and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.2)  # waiting on the batch: its id is stored right after the 202
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    assert process.returncode == -signal.SIGKILL
+    assert fake.batches.submitted_requests == 40
+    with sqlite3.connect(tmp_path / "kill.db") as db:
+        run_id = db.execute("SELECT id FROM runs").fetchone()[0]
+        assert db.execute("SELECT COUNT(*) FROM batches WHERE batch_id IS NOT NULL").fetchone()[0] == 1
+
+    fake.batches.delay_s = 0.05
+    resumed = subprocess.run(
+        [*command, "--resume", run_id], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "polled, not submitted again" in resumed.stderr
+    assert fake.batches.submitted_requests == 120  # 40 records x 3 steps, each submitted once
+    assert len(output_lines(out)) == 40 and {line["status"] for line in output_lines(out)} == {"ok"}
+    rows = [row for row in cost_rows(tmp_path / "kill.db") if not row["cached"]]
+    assert len(rows) == len({(row["record_key"], row["step"]) for row in rows}) == 120
+    assert abs(sum(row["cost_usd"] for row in rows) - fake.batches.billed_total) < 1e-9
