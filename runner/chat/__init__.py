@@ -4,6 +4,6 @@ usage (reply), reply checking: JSON and schema (verdict), requests in flight (fl
 them), the model catalogue (catalog), what a reply cost (billing) and OpenRouter's Batch API (batches).
 
 May import: runner.errors, runner.outcomes, runner.spec, runner.plan. Inside, one way: messages <- request <- catalog
-<- billing; messages <- reply; failures, flow, reply <- client; reply <- billing; client, failures, reply <- batches. messages sits in
-layer 1 (it imports nothing of ours) so that plan/render can build messages.
+<- billing; messages <- reply; failures, flow, reply <- client; reply <- billing; client, failures, reply
+<- batches. messages sits in layer 1 (it imports nothing of ours) so that plan/render can build messages.
 """
