@@ -4,6 +4,7 @@ the DAG, polling, the failure taxonomy per result, cost truth, crash safety and 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from runner import load_pipeline
 from runner.chat.batches import BatchState, submission
 from runner.chat.request import encode_body
 from runner.fake import FakeOpenRouter, Fault
+from runner.report.progress import RunProgress
 from runner.settings import RunOptions, Settings
 from tests.conftest import ROOT, TEST_KEY, cost_rows, invoke, write_pipeline
 
@@ -134,6 +136,28 @@ def test_submission_sends_endpoint_and_model_before_requests():
     raw = submission("openai/gpt-4o", [("a", b'{"messages":[]}')])
     assert list(json.loads(raw)) == ["endpoint", "model", "requests"]
     assert json.loads(raw)["requests"] == [{"custom_id": "a", "body": {"messages": []}}]
+
+
+def test_a_batch_is_submitted_when_full_or_after_the_linger_and_progress_counts_it(fake, transport, settings, db_path):
+    fake.batches.delay_s = 0
+    pipeline = load_pipeline(CHAIN)
+    options = RunOptions(batch_api=True, batch_size=3, batch_linger_s=0.05, batch_poll_s=0.01)
+    stream = io.StringIO()
+    progress = RunProgress(total_records=None, stream=stream, every_s=0)
+
+    async def main():
+        async with pipeline.session(settings, transport=transport, options=options, hooks=progress) as session:
+            progress.watch_batches(session.batches)
+            results = [result async for result in session.run_many({"text": f"text {i}"} for i in range(7))]
+            return results, session.batches.counts()
+
+    results, counts = asyncio.run(main())
+    assert {result.status for result in results} == {"ok"}
+    sizes = [batch["requests"] for batch in batches_of(db_path) if batch["step"] == "classify"]
+    assert sorted(sizes) == [1, 3, 3]  # two full batches at once, the last one after the linger
+    submitted = len(batches_of(db_path))
+    assert (counts.submitted, counts.running, counts.done, counts.requests_done) == (submitted, 0, submitted, 21)
+    assert f"batches: {submitted} submitted, 0 running, {submitted} done" in stream.getvalue()
 
 
 # --- end to end -----------------------------------------------------------------------------------
@@ -313,7 +337,9 @@ def test_one_input_record_with_the_batch_api_warns_and_mock_works(capsys, monkey
     assert json.loads(outcome.out)["category"]
 
 
-def test_a_killed_run_resumes_by_polling_its_batches_and_never_submits_them_again(tmp_path, fake_server):
+@pytest.mark.parametrize("waiting_on", [1, 2])
+def test_a_killed_run_resumes_by_polling_its_batches_and_never_submits_them_again(tmp_path, fake_server, waiting_on):
+    """Killed while waiting on the first step's batch, or on the second's (the first's replies are on disk)."""
     fake = fake_server.fake
     fake.batches.delay_s = 3.0
     data = write_jsonl(tmp_path / "in.jsonl", 40)
@@ -328,16 +354,16 @@ def test_a_killed_run_resumes_by_polling_its_batches_and_never_submits_them_agai
     command = [sys.executable, "-m", "runner", "run", str(CHAIN), "--inputs", data, "--output", str(out), *FAST]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while not fake.batches.batches and time.monotonic() < deadline and process.poll() is None:
+    while len(fake.batches.batches) < waiting_on and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.01)
     time.sleep(0.2)  # waiting on the batch: its id is stored right after the 202
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     assert process.returncode == -signal.SIGKILL
-    assert fake.batches.submitted_requests == 40
+    assert fake.batches.submitted_requests == 40 * waiting_on
     with sqlite3.connect(tmp_path / "kill.db") as db:
         run_id = db.execute("SELECT id FROM runs").fetchone()[0]
-        assert db.execute("SELECT COUNT(*) FROM batches WHERE batch_id IS NOT NULL").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM batches WHERE batch_id IS NOT NULL").fetchone()[0] == waiting_on
 
     fake.batches.delay_s = 0.05
     resumed = subprocess.run(
@@ -349,4 +375,5 @@ def test_a_killed_run_resumes_by_polling_its_batches_and_never_submits_them_agai
     assert len(output_lines(out)) == 40 and {line["status"] for line in output_lines(out)} == {"ok"}
     rows = [row for row in cost_rows(tmp_path / "kill.db") if not row["cached"]]
     assert len(rows) == len({(row["record_key"], row["step"]) for row in rows}) == 120
+    assert len([row for row in cost_rows(tmp_path / "kill.db") if row["cached"]]) == 40 * (waiting_on - 1)
     assert abs(sum(row["cost_usd"] for row in rows) - fake.batches.billed_total) < 1e-9
