@@ -22,6 +22,7 @@ from runner.chat.request import encode_body
 from runner.fake import FakeOpenRouter, Fault
 from runner.report.progress import RunProgress
 from runner.settings import RunOptions, Settings
+from runner.store import Store
 from tests.conftest import ROOT, TEST_KEY, cost_rows, invoke, write_pipeline
 
 CHAIN = ROOT / "bench" / "pipelines" / "chain3.yaml"
@@ -315,10 +316,10 @@ def test_a_step_that_opts_out_uses_the_normal_api(capsys, monkeypatch, tmp_path,
         tmp_path,
         """
 name: opt-out
-defaults: {model: google/gemini-2.5-flash-lite, max_tokens: 100}
+defaults: {model: google/gemini-2.5-flash-lite, max_tokens: 100, batch: false}
 steps:
-  first: {prompt: "First {{ input.text }}"}
-  second: {prompt: "Second {{ steps.first.output }}", batch: false}
+  first: {prompt: "First {{ input.text }}", batch: true}
+  second: {prompt: "Second {{ steps.first.output }}"}
 output: "{{ steps.second.output }}"
 """,
     )
@@ -327,6 +328,8 @@ output: "{{ steps.second.output }}"
     assert chat_posts(live) == 4
     by_step = {row["step"]: row for row in cost_rows(db_path)}
     assert by_step["first"]["batch_id"] is not None and by_step["second"]["batch_id"] is None
+    shown = invoke(capsys, monkeypatch, "show", by_step["first"]["run_id"])
+    assert by_step["first"]["batch_id"] in shown.out and "completed" in shown.out
 
 
 def test_one_input_record_with_the_batch_api_warns_and_mock_works(capsys, monkeypatch):
@@ -377,3 +380,30 @@ def test_a_killed_run_resumes_by_polling_its_batches_and_never_submits_them_agai
     assert len(rows) == len({(row["record_key"], row["step"]) for row in rows}) == 120
     assert len([row for row in cost_rows(tmp_path / "kill.db") if row["cached"]]) == 40 * (waiting_on - 1)
     assert abs(sum(row["cost_usd"] for row in rows) - fake.batches.billed_total) < 1e-9
+
+
+def test_batches_are_kept_the_same_way_on_both_backends(fake, transport, backend):
+    target, schema = backend
+    fake.batches.delay_s = 0
+    settings = Settings(api_key=TEST_KEY, base_url="https://openrouter.test/api/v1", db=target, db_schema=schema,
+                        models_cache=False)  # fmt: skip
+    options = RunOptions(batch_api=True, batch_linger_s=0.02, batch_poll_s=0.01)
+
+    async def main():
+        async with load_pipeline(CHAIN).session(settings, transport=transport, options=options) as session:
+            results = [result async for result in session.run_many({"text": f"text {i}"} for i in range(5))]
+            return results, session.run_id
+
+    results, run_id = asyncio.run(main())
+    assert {result.status for result in results} == {"ok"}
+    with Store(target, schema=schema) as store:
+        batches = store.run_batches(run_id)
+        rows = store.cost_rows(run_id)
+        summary = store.run_summary(run_id)
+    assert [(batch["step"], batch["status"], batch["requests"]) for batch in batches] == [
+        ("classify", "completed", 5),
+        ("extract", "completed", 5),
+        ("summarize", "completed", 5),
+    ]
+    assert abs(sum(row["cost_usd"] for row in rows) - fake.batches.billed_total) < 1e-9
+    assert summary["normal_api_usd"] == pytest.approx(2 * summary["cost_usd"], rel=1e-6)

@@ -31,6 +31,8 @@ from .budget import body_prompt_tokens
 
 log = logging.getLogger(__name__)
 
+_GONE = frozenset({"failed", "expired", "cancelled", "rejected"})  # batches with no results to poll for
+
 
 @dataclass
 class _Request:
@@ -275,7 +277,7 @@ class BatchCollector:
     def _attach(self, request_key: str, body_key: str, model: str, future: asyncio.Future) -> bool:
         """Resuming: wait for the batch an earlier session submitted with this very request, if any."""
         row = self._earlier.pop(request_key, None)
-        if row is None or row["body_key"] != body_key or row["model"] != model:
+        if row is None or row["body_key"] != body_key or row["model"] != model or row["status"] in _GONE:
             return False
         attached = self._attached.get(row["batch_id"])
         if attached is None:
