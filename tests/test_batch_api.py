@@ -290,6 +290,29 @@ def test_results_without_usage_are_priced_by_generation_then_by_the_batch_bill(
         assert abs(sum(mine) - live.batches.batches[batch["batch_id"]].usage["cost"]) < 1e-9
 
 
+def test_retry_failed_asks_a_billed_failure_again_in_a_new_batch(capsys, monkeypatch, tmp_path, live, db_path):
+    """A resume polls only what was never read: a failure already recorded is asked afresh, not re-read."""
+    pipeline = write_pipeline(
+        tmp_path,
+        """
+name: cut
+defaults: {model: google/gemini-2.5-flash-lite, max_tokens: 100}
+steps:
+  answer: {prompt: "Answer {{ input.text }}"}
+output: "{{ steps.answer.output }}"
+""",
+    )
+    live.enqueue(Fault("finish", finish_reason="length"))
+    outcome, lines = run(capsys, monkeypatch, tmp_path, 3, *FAST, pipeline=pipeline)
+    assert outcome.code == 1 and sorted(line["status"] for line in lines) == ["failed", "ok", "ok"]
+    run_id = cost_rows(db_path)[0]["run_id"]
+    again = invoke(capsys, monkeypatch, "run", str(pipeline), "--inputs", str(tmp_path / "in.jsonl"), *FAST,
+                   "--resume", run_id, "--retry-failed")  # fmt: skip
+    assert again.code == 0, again.err
+    assert live.batches.submitted_requests == 4  # the failed one asked again; nothing else submitted
+    assert len([row for row in cost_rows(db_path) if not row["cached"]]) == 4
+
+
 def test_the_budget_holds_across_batches(capsys, monkeypatch, tmp_path, live, db_path):
     """Each request's worst case is reserved before it joins a batch and settled on its result."""
     pipeline = write_pipeline(

@@ -277,7 +277,9 @@ class BatchCollector:
     def _attach(self, request_key: str, body_key: str, model: str, future: asyncio.Future) -> bool:
         """Resuming: wait for the batch an earlier session submitted with this very request, if any."""
         row = self._earlier.pop(request_key, None)
-        if row is None or row["body_key"] != body_key or row["model"] != model or row["status"] in _GONE:
+        if row is None or row["body_key"] != body_key or row["model"] != model:
+            return False
+        if row["status"] in _GONE or row["recorded"]:  # nothing to read, or read already: a new request
             return False
         attached = self._attached.get(row["batch_id"])
         if attached is None:

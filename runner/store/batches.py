@@ -47,9 +47,13 @@ class BatchHistory:
         )
 
     def submitted_requests(self, run_id: str) -> list[dict[str, Any]]:
-        """Every request of the run's batches that reached OpenRouter (an id was written), oldest batch first."""
+        """Every request of the run's batches that reached OpenRouter (an id was written), oldest batch first;
+        `recorded` when its result already has its cost row (it was answered: its reply is not read again)."""
+        self.flush()
         return self._db.query(
-            "SELECT b.local_id, b.batch_id, b.model, b.status, r.custom_id, r.request_key, r.body_key"
+            "SELECT b.local_id, b.batch_id, b.model, b.status, r.custom_id, r.request_key, r.body_key,"
+            " EXISTS (SELECT 1 FROM cost_records c WHERE c.run_id = b.run_id AND c.batch_id = b.batch_id"
+            " AND c.record_key = r.record_key AND c.step = b.step) AS recorded"
             " FROM batch_requests r JOIN batches b ON b.local_id = r.local_id"
             " WHERE b.run_id = ? AND b.batch_id IS NOT NULL ORDER BY b.created_at, b.number, r.custom_id",
             (run_id,),
