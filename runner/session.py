@@ -130,7 +130,7 @@ class Session:
             batches=self.batches,
         )
         # With batches, a step's requests from many records share them: the window holds two batches' worth.
-        window = 2 * options.batch_size if self.batches is not None else None
+        window = max(2 * options.batch_size, 2 * options.concurrency, 8) if self.batches is not None else None
         self.backend = LocalBackend(RecordRunner(services), concurrency=options.concurrency, window=window)
         return self
 

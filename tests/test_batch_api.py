@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 
 from runner import load_pipeline
-from runner.chat.batches import BatchState, submission
+from runner.chat.batches import BatchClient, BatchState, submission
+from runner.chat.catalog import EMPTY_CATALOG
+from runner.chat.client import OpenRouterClient
 from runner.chat.request import encode_body
 from runner.fake import FakeOpenRouter, Fault
 from runner.report.progress import RunProgress
+from runner.run.batching import BatchCollector
 from runner.settings import RunOptions, Settings
 from runner.store import Store
 from tests.conftest import ROOT, TEST_KEY, cost_rows, invoke, write_pipeline
@@ -159,6 +162,29 @@ def test_a_batch_is_submitted_when_full_or_after_the_linger_and_progress_counts_
     submitted = len(batches_of(db_path))
     assert (counts.submitted, counts.running, counts.done, counts.requests_done) == (submitted, 0, submitted, 21)
     assert f"batches: {submitted} submitted, 0 running, {submitted} done" in stream.getvalue()
+
+
+def test_two_requests_under_one_custom_id_still_make_a_valid_batch(fake, transport):
+    """A `for_each` element the caller did not name must not make OpenRouter refuse the whole batch."""
+    fake.batches.delay_s = 0
+    step = load_pipeline(CHAIN).spec.steps[0]
+    body = {"model": step.model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 50}
+    key, content = encode_body(body)
+
+    async def main():
+        async with OpenRouterClient(
+            api_key=TEST_KEY, base_url="https://openrouter.test/api/v1", transport=transport
+        ) as client:
+            batches = BatchClient(client, "https://openrouter.test/api/v1/batches")
+            collector = BatchCollector(batches, run_id="run-x", catalog=EMPTY_CATALOG, lookup=client, linger_s=0.01,
+                                       poll_s=0.01)  # fmt: skip
+            same = {"content": content, "body_key": key, "record_key": "1", "attempt": 1}
+            return await asyncio.gather(*(collector.send(step, step.model, body, **same) for _ in range(2)))
+
+    first, second = asyncio.run(main())
+    assert first.batch_id == second.batch_id and first.reply.generation_id != second.reply.generation_id
+    (batch,) = fake.batches.batches.values()
+    assert sorted(item["custom_id"] for item in batch.requests) == ["run-x:1:classify:-:1", "run-x:1:classify:-:1.d1"]
 
 
 # --- end to end -----------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class _Group:
     step: str
     model: str
     requests: list[_Request] = field(default_factory=list)
+    custom_ids: set[str] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
 
 
@@ -156,6 +157,9 @@ class BatchCollector:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group(step_id, model)
+        if request.custom_id in group.custom_ids:  # OpenRouter refuses a batch that repeats one
+            request.custom_id = f"{request.custom_id}.d{len(group.requests)}"
+        group.custom_ids.add(request.custom_id)
         group.requests.append(request)
         self._counts["open"] += 1
         if group.timer is not None:
