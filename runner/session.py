@@ -21,7 +21,7 @@ from .chat.batches import BatchClient
 from .chat.catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
 from .chat.client import OpenRouterClient
 from .chat.flow import RequestGate
-from .errors import FailureSummary, InputError, RunStopped, UnpricedModels, UsageError
+from .errors import ConfigurationError, FailureSummary, InputError, RunStopped, UnpricedModels, UsageError
 from .outcomes import FailureKind, RunStatus, Status
 from .run.backend import LocalBackend, RecordExecutor
 from .run.batching import BatchCollector, BatchCounts
@@ -137,6 +137,9 @@ class Session:
     def _batch_collector(self) -> BatchCollector:
         options = self.options
         url = self.settings.batch_url or self.settings.base_url.rstrip("/") + "/batches"
+        if not url.startswith(("https://", "http://")) or "@" in url.split("/")[2]:
+            # never repeated: it may hold a password
+            raise ConfigurationError("OPENROUTER_BATCH_URL must be an https:// URL without a user:password@ part")
         collector = BatchCollector(
             BatchClient(self._client, url, backoff_s=self.settings.backoff_base_s),
             run_id=self.run_id,

@@ -381,6 +381,12 @@ output: "{{ steps.second.output }}"
     assert by_step["first"]["batch_id"] in shown.out and "completed" in shown.out
 
 
+def test_an_unusable_batch_url_is_a_configuration_stop_that_never_repeats_it(capsys, monkeypatch):
+    monkeypatch.setenv("OPENROUTER_BATCH_URL", "https://user:hunter2@example.test/batches")
+    outcome = invoke(capsys, monkeypatch, "run", str(CHAIN), "--input", "text=hi", "--mock", *FAST)
+    assert outcome.code == 3 and "OPENROUTER_BATCH_URL" in outcome.err and "hunter2" not in outcome.err
+
+
 def test_one_input_record_with_the_batch_api_warns_and_mock_works(capsys, monkeypatch):
     outcome = invoke(capsys, monkeypatch, "run", str(CHAIN), "--input", "text=hello", "--mock", *FAST)
     assert outcome.code == 0, outcome.err
