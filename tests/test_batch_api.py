@@ -414,7 +414,7 @@ def test_a_killed_run_resumes_by_polling_its_batches_and_never_submits_them_agai
     deadline = time.monotonic() + 60
     while len(fake.batches.batches) < waiting_on and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.01)
-    time.sleep(0.2)  # waiting on the batch: its id is stored right after the 202
+    time.sleep(0.5)  # waiting on the batch (3 s): its id is stored right after the 202
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     assert process.returncode == -signal.SIGKILL
