@@ -23,6 +23,7 @@ from runner.chat.client import OpenRouterClient
 from runner.chat.request import encode_body
 from runner.fake import FakeOpenRouter, Fault
 from runner.report.progress import RunProgress
+from runner.run.batch_values import text_only
 from runner.run.batching import BatchCollector
 from runner.settings import RunOptions, Settings
 from runner.store import Store
@@ -185,6 +186,15 @@ def test_two_requests_under_one_custom_id_still_make_a_valid_batch(fake, transpo
     assert first.batch_id == second.batch_id and first.reply.generation_id != second.reply.generation_id
     (batch,) = fake.batches.batches.values()
     assert sorted(item["custom_id"] for item in batch.requests) == ["run-x:1:classify:-:1", "run-x:1:classify:-:1.d1"]
+
+
+def test_only_text_requests_are_batched():
+    text = {
+        "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": [{"type": "text", "text": "t"}]}]
+    }
+    image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}
+    assert text_only(text)
+    assert not text_only({"messages": [*text["messages"], image]})
 
 
 # --- end to end -----------------------------------------------------------------------------------

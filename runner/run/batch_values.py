@@ -16,8 +16,18 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 def batchable(step: ChatStep, *, streaming: bool = False) -> bool:
     """Whether the step's requests may go through the Batch API: not when the step opts out
-    (`batch: false`) or the run streams; text only (steps with attachments: add their test here)."""
+    (`batch: false`) or the run streams (the place for a step-level rule; each request is also checked
+    by `text_only`, so one carrying an attachment goes to the normal API whatever the step says)."""
     return step.batch and not streaming
+
+
+def text_only(body: dict[str, Any]) -> bool:
+    """The Batch API refuses image, audio, video and file parts: a request that has one goes to the normal API."""
+    for message in body.get("messages") or ():
+        content = message.get("content")
+        if isinstance(content, list) and any(part.get("type") != "text" for part in content):
+            return False
+    return True
 
 
 def custom_id(run_id: str, record_key: str, step_id: str, element: int | None, attempt: int) -> str:

@@ -18,7 +18,7 @@ from ...chat.verdict import Verdict, check_reply, compile_validator
 from ...errors import FailureSummary, NoEndpointsError, PipelineError, RenderError, RequestRejected, TransientError
 from ...outcomes import FailureKind, Outcome, Status
 from ...spec.model import ChatStep, thaw
-from ..batch_values import batchable
+from ..batch_values import batchable, text_only
 from ..budget import worst_case_cost
 from ..results import CacheEntry, CostEvent, StepResult, utc_now
 from .base import Scope, Services, render_failed
@@ -170,7 +170,7 @@ class ChatRunner:
         reserved = await self._reserve(body) if self._budget is not None else 0.0
         actual = 0.0
         hooks = self._hooks
-        batched = self._batched(step)
+        batched = self._batched(step) and text_only(body)
         try:
             limiter = None if batched else self._limiters.get(model)  # batches do not count against rate limits
             if limiter is not None:
