@@ -257,8 +257,12 @@ class BatchCollector:
             reason = state.error_message or "no reason given"
             problem = TransientError(f"batch {state.id} {state.status}: {reason}", model=model)
             log.warning("%s (%d requests)", problem, len(requests))
+            billed = state.usage.cost_usd if state.usage is not None else None
+            if billed:  # no results to put it on: kept with the batch, and said
+                message = "batch %s %s but reports a bill of $%.6f: kept in the batches table"
+                log.warning(message, state.id, state.status, billed)
             if self._ledger is not None:
-                self._ledger.batch_finished(local_id, state.status, reason, None, None)
+                self._ledger.batch_finished(local_id, state.status, reason, billed, None)
             return {request.custom_id: problem for request in requests}
         latency_ms = _batch_latency_ms(state, started)
         estimates = {request.custom_id: request.prompt_tokens for request in requests}
