@@ -78,7 +78,7 @@ async def bill_batch(
             "batch %s was billed $%.9f but its results add up to $%.9f (%d of them without a cost)",
             state.id, state.usage.cost_usd, total, len(unknown),
         )  # fmt: skip
-    return BatchBilling(billed, total, _normal_cost(billed.values(), model, catalog))
+    return BatchBilling(billed, total, _normal_cost(billed, model, catalog, prompt_estimates))
 
 
 def _shared(state, model, unknown, replies, known, prompt_estimates, catalog, billed_at) -> dict[str, Billed]:
@@ -127,14 +127,14 @@ def _tokens(reply: Reply, prompt_estimate: int) -> int:
     return prompt + completion
 
 
-def _normal_cost(billed, model: str, catalog: Catalog) -> float | None:
+def _normal_cost(billed: dict[str, Billed], model: str, catalog: Catalog, prompt_estimates) -> float | None:
+    """The same tokens at the catalogue's normal prices (tokens estimated where the result had none)."""
     info = catalog.models.get(model)
     if info is None:
         return None
     total = 0.0
-    for item in billed:
-        usage = item.reply.usage
-        prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage.total_tokens else (0, 0)
+    for custom, item in billed.items():
+        prompt, completion = _split(item.reply, prompt_estimates.get(custom, 0))
         total += prompt * info.prompt_price + completion * info.completion_price + info.request_price
     return total
 
