@@ -27,7 +27,7 @@ from ..errors import (
 )
 from .client import RETRYABLE_STATUS
 from .failures import TransportFailure
-from .reply import Reply, Usage
+from .reply import Usage
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +132,6 @@ def result_failure(result: BatchResult, model: str, batch_id: str) -> CallError 
     if result.status_code == 404:
         return NoEndpointsError(where, model=model, status=404)
     return RequestRejected(f"{where} (rejected)", model=model, status=result.status_code)
-
-
-def reply_of(result: BatchResult, latency_ms: int) -> Reply:
-    return Reply.from_body(result.body or {}, latency_ms)
 
 
 class Exchange(Protocol):

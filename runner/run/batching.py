@@ -211,7 +211,7 @@ class BatchCollector:
                 if self._ledger is not None:
                     self._ledger.batch_finished(local_id, "rejected", str(exc), None, None)
                 for request in requests:
-                    _fail(request.future, exc)
+                    _answer(request.future, exc)
                 return
             if self._ledger is not None:
                 self._ledger.batch_submitted(local_id, state.id)
@@ -230,7 +230,7 @@ class BatchCollector:
             raise
         except BaseException as exc:  # a bug or a lost database must reach the records waiting, not vanish
             for request in requests:
-                _fail(request.future, exc)
+                _answer(request.future, exc)
             raise
         finally:
             self._counts["in_batches"] -= count
@@ -329,7 +329,7 @@ class BatchCollector:
             attached.replies = {}
             for futures in attached.waiters.values():
                 for future in futures:
-                    _fail(future, exc)
+                    _answer(future, exc)
             raise
         finally:
             self._counts["running"] -= 1
@@ -373,7 +373,3 @@ def _answer(future: asyncio.Future | None, outcome: Billed | BaseException) -> N
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
-
-
-def _fail(future: asyncio.Future | None, exc: BaseException) -> None:
-    _answer(future, exc)
