@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import secrets
@@ -370,6 +371,15 @@ def _answer(future: asyncio.Future | None, outcome: Billed | BaseException) -> N
     if future is None or future.done():
         return
     if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
+        future.set_exception(_own_copy(outcome))
     else:
         future.set_result(outcome)
+
+
+def _own_copy(exc: BaseException) -> BaseException:
+    """One failure often answers a whole batch: each waiting request raises its own copy, so tracebacks
+    do not pile up on one shared exception."""
+    try:
+        return copy.copy(exc)
+    except Exception:  # an exception whose constructor cannot be replayed: shared, as it is
+        return exc
