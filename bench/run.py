@@ -1,10 +1,11 @@
-"""Benchmarks B1-B7 against the project's fake OpenRouter (in its own process); writes bench/RESULTS.md.
+"""Benchmarks B1-B8 against the project's fake OpenRouter (in its own process); writes bench/RESULTS.md.
 
     python bench/run.py                 # everything (about 10-15 minutes on 2 cores)
     python bench/run.py --only B1,B5    # a subset
     python bench/run.py --only B6       # prompt caching's saving (bench/prompt_cache.py); updates only B6's rows
-    python bench/run.py --scale 0.1     # fewer records, for a quick look (targets still checked)
     python bench/run.py --only B7       # a for_each map's wall time against its critical path; only B7's rows
+    python bench/run.py --only B8       # the Batch API against the normal API: its own section of RESULTS.md
+    python bench/run.py --scale 0.1     # fewer records, for a quick look (targets still checked)
     python bench/run.py --only B6 --no-write   # one case, printed (bench/RESULTS.md left alone)
 
 Every measured program is a separate process; CPU time and peak RSS come from os.wait4 for
@@ -33,6 +34,7 @@ from prompt_cache import prompt_cache
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PYTHON = sys.executable
+B8_MARKER = "\n## B8: the Batch API against the normal API"
 WORDS = [
     "invoice",
     "refund",
@@ -87,9 +89,17 @@ def measure(command: list[str], env: dict[str, str]) -> Measured:
 
 
 class FakeProcess:
-    def __init__(self, latency_ms: float) -> None:
+    def __init__(self, latency_ms: float, batch_delay_ms: float = 200.0) -> None:
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "runner.fake.server", "--latency-ms", str(latency_ms)],
+            [
+                PYTHON,
+                "-m",
+                "runner.fake.server",
+                "--latency-ms",
+                str(latency_ms),
+                "--batch-delay-ms",
+                str(batch_delay_ms),
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -155,6 +165,7 @@ class Bench:
         self.repeat = repeat  # timings are the best of this many rounds: this machine's neighbours are noisy
         self.rows: list[dict] = []
         self.notes: list[str] = []
+        self.batch_rows: list[tuple[str, str, str]] = []
 
     def scaled(self, count: int) -> int:
         return max(10, int(count * self.scale))
@@ -385,14 +396,14 @@ class Bench:
         records, elements = self.scaled(500), 20
         calls = records * elements
         latency_s, concurrency = 0.1, 100
-        inputs = write_map_records(self.work / "b6.jsonl", records, elements)
+        inputs = write_map_records(self.work / "b7.jsonl", records, elements)
         runs = []
         with FakeProcess(latency_s * 1000) as fake:
             env = environment(fake.base_url, self.work)
             for round_number in range(self.repeat):
-                db = self.fresh(f"b6-{round_number}.db")
+                db = self.fresh(f"b7-{round_number}.db")
                 billed = fake.stats()["billed_calls"]
-                runs.append(measure(runner_command("map20", inputs, concurrency, db, self.work / "b6.out.jsonl"), env))
+                runs.append(measure(runner_command("map20", inputs, concurrency, db, self.work / "b7.out.jsonl"), env))
                 if fake.stats()["billed_calls"] - billed != calls:
                     raise SystemExit(
                         f"B7: expected {calls} billed calls, the fake billed {fake.stats()['billed_calls'] - billed}"
@@ -406,6 +417,74 @@ class Bench:
             "<= 1.10", best.run_s / critical <= 1.10,
         )  # fmt: skip
         self.record("B7", "pipeline run CPU", best.cpu_s, "s", "info", None)
+
+    def batch_api(self) -> None:
+        """B8: the same dataset through the normal API and through the Batch API (--batch-api): cost and wall time.
+
+        The fake answers a chat request in 100 ms and a batch in BATCH_DELAY_S; real batches take minutes,
+        so the wall times show the runner's own overhead around the batches, not OpenRouter's queue.
+        """
+        records = self.scaled(1000)
+        latency_s, concurrency, batch_delay_s, linger_s, poll_s = 0.1, 100, 2.0, 1.0, 1.0
+        inputs = write_records(self.work / "b8.jsonl", records)
+        out = self.work / "b8.out.jsonl"
+        with FakeProcess(latency_s * 1000, batch_delay_s * 1000) as fake:
+            env = environment(fake.base_url, self.work)
+            before = fake.stats()
+            sync = measure(runner_command("chain3", inputs, concurrency, self.fresh("b8-sync.db"), out), env)
+            middle = fake.stats()
+            batched_command = [
+                *runner_command("chain3", inputs, concurrency, self.fresh("b8-batch.db"), out),
+                "--batch-api", "--batch-linger", str(linger_s), "--batch-poll", str(poll_s),
+            ]  # fmt: skip
+            batched = measure(batched_command, env)
+            after = fake.stats()
+        sync_cost = middle["total_cost"] - before["total_cost"]
+        batch_cost = after["batch_billed"] - middle["batch_billed"]
+        chat_posts = after["chat_requests"] - middle["chat_requests"]
+        calls = records * 3
+        self.batch_rows = [
+            ("records x steps", f"{records} x 3 ({calls} requests)", ""),
+            ("normal API: cost (the fake's prices)", f"${sync_cost:.6f}", ""),
+            ("Batch API: cost (billed by the fake's batches)", f"${batch_cost:.6f}", ""),
+            ("Batch API / normal API cost", f"{batch_cost / sync_cost:.4f}", "0.5: the fake bills batches at half"),
+            ("Batch API: requests sent to /chat/completions", str(chat_posts), "0"),
+            ("Batch API: batches submitted", str(after["batches"] - middle["batches"]), ""),
+            ("normal API: wall time (c=100, 100 ms a call)", f"{sync.wall_s:.2f} s", ""),
+            (
+                "Batch API: wall time",
+                f"{batched.wall_s:.2f} s",
+                f"3 steps x (linger {linger_s:.0f} s + batch {batch_delay_s:.0f} s + polls from {poll_s:.0f} s)",
+            ),
+            ("normal API: CPU", f"{sync.cpu_s:.2f} s", ""),
+            ("Batch API: CPU", f"{batched.cpu_s:.2f} s", ""),
+        ]
+        for name, value, note in self.batch_rows:
+            print(f"B8  {name:52} {value:>22}  {note}", flush=True)
+        if batched.exit_code != 0 or chat_posts != 0:
+            raise SystemExit(f"B8: the batch run exited {batched.exit_code} with {chat_posts} chat requests")
+
+    def write_batch_section(self, command: str) -> None:
+        """B8's own section of RESULTS.md, replacing an earlier one; the B1-B5 table is left as it is."""
+        path = BENCH / "RESULTS.md"
+        text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+        text = text.split(B8_MARKER)[0].rstrip("\n") + "\n"
+        lines = [
+            B8_MARKER.lstrip("\n"),
+            "",
+            f"- command: `{command}`; date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+            "- the same dataset (bench/pipelines/chain3.yaml: 3 steps, each with a JSON schema) through the normal API",
+            "  and with `--batch-api`, each against a fresh database, one fake OpenRouter process (its own process)",
+            "- the fake bills a batch at 50 % of its per-token prices, as OpenRouter typically does; real batches take",
+            "  minutes to hours, so the Batch API's wall time here is the fake's delay plus the runner's lingering and",
+            "  polling, not a forecast",
+            "- one round each, on a 2-core machine shared with other jobs: wall and CPU times vary by 30 % and more",
+            "",
+            "| measure | value | note |",
+            "| --- | ---: | --- |",
+            *(f"| {name} | {value} | {note} |" for name, value, note in self.batch_rows),
+        ]
+        path.write_text(text + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
 
     def write(self, command: str) -> None:
         cpu = "unknown"
@@ -436,7 +515,10 @@ class Bench:
                 f"| {row['bench']} | {row['measure']} | {row['value']:.4f} | {row['unit']} | {row['target']} | {verdict} |"
             )
         lines += ["", *self.notes]
-        (BENCH / "RESULTS.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        path = BENCH / "RESULTS.md"
+        earlier = path.read_text(encoding="utf-8") if path.exists() else ""
+        kept = earlier[earlier.index(B8_MARKER) :] if B8_MARKER in earlier else ""  # B8 writes its own section
+        path.write_text("\n".join(lines) + "\n" + kept, encoding="utf-8")
 
     def merge(self, names: set[str]) -> None:
         """Replace only these benchmarks' rows in bench/RESULTS.md (after the table's last row), keeping the rest."""
@@ -458,7 +540,7 @@ class Bench:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7", help="comma-separated subset of B1..B7")
+    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8", help="comma-separated subset of B1..B8")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the record counts (quick looks)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per timing; the best round counts")
@@ -478,12 +560,17 @@ def main() -> None:
             prompt_cache(bench, FakeProcess, environment)
         if "B7" in wanted:
             bench.map_fanout()
+        if "B8" in wanted:
+            bench.batch_api()
+        command = "python bench/run.py " + " ".join(sys.argv[1:])
         if arguments.no_write:
             pass
-        elif wanted <= {"B6", "B7"}:
+        elif bench.rows and wanted <= {"B6", "B7", "B8"}:
             bench.merge(wanted)  # the other benchmarks' rows stay as their last full run measured them
-        else:
-            bench.write("python bench/run.py " + " ".join(sys.argv[1:]))
+        elif bench.rows:
+            bench.write(command)
+        if not arguments.no_write and bench.batch_rows:
+            bench.write_batch_section(command)
     failed = [row for row in bench.rows if row["ok"] is False]
     sys.exit(1 if failed else 0)
 

@@ -17,12 +17,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from .chat.batches import BatchClient
 from .chat.catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
 from .chat.flow import RequestGate
 from .chat.stream import StreamingClient
-from .errors import FailureSummary, InputError, RunStopped, UnpricedModels, UsageError
+from .errors import ConfigurationError, FailureSummary, InputError, RunStopped, UnpricedModels, UsageError
 from .outcomes import FailureKind, RunStatus, Status
 from .run.backend import LocalBackend, RecordExecutor
+from .run.batching import BatchCollector, BatchCounts
 from .run.budget import Budget, SharedBudget
 from .run.files import FilesRoot
 from .run.hooks import Hooks, fan_out
@@ -77,6 +79,7 @@ class Session:
         self._transport = transport
         self.hooks: Hooks = fan_out(_Recorder(self), hooks)
         self.backend: RecordExecutor | None = None
+        self.batches: BatchCollector | None = None
         self._client: StreamingClient | None = None
         self._store: Store | None = None
         self._flush_scheduled = False
@@ -110,6 +113,8 @@ class Session:
                     )
             if options.max_cost_usd is not None:
                 self.budget = self._budget(options.max_cost_usd)
+            if options.batch_api:
+                self.batches = self._batch_collector()
         except BaseException:
             await self._close()
             raise
@@ -125,14 +130,46 @@ class Session:
             budget=self.budget,
             stream=self.options.stream,
             files=FilesRoot(options.files_root or ".", options.max_attachment_mb),
+            batches=self.batches,
         )
         try:
             records = RecordRunner(services)  # a code step's function that cannot be imported stops here
         except BaseException:
             await self._close()
             raise
-        self.backend = LocalBackend(records, concurrency=options.concurrency)
+        # With batches, a step's requests from many records share them: the window holds two batches' worth.
+        window = max(2 * options.batch_size, 2 * options.concurrency, 8) if self.batches is not None else None
+        self.backend = LocalBackend(records, concurrency=options.concurrency, window=window)
         return self
+
+    def _batch_collector(self) -> BatchCollector:
+        options = self.options
+        url = self.settings.batch_url or self.settings.base_url.rstrip("/") + "/batches"
+        if not url.startswith(("https://", "http://")) or "@" in url.split("/")[2]:
+            # never repeated: it may hold a password
+            raise ConfigurationError("OPENROUTER_BATCH_URL must be an https:// URL without a user:password@ part")
+        collector = BatchCollector(
+            BatchClient(self._client, url, backoff_s=self.settings.backoff_base_s),
+            run_id=self.run_id,
+            catalog=self.catalog,
+            lookup=self._client,
+            ledger=self._store,
+            size=options.batch_size,
+            linger_s=options.batch_linger_s,
+            poll_s=options.batch_poll_s,
+            poll_max_s=options.batch_poll_max_s,
+        )
+        if options.resume:
+            earlier = collector.resume()
+            if earlier:
+                _log.warning(
+                    "run %s: %d batch(es) submitted before will be polled, not submitted again", self.run_id, earlier
+                )
+        return collector
+
+    def batch_counts(self) -> BatchCounts | None:
+        """--batch-api: batches submitted, running and done, and the requests they hold."""
+        return self.batches.counts() if self.batches is not None else None
 
     @property
     def endpoint(self) -> str:
@@ -170,6 +207,8 @@ class Session:
             await self._close()
 
     async def _close(self) -> None:
+        if self.batches is not None:
+            await self.batches.aclose()
         if self._client is not None:
             await self._client.aclose()
         if self._store is not None:

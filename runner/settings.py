@@ -31,6 +31,7 @@ class Settings:
     backoff_base_s: float = 0.5  # transport retries wait ~base * 2**n with full jitter, capped
     backoff_max_s: float = 30.0
     generation_wait_s: float = 10.0  # how long GET /generation is retried for a reply without usage.cost
+    batch_url: str | None = None  # the Batch API (OPENROUTER_BATCH_URL); None: `batches` under base_url
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -43,6 +44,7 @@ class Settings:
             app_url=environ.get("PIPELINE_APP_URL") or None,
             app_name=environ.get("PIPELINE_APP_NAME") or None,
             cache_dir=environ.get("PIPELINE_CACHE_DIR") or None,
+            batch_url=environ.get("OPENROUTER_BATCH_URL") or None,
         )
         _check_header_values(settings)
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
@@ -77,3 +79,8 @@ class RunOptions:
     stream: bool = False  # text steps stream their replies: hooks get each piece (`on_text_delta`)
     files_root: str | None = None  # local attachments are read only from below it; None: the current folder
     max_attachment_mb: float = 20.0  # a larger attachment fails its record
+    batch_api: bool = False  # --batch-api: batchable chat requests go through OpenRouter's Batch API
+    batch_size: int = 1_000  # a batch is submitted at this many requests (at most 5,000) ...
+    batch_linger_s: float = 5.0  # ... or when no request joined it for this long
+    batch_poll_s: float = 10.0  # the first wait before polling a batch; it grows to batch_poll_max_s
+    batch_poll_max_s: float = 60.0

@@ -81,7 +81,13 @@ def _audit_every_request(monkeypatch, body_audit):
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
     """No test sees the developer's key, database or model cache."""
-    for name in ("OPENROUTER_API_KEY", "OPENROUTER_BASE_URL", "PIPELINE_APP_URL", "PIPELINE_APP_NAME"):
+    for name in (
+        "OPENROUTER_API_KEY",
+        "OPENROUTER_BASE_URL",
+        "OPENROUTER_BATCH_URL",
+        "PIPELINE_APP_URL",
+        "PIPELINE_APP_NAME",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PIPELINE_DB", str(tmp_path / "ledger.db"))
     monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path / "cache"))

@@ -25,8 +25,10 @@ class Billed:
     """A billed reply whose usage carries a cost, where that cost came from, and the record looked up."""
 
     reply: Reply
-    cost_source: str  # usage | generation | estimate
+    cost_source: str  # usage | generation | estimate | batch
     generation: Generation | None = None
+    batch_id: str | None = None  # the Batch API batch that carried the request
+    billed_at: str | None = None  # when the batch was finalized (ISO-8601 UTC): its rows read the same if re-read
 
 
 async def bill(reply: Reply, requested_model: str, lookup: GenerationLookup, catalog: Catalog) -> Billed:

@@ -195,6 +195,14 @@ class OpenRouterClient:
             raise error
         return payload
 
+    async def exchange(
+        self, method: str, url: str, *, content: bytes | None = None, timeout_s: float = 60.0
+    ) -> tuple[int, Any]:
+        """One request of another API (the Batch API's): its status and JSON body, no retries; an unusable
+        URL is a configuration stop, a failed exchange a TransportFailure for the caller's own loop."""
+        status, payload, _ = await self._send(method, url, timeout_s, content=content)
+        return status, payload
+
     async def generation(self, generation_id: str) -> Generation | None:
         """GET /generation?id=: what OpenRouter recorded for a reply (its cost when `usage.cost` was missing).
 

@@ -97,6 +97,18 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
     metavar="MB",
     help="A larger attachment fails its record.",
 )
+@click.option("--batch-api", is_flag=True, help="Send chat requests through OpenRouter's Batch API (about half price).")
+@click.option(
+    "--batch-size", default=1000, show_default=True, type=click.IntRange(1, 5000), help="Submit a batch at this many."
+)
+@click.option(
+    "--batch-linger", default=5.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+    help="...or when no request joined it for this long.",
+)  # fmt: skip
+@click.option(
+    "--batch-poll", default=10.0, show_default=True, type=click.FloatRange(min=0.001), metavar="SECONDS",
+    help="First wait before polling a batch (it grows to 60 s).",
+)  # fmt: skip
 def run(
     file: str,
     inputs: tuple[str, ...],
@@ -118,6 +130,10 @@ def run(
     stream: bool,
     files_root: str | None,
     max_attachment_mb: float,
+    batch_api: bool,
+    batch_size: int,
+    batch_linger: float,
+    batch_poll: float,
 ) -> None:
     """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
     pipeline = load_pipeline(file)
@@ -140,7 +156,18 @@ def run(
         stream=stream,
         files_root=_files_root(files_root, inputs_path),
         max_attachment_mb=max_attachment_mb,
+        batch_api=batch_api,
+        batch_size=batch_size,
+        batch_linger_s=batch_linger,
+        batch_poll_s=batch_poll,
+        batch_poll_max_s=max(60.0, batch_poll),
     )
+    if batch_api and inputs and not dry_run:
+        click.echo(
+            "warning: --batch-api with one --input record: a batch can take minutes (up to 24 hours) to come back;"
+            " the normal API answers in seconds",
+            err=True,
+        )
     if dry_run:
         items = _items(pipeline, inputs, inputs_path, key_field)
         files = FilesRoot(options.files_root, options.max_attachment_mb)
@@ -196,6 +223,7 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
     finally:
         if entered:
             click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
+            _report_batches(session)
     if stopped is not None:
         click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
         return stopped.exit_code
@@ -229,6 +257,7 @@ async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out
             # What is loaded by now lives for the whole run: keep the cyclic GC from walking it again and again.
             gc.collect()
             gc.freeze()
+            progress.watch_batches(session.batches)
             session.totals.started = time.monotonic()
             results = session.run_many(items, ordered=ordered, threaded_input=is_stream(inputs_path))
             try:
@@ -275,6 +304,7 @@ def _summary(session) -> str:
 def _report_end(session, stopped: RunStopped | None, interruption: str | None) -> None:
     """The summary, then why the run stopped: every figure as `pipeline runs` shows the run."""
     click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
+    _report_batches(session)
     final = session.final
     if final is not None and session.resumed_from is not None:
         click.echo(
@@ -289,6 +319,19 @@ def _report_end(session, stopped: RunStopped | None, interruption: str | None) -
     elif final is None or final["status"] != RunStatus.INTERRUPTED:  # an unexpected error says so itself afterwards
         return
     click.echo(f"finish it later with: --resume {session.run_id}", err=True)
+
+
+def _report_batches(session) -> None:
+    """--batch-api: what the run's requests would have cost through the normal API."""
+    final = session.final
+    if final is None or final.get("normal_api_usd") is None:
+        return
+    normal, paid = final["normal_api_usd"], final["cost_usd"]
+    click.echo(
+        f"run {session.run_id}: Batch API: ${paid:.6f} paid; the same requests through the normal API: "
+        f"${normal:.6f} (saved ${normal - paid:.6f})",
+        err=True,
+    )
 
 
 def _stop_reason(stopped: RunStopped, session) -> str:

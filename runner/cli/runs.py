@@ -44,6 +44,7 @@ def show(run_id: str, output_format: str, db: str | None, db_schema: str | None)
         store.mark_abandoned_runs()
         detail = store.run_detail(run_id)
         spent = store.run_summary(run_id)  # every billed call, earlier attempts included: the figure `runs` shows
+        batches = store.run_batches(run_id) if detail is not None else []
     if detail is None:
         raise UsageError(f"no run {run_id!r} in this database; `pipeline runs` lists them")
     if output_format == "json":
@@ -66,6 +67,8 @@ def show(run_id: str, output_format: str, db: str | None, db_schema: str | None)
     click.echo(format_rows(steps, "table", total=False, empty="no steps recorded"))
     if detail["elements"]:  # for_each steps: one row per element that made a call
         click.echo(format_rows(detail["elements"], "table", total=False))
+    if batches:  # --batch-api: each batch, its outcome and bill
+        click.echo(format_rows([_without(row, "created_at", "error_message") for row in batches], "table", total=False))
     click.echo(f"total: {money(spent['cost_usd'])} ({spent['calls']} billed call(s), earlier attempts included)")
 
 

@@ -25,6 +25,7 @@ from ..spec.model_ids import base_model
 from . import caching, parts, websearch
 from . import replies as shapes
 from . import toolcalls as tool_calls_of
+from .batches import FakeBatches
 from .faults import FAULT_KINDS, Fault, charged, error_status
 from .streaming import streamed
 
@@ -102,6 +103,7 @@ class FakeOpenRouter:
         self.total_cost = 0.0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.batches = FakeBatches(self)  # the Batch API: its delay, scripted batch failures, omitted usage
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -109,6 +111,7 @@ class FakeOpenRouter:
             "billed_calls": self.billed_calls,
             "total_cost": round(self.total_cost, 10),
             "max_in_flight": self.max_in_flight,
+            **self.batches.stats(),
         }
 
     def enqueue(self, fault: Fault) -> Fault:
@@ -122,8 +125,8 @@ class FakeOpenRouter:
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], raw: bytes
     ) -> FakeResponse:
         path = path.strip("/")
-        if path.startswith("api/v1/"):
-            path = path[len("api/v1/") :]
+        for prefix in ("api/v1/", "api/beta/"):
+            path = path[len(prefix) :] if path.startswith(prefix) else path
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -162,6 +165,8 @@ class FakeOpenRouter:
             if self._on_chat_body is not None:
                 self._on_chat_body(body)
             return streamed(await self._chat(body), body, self.stream_delay_s)
+        if path == "batches" or path.startswith("batches/"):
+            return FakeResponse(*self.batches.handle(method, path, raw, body))
         return _error(404, f"no route for {method} /{path}")
 
     def _generation(self, generation_id: str) -> FakeResponse:

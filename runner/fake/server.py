@@ -144,10 +144,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every reply")
     parser.add_argument("--stream-delay-ms", type=float, default=0.0, help="pause between a streamed reply's events")
+    parser.add_argument("--batch-delay-ms", type=float, default=200.0, help="a batch's time from 202 to completed")
     arguments = parser.parse_args(argv)
     fake = FakeOpenRouter(
         latency_s=arguments.latency_ms / 1000, history_limit=1000, stream_delay_s=arguments.stream_delay_ms / 1000
     )
+    fake.batches.delay_s = arguments.batch_delay_ms / 1000
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(fake, arguments.port))
 

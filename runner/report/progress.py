@@ -9,6 +9,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..run.batching import BatchCollector
 from ..run.hooks import Hooks
 from ..run.results import CacheEntry, CostEvent, RecordResult, RunTotals
 
@@ -23,6 +24,7 @@ class RunProgress(Hooks):
         self._started = time.monotonic()
         self._last_line = self._started
         self._bar: Progress | None = None
+        self._batches: BatchCollector | None = None
         if self._stream.isatty():
             self._bar = Progress(
                 TextColumn("[bold]records"),
@@ -38,12 +40,19 @@ class RunProgress(Hooks):
             self._task = self._bar.add_task("run", total=total_records, detail="")
             self._bar.start()
 
+    def watch_batches(self, batches: BatchCollector | None) -> None:
+        """--batch-api: show batches submitted, running and done, updated as they change."""
+        self._batches = batches
+        if batches is not None:
+            batches.on_change = self.update
+
     def _detail(self) -> str:
         totals = self._totals
         elapsed = max(time.monotonic() - self._started, 1e-9)
+        batches = f"  {self._batches.counts().line()}" if self._batches is not None else ""
         return (
             f"{totals.records_failed} failed  {totals.calls / elapsed:.1f} calls/s  "
-            f"{totals.cache_hits} cached  ${totals.cost_usd:.4f}"
+            f"{totals.cache_hits} cached  ${totals.cost_usd:.4f}{batches}"
         )
 
     def on_cost(self, event: CostEvent, entry: CacheEntry | None) -> None:

@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-MONEY_COLUMNS = frozenset({"cost_usd", "low_usd", "high_usd", "byok_upstream_usd", "cache_saved_usd"})
+MONEY_COLUMNS = frozenset({"cost_usd", "low_usd", "high_usd", "byok_upstream_usd", "cache_saved_usd", "normal_api_usd"})
 
 
 def format_rows(rows: list[dict[str, Any]], output_format: str, *, total: bool = True, empty: str = "nothing") -> str:

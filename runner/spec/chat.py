@@ -30,6 +30,7 @@ BUILTIN_SETTINGS = FrozenDict(
         # OpenRouter's own settings, sent only when set (spec/settings_schema.py checks them).
         **dict.fromkeys(REQUEST_FIELDS),
         "prompt_cache": "auto",
+        "batch": True,
     }
 )
 
@@ -83,6 +84,7 @@ def build_chat_step(step: StepInput) -> ChatStep:
         tools=tools.tools,
         tool_choice=tools.tool_choice,
         max_tool_rounds=tools.max_tool_rounds,
+        batch=bool(settings["batch"]),
         **request_fields(settings),
     )
 

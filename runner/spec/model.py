@@ -182,6 +182,7 @@ class ChatStep(StepBase):
     transforms: tuple[str, ...] | None = None
     plugins: tuple[FrozenDict, ...] | None = None
     prompt_cache: bool = True  # `auto`: cache breakpoints where the model needs them; `off`: none
+    batch: bool = True  # with --batch-api, its requests may go through the Batch API (`batch: false` opts out)
 
     @property
     def models(self) -> tuple[str, ...]:

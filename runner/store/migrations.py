@@ -221,6 +221,48 @@ def m007_elements_rounds_batches(db: Database) -> None:
         db.execute(f"ALTER TABLE cost_records ADD COLUMN {column}")
 
 
+def m008_batches(db: Database) -> None:
+    """--batch-api: each batch (stored before it is submitted; OpenRouter's id once accepted; its outcome,
+    its bill and what the same tokens cost through the normal API) and each request it carried."""
+    real = db.dialect.real
+    db.execute(
+        f"""
+        CREATE TABLE batches (
+            local_id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            batch_id TEXT,
+            step TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            error_message TEXT,
+            billed_usd {real},
+            normal_usd {real},
+            created_at TEXT NOT NULL,
+            submitted_at TEXT,
+            finished_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX batches_run ON batches (run_id)")
+    db.execute(
+        """
+        CREATE TABLE batch_requests (
+            local_id TEXT NOT NULL,
+            custom_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            request_key TEXT NOT NULL,
+            record_key TEXT NOT NULL,
+            body_key TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            body_json TEXT NOT NULL,
+            PRIMARY KEY (local_id, custom_id)
+        )
+        """
+    )
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Database], None]], ...] = (
     (1, m001_initial),
     (2, m002_response_cache),
@@ -229,6 +271,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[Database], None]], ...] = (
     (5, m005_endpoints_and_run_processes),
     (6, m006_record_fingerprints),
     (7, m007_elements_rounds_batches),
+    (8, m008_batches),
 )
 
 

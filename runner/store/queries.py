@@ -43,12 +43,19 @@ class Queries:
             " (SELECT COUNT(*) FROM cost_records c WHERE c.run_id = r.id AND c.cached = 0) AS calls,"
             " (SELECT COUNT(*) FROM cost_records c WHERE c.run_id = r.id AND c.cached = 1) AS cache_hits,"
             " (SELECT COALESCE(SUM(cost_usd), 0) FROM cost_records c WHERE c.run_id = r.id) AS cost_usd,"
+            # --batch-api: what the same requests would have cost through the normal API
+            " (SELECT COALESCE(SUM(cost_usd), 0) FROM cost_records c WHERE c.run_id = r.id AND c.batch_id IS NULL)"
+            " + (SELECT SUM(normal_usd) FROM batches b WHERE b.run_id = r.id) AS normal_api_usd,"
             f" r.started_at, r.finished_at FROM runs r {tail}",
             parameters,
         )
+        batched = any(row["normal_api_usd"] is not None for row in rows)
         for row in rows:
             row["mock"] = bool(row["mock"])
             row["cost_usd"] = round(float(row["cost_usd"]), 10)
+            normal = row.pop("normal_api_usd")
+            if batched:  # the column only when a run shown used batches; the others' figure is their cost
+                row["normal_api_usd"] = round(float(normal), 10) if normal is not None else row["cost_usd"]
         return rows
 
     def run_detail(self, run_id: str) -> dict[str, Any] | None:

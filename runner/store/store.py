@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..run.results import CacheEntry
+from .batches import BatchHistory
 from .budgets import Budgets
 from .cache import ResponseCache
 from .db import Database, open_database
@@ -18,7 +19,7 @@ from .runs import RunHistory
 DEFAULT_DB = ".pipeline/pipeline.db"
 
 
-class Store(Ledger, Budgets, ResponseCache, RunHistory, Queries):
+class Store(Ledger, Budgets, ResponseCache, RunHistory, Queries, BatchHistory):
     """Opened as a context manager; migrations run on open. `target` is a SQLite path or a postgresql:// URL.
 
     `endpoint` labels the replies this store caches and the only ones it serves (`mock`, or the

@@ -13,6 +13,7 @@ from ...outcomes import Status
 from ...plan.graph import StepGraph
 from ...plan.render import Renderer
 from ...spec.model import PipelineSpec, StepBase
+from ..batching import BatchCollector
 from ..budget import Budget, SharedBudget
 from ..files import AttachmentFiles
 from ..hooks import Hooks
@@ -46,6 +47,7 @@ class Services:
     budget: Budget | SharedBudget | None = None
     stream: bool = False  # text steps stream their replies (run/streaming.py)
     files: AttachmentFiles | None = None  # local attachments, below the files root
+    batches: BatchCollector | None = None  # --batch-api: batchable chat requests go through it
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from ...errors import (
 from ...outcomes import FailureKind, Outcome, Status
 from ...plan.attachments import with_attachments
 from ...spec.model import ChatStep, thaw
+from ..batch_values import batchable, text_only
 from ..budget import worst_case_cost
 from ..files import attachment_parts
 from ..results import CacheEntry, CostEvent, StepResult, utc_now
@@ -64,6 +65,7 @@ class ChatRunner:
         self._cache = services.cache
         self._budget = services.budget
         self._hooks = services.hooks
+        self._batches = services.batches
         self._steps: dict[str, _PreparedStep] = {}
         self._limiters: dict[str, SlidingWindowLimiter] = {}
         self._tools: dict[str, ToolBox] = {}
@@ -92,7 +94,8 @@ class ChatRunner:
         except (RenderError, AttachmentError) as exc:  # nothing of the step has been sent
             log.error("record %s: %s", scope.key, exc)
             return render_failed(step.id, exc)
-        server_mode = step.fallback_mode == "server"
+        # A batch has one model: server-side fallbacks become the runner's, each model in its own batches.
+        server_mode = step.fallback_mode == "server" and not self._batched(step)
         last_kind, problem = (
             FailureKind.ERROR,
             None,
@@ -129,7 +132,7 @@ class ChatRunner:
                 tool_choice=rounds.tool_choice if rounds else None,
             )
             try:
-                billed, cache_key, hit = await self._call(model, body, step, scope.key)
+                billed, cache_key, hit = await self._call(model, body, step, scope.key, attempts.count + 1)
             except RequestRejected as exc:
                 log.error("record %s step %s: %s; the step fails without trying other models", scope.key, step.id, exc)
                 return _failed(step.id, exc.kind, attempts)
@@ -181,8 +184,11 @@ class ChatRunner:
         keep = not cached and self._cache is not None and verdict.outcome in CACHEABLE
         self._hooks.on_cost(event, CacheEntry(cache_key, billed.reply, verdict) if keep else None)
 
+    def _batched(self, step: ChatStep) -> bool:
+        return self._batches is not None and batchable(step)
+
     async def _call(
-        self, model: str, body: dict[str, Any], step: ChatStep, record_key: str
+        self, model: str, body: dict[str, Any], step: ChatStep, record_key: str, attempt: int = 1
     ) -> tuple[Billed, str, CacheEntry | None]:
         """A reply from the cache, or from OpenRouter within the budget: (billed reply, cache key, cache hit).
 
@@ -200,13 +206,19 @@ class ChatRunner:
         reserved = await self._reserve(body) if self._budget is not None else 0.0
         actual = 0.0
         hooks = self._hooks
+        batched = not streamed and self._batched(step) and text_only(body)  # a streamed step uses the normal API
         try:
-            limiter = self._limiters.get(model)
+            limiter = None if batched else self._limiters.get(model)  # batches do not count against rate limits
             if limiter is not None:
                 await limiter.acquire()
             hooks.on_call_start(record_key, step.id, model)
             try:
-                if streamed:
+                if batched:  # billed by its batch, which shares out the bill when a result has no cost
+                    billed = await self._batches.send(
+                        step, model, body, content=content, body_key=key, record_key=record_key, attempt=attempt
+                    )
+                    reply = billed.reply
+                elif streamed:
                     reply = await ask_streamed(self._client, body, step, hooks, record_key)
                 else:
                     reply = await self._client.chat(
@@ -216,7 +228,8 @@ class ChatRunner:
                 hooks.on_call_end(record_key, step.id, model, None, exc)
                 raise
             hooks.on_call_end(record_key, step.id, model, reply, None)
-            billed = await bill(reply, model, self._client, self._catalog)
+            if not batched:
+                billed = await bill(reply, model, self._client, self._catalog)
             actual = billed.reply.usage.cost_usd if billed.reply.usage else 0.0
         finally:
             if self._budget is not None:
@@ -249,12 +262,13 @@ class ChatRunner:
             outcome=outcome,
             cached=cached,
             latency_ms=reply.latency_ms,
-            created_at=utc_now(),
+            created_at=(None if cached else billed.billed_at) or utc_now(),
             cost_source=billed.cost_source,
             native_finish_reason=reply.native_finish_reason,
             generation=None if cached else billed.generation,
             round=round_,
             item_index=scope.item_index,
+            batch_id=None if cached else billed.batch_id,
         )
 
 
