@@ -472,3 +472,30 @@ def test_batches_are_kept_the_same_way_on_both_backends(fake, transport, backend
     ]
     assert abs(sum(row["cost_usd"] for row in rows) - fake.batches.billed_total) < 1e-9
     assert summary["normal_api_usd"] == pytest.approx(2 * summary["cost_usd"], rel=1e-6)
+
+
+def test_a_for_each_steps_elements_are_named_in_their_custom_ids(capsys, monkeypatch, tmp_path, live):
+    pipeline = write_pipeline(
+        tmp_path,
+        """
+name: map-batch
+input:
+  type: object
+  properties: {text: {type: string}}
+steps:
+  words:
+    model: google/gemini-2.5-flash-lite
+    for_each: "{{ input.text.split()[:3] }}"
+    as: word
+    prompt: "Define {{ word }} (element {{ item_index }})."
+output:
+  words: "{{ steps.words.output }}"
+""",
+    )
+    outcome, lines = run(capsys, monkeypatch, tmp_path, 2, *FAST, pipeline=pipeline)
+    assert outcome.code == 0, outcome.err
+    assert [len(line["output"]["words"]) for line in lines] == [3, 3]
+    assert chat_posts(live) == 0
+    ids = sorted(item["custom_id"] for batch in live.batches.batches.values() for item in batch.requests)
+    elements = sorted(custom_id.split(":")[3] for custom_id in ids)
+    assert elements == ["0", "0", "1", "1", "2", "2"]  # run:record:step:element:attempt

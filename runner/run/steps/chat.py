@@ -132,7 +132,9 @@ class ChatRunner:
                 tool_choice=rounds.tool_choice if rounds else None,
             )
             try:
-                billed, cache_key, hit = await self._call(model, body, step, scope.key, attempts.count + 1)
+                billed, cache_key, hit = await self._call(
+                    model, body, step, scope.key, attempts.count + 1, scope.item_index
+                )
             except RequestRejected as exc:
                 log.error("record %s step %s: %s; the step fails without trying other models", scope.key, step.id, exc)
                 return _failed(step.id, exc.kind, attempts)
@@ -188,7 +190,13 @@ class ChatRunner:
         return self._batches is not None and batchable(step)
 
     async def _call(
-        self, model: str, body: dict[str, Any], step: ChatStep, record_key: str, attempt: int = 1
+        self,
+        model: str,
+        body: dict[str, Any],
+        step: ChatStep,
+        record_key: str,
+        attempt: int = 1,
+        element: int | None = None,
     ) -> tuple[Billed, str, CacheEntry | None]:
         """A reply from the cache, or from OpenRouter within the budget: (billed reply, cache key, cache hit).
 
@@ -215,7 +223,14 @@ class ChatRunner:
             try:
                 if batched:  # billed by its batch, which shares out the bill when a result has no cost
                     billed = await self._batches.send(
-                        step, model, body, content=content, body_key=key, record_key=record_key, attempt=attempt
+                        step,
+                        model,
+                        body,
+                        content=content,
+                        body_key=key,
+                        record_key=record_key,
+                        attempt=attempt,
+                        element=element,
                     )
                     reply = billed.reply
                 elif streamed:
