@@ -24,6 +24,7 @@ from .errors import FailureSummary, InputError, RunStopped, UnpricedModels, Usag
 from .outcomes import FailureKind, RunStatus, Status
 from .run.backend import LocalBackend, RecordExecutor
 from .run.budget import Budget, SharedBudget
+from .run.generations import FetchTotals, GenerationFetcher
 from .run.hooks import Hooks, fan_out
 from .run.inputs import InputItem, aiter_items, record_fingerprint
 from .run.record import RecordRunner
@@ -79,6 +80,8 @@ class Session:
         self._client: OpenRouterClient | None = None
         self._store: Store | None = None
         self._flush_scheduled = False
+        self.generations: GenerationFetcher | None = None  # --fetch-generations: lookups in the background
+        self.generation_totals: FetchTotals | None = None  # what they found, once the run is over
 
     async def __aenter__(self) -> Session:
         settings, options = self.settings, self.options
@@ -109,6 +112,8 @@ class Session:
                     )
             if options.max_cost_usd is not None:
                 self.budget = self._budget(options.max_cost_usd)
+            if options.fetch_generations and self._store is not None:
+                self.generations = GenerationFetcher(self._client, self._write_generation)
         except BaseException:
             await self._close()
             raise
@@ -155,11 +160,23 @@ class Session:
         else:
             status = RunStatus.OK
         try:
+            await self._settle_generations(finished=exc is None or isinstance(exc, RunStopped))
             if self._store is not None:
                 self._store.finish_run(self.run_id, status)
                 self.final = self._store.run_summary(self.run_id)
         finally:
             await self._close()
+
+    def _write_generation(self, found) -> None:
+        self._store.add_generation(found)
+        self._schedule_flush()
+
+    async def _settle_generations(self, *, finished: bool) -> None:
+        """Wait for the generation lookups of a run that ended; a crashed or cancelled one leaves them to enrich."""
+        if self.generations is None:
+            return
+        settle = self.generations.drain if finished else self.generations.abandon
+        self.generation_totals = await settle()
 
     async def _close(self) -> None:
         if self._client is not None:
@@ -297,6 +314,8 @@ class _Recorder(Hooks):
         if session._store is not None:
             session._store.add_cost(event, entry)
             session._schedule_flush()
+        if session.generations is not None:
+            session.generations.on_cost(event, entry)
 
     def on_step_end(self, record_key: str, result: StepResult) -> None:
         store = self._session._store

@@ -74,3 +74,4 @@ class RunOptions:
     max_cost_usd: float | None = None  # hard cap on the run's total `usage.cost`
     resume: bool = False  # the run id names an earlier run to finish
     retry_failed: bool = False  # resuming: run the records that failed again (else they stay as they were)
+    fetch_generations: bool = False  # look up each billed reply's GET /generation record in the background

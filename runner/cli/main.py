@@ -15,6 +15,7 @@ import click
 from .cache import cache_group
 from .costs import costs
 from .db import db
+from .enrich import enrich
 from .failures import PipelineGroup
 from .graph import graph_command
 from .models import models_command
@@ -80,6 +81,7 @@ cli.add_command(runs)
 cli.add_command(show)
 cli.add_command(cache_group)
 cli.add_command(db)
+cli.add_command(enrich)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from ..settings import RunOptions, Settings
 from ..spec.model import thaw
 from .connect import connection
 from .dryrun import dry_run_catalog, print_estimate
+from .enrich import generations_note
 from .failures import describe
 from .options import db_options
 from .resume import announce_resume
@@ -80,6 +81,9 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an earlier run without paying again.")
 @click.option("--retry-failed", is_flag=True, help="With --resume: run the records that failed again (costs money).")
 @click.option("--run-id", "join_id", metavar="NAME", help="Name the run; workers given the same name share it.")
+@click.option(
+    "--fetch-generations", is_flag=True, help="Store each call's GET /generation record (providers tried, latency)."
+)
 def run(
     file: str,
     inputs: tuple[str, ...],
@@ -98,6 +102,7 @@ def run(
     retry_failed: bool,
     join_id: str | None,
     db_schema: str | None,
+    fetch_generations: bool,
 ) -> None:
     """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
     pipeline = load_pipeline(file)
@@ -115,6 +120,7 @@ def run(
         max_cost_usd=max_cost,
         resume=resume_id is not None,
         retry_failed=retry_failed,
+        fetch_generations=fetch_generations,
     )
     if dry_run:
         items = _items(pipeline, inputs, inputs_path, key_field)
@@ -231,7 +237,8 @@ def _write_line(out: TextIO, line: dict[str, Any]) -> None:
 
 def _summary(session) -> str:
     text = session.totals.summary()
-    return f"{text} (--mock: the fake's costs, nothing was billed)" if session.settings.mock else text
+    text = f"{text} (--mock: the fake's costs, nothing was billed)" if session.settings.mock else text
+    return text + generations_note(session.generation_totals, session.run_id)
 
 
 def _report_end(session, stopped: RunStopped | None, interruption: str | None) -> None:

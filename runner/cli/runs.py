@@ -44,10 +44,11 @@ def show(run_id: str, output_format: str, db: str | None, db_schema: str | None)
         store.mark_abandoned_runs()
         detail = store.run_detail(run_id)
         spent = store.run_summary(run_id)  # every billed call, earlier attempts included: the figure `runs` shows
+        calls = call_rows(store.run_calls(run_id))
     if detail is None:
         raise UsageError(f"no run {run_id!r} in this database; `pipeline runs` lists them")
     if output_format == "json":
-        click.echo(json.dumps(detail, indent=2, ensure_ascii=False))
+        click.echo(json.dumps({**detail, "calls": calls}, indent=2, ensure_ascii=False))
         return
     if output_format == "csv":
         click.echo(format_rows(_record_rows(detail["records"]), "csv"), nl=False)
@@ -64,6 +65,9 @@ def show(run_id: str, output_format: str, db: str | None, db_schema: str | None)
     )
     steps = [_without(row, "output_json", "reasoning") for row in detail["steps"]]
     click.echo(format_rows(steps, "table", total=False, empty="no steps recorded"))
+    click.echo(format_rows([_without(row, "providers") for row in calls], "table", total=False, empty="no calls"))
+    if any(not row["cached"] for row in calls) and all(row["providers_tried"] is None for row in calls):
+        click.echo(f"providers tried: not fetched; `pipeline enrich {run_id}` stores them")
     click.echo(f"total: {money(spent['cost_usd'])} ({spent['calls']} billed call(s), earlier attempts included)")
 
 
@@ -84,6 +88,40 @@ def _record_rows(records: list[dict]) -> list[dict]:
             }
         )
     return rows
+
+
+def call_rows(rows: list[dict]) -> list[dict]:
+    """Each billed (or cached) call with the providers OpenRouter tried for it, as its generation record says."""
+    calls = []
+    for row in rows:
+        tried = json.loads(row["g_provider_responses"]) if row["g_provider_responses"] else None
+        calls.append(
+            {
+                "record_key": row["record_key"],
+                "step": row["step"],
+                "attempt": row["attempt"],
+                "model": row["model"],
+                "outcome": row["outcome"],
+                "cached": bool(row["cached"]),
+                "cost_usd": row["cost_usd"],
+                "latency_ms": row["latency_ms"],
+                "providers_tried": providers_text(tried) if row["g_id"] else None,
+                "providers": tried,
+                "generation_id": row["id"],
+            }
+        )
+    return calls
+
+
+def providers_text(tried: list | None) -> str:
+    """`Amazon Bedrock 429 -> Anthropic 200`: each provider OpenRouter tried, in order, with its HTTP status."""
+    if not tried:
+        return "-"
+    return " -> ".join(
+        f"{attempt.get('provider_name') or '?'} {attempt.get('status') or '?'}"
+        for attempt in tried
+        if isinstance(attempt, dict)
+    )
 
 
 def _without(row: dict, *names: str) -> dict:

@@ -23,6 +23,7 @@ FAULT_KINDS = (
     "byok",
     "plugin_fee",
     "served_model",
+    "provider_fallback",
 )
 
 
@@ -57,6 +58,8 @@ class Fault:
       "plugin_fee"      `cost` = the token price + `fee_usd` (default PLUGIN_FEE_USD), above the upstream cost.
       "served_model"    the reply (and its generation) names `served_model` (default: the dated id of the
                         requested model, DATED_IDS) instead of the requested id.
+      "provider_fallback" a normal reply whose generation record lists a provider that failed first with
+                        `status` (default 429), as OpenRouter's own fallback between providers leaves it.
     "no_usage" is a 200 without usage (not billed, no generation).
     """
 

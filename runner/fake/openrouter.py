@@ -320,7 +320,8 @@ class FakeOpenRouter:
                 is_byok=kind == "byok",
             )
             response["usage"] = shapes.without_cost(usage) if kind == "no_cost" else usage
-            self._bill(generation_id, served, usage, finish_reason, native, body.get("user"))
+            failed_first = (fault.status or 429) if kind == "provider_fallback" else None
+            self._bill(generation_id, served, usage, finish_reason, native, body.get("user"), failed_first)
         if kind == "error_in_body":
             response["error"] = {
                 "code": 502,
@@ -349,7 +350,9 @@ class FakeOpenRouter:
             "function": {"name": chosen.get("name", "lookup"), "arguments": json.dumps(arguments)},
         }
 
-    def _bill(self, generation_id: str, served: str, usage, finish_reason: str, native: str, user) -> None:
+    def _bill(
+        self, generation_id: str, served: str, usage, finish_reason: str, native: str, user, failed_first=None
+    ) -> None:
         """Count a billed reply and keep its generation record for `GET /generation`."""
         self.billed_calls += 1
         self.total_cost += usage["cost"]
@@ -361,6 +364,7 @@ class FakeOpenRouter:
             native_finish=native,
             latency_ms=int(self.latency_s * 1000),
             user=user,
+            failed_first=failed_first,
         )
         self._generation_born[generation_id] = time.monotonic()
         while len(self.generations) > self._history_limit:
