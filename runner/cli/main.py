@@ -19,6 +19,7 @@ from .enrich import enrich
 from .failures import PipelineGroup
 from .graph import graph_command
 from .models import models_command
+from .report import report
 from .run import run
 from .runs import runs, show
 from .test import test_command
@@ -82,6 +83,7 @@ cli.add_command(show)
 cli.add_command(cache_group)
 cli.add_command(db)
 cli.add_command(enrich)
+cli.add_command(report)
 
 
 def main() -> None:
