@@ -24,6 +24,7 @@ from .errors import FailureSummary, InputError, RunStopped, UnpricedModels, Usag
 from .outcomes import FailureKind, RunStatus, Status
 from .run.backend import LocalBackend, RecordExecutor
 from .run.budget import Budget, SharedBudget
+from .run.eventlog import event_log
 from .run.generations import FetchTotals, GenerationFetcher
 from .run.hooks import Hooks, fan_out
 from .run.inputs import InputItem, aiter_items, record_fingerprint
@@ -75,7 +76,7 @@ class Session:
         self.gate: RequestGate | None = None
         self.budget: Budget | SharedBudget | None = None
         self._transport = transport
-        self.hooks: Hooks = fan_out(_Recorder(self), hooks)
+        self.hooks: Hooks = fan_out(_Recorder(self), hooks, event_log(self.run_id))
         self.backend: RecordExecutor | None = None
         self._client: OpenRouterClient | None = None
         self._store: Store | None = None

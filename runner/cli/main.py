@@ -12,6 +12,7 @@ from typing import NoReturn
 
 import click
 
+from ..report.logs import JsonLines, JsonLogFormatter
 from .cache import cache_group
 from .costs import costs
 from .db import db
@@ -40,11 +41,18 @@ class _RedactKey(logging.Filter):
         return True
 
 
-def _configure_logging(verbose: int) -> None:
+def _configure_logging(verbose: int, log_format: str = "text") -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    secret = os.environ.get("OPENROUTER_API_KEY")
+    if log_format == "json":  # every stderr line a JSON object; the run's events (INFO) are what it is for
+        level = min(level, logging.INFO)
+        sys.stderr = JsonLines(sys.stderr, secret)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_RedactKey(os.environ.get("OPENROUTER_API_KEY")))
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter(secret))
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_RedactKey(secret))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -66,10 +74,17 @@ class _Commands(PipelineGroup):
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log detail on stderr (-vv for debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line on stderr, with each record, step and call of a run (INFO).",
+)
 @click.version_option(package_name="pipeline-runner")
-def cli(verbose: int) -> None:
+def cli(verbose: int, log_format: str) -> None:
     """Run declarative prompt pipelines on OpenRouter, and account for every cent."""
-    _configure_logging(verbose)
+    _configure_logging(verbose, log_format)
 
 
 cli.add_command(run)
