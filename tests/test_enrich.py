@@ -10,6 +10,7 @@ import pytest
 
 from runner.fake import Fault
 from runner.settings import Settings
+from runner.store import Store
 
 from .conftest import TEST_KEY, invoke, write_pipeline
 
@@ -154,3 +155,32 @@ def test_a_mock_run_fetches_its_generations_while_it_runs(capsys, monkeypatch, t
     result = invoke(capsys, monkeypatch, "run", str(pipeline), "--mock", "--fetch-generations", "--input", "text=hi")
     assert result.code == 0, result.err
     assert set(generations(db_path)) == billed_ids(db_path) and len(billed_ids(db_path)) == 2
+
+
+def test_generation_rows_are_found_and_joined_on_both_backends(backend):
+    from runner.chat.reply import Generation
+
+    from .test_store import event
+
+    target, schema = backend
+    tried = json.dumps([{"provider_name": "Azure", "status": 503}, {"provider_name": "OpenAI", "status": 200}])
+    record = Generation(
+        id="gen-1", total_cost_usd=0.001, upstream_cost_usd=0.001, cache_discount=None, is_byok=False,
+        provider_name="OpenAI", provider_responses=tried, latency_ms=900, generation_time_ms=850,
+        native_tokens_prompt=10, native_tokens_completion=5, native_tokens_reasoning=0, native_tokens_cached=0,
+        finish_reason="stop", native_finish_reason="completed",
+    )  # fmt: skip
+    with Store(target, schema=schema) as store:
+        store.add_cost(event(id="gen-1"))
+        store.add_cost(event(id="gen-2", attempt=2))
+        store.add_cost(event(id="cached-x", cached=True, attempt=3))
+        store.add_cost(event(id="gen-3", run_id="run-b"))
+        assert store.generation_ids("run-a") == ["gen-1", "gen-2"]
+        store.add_generation(record)
+        store.add_generation(record)  # fetched again: replaced, not doubled
+        assert store.generation_ids("run-a") == ["gen-2"]
+        assert store.generation_ids("run-a", missing_only=False) == ["gen-1", "gen-2"]
+        calls = {row["id"]: row for row in store.run_calls("run-a")}
+        assert set(calls) == {"gen-1", "gen-2", "cached-x"}
+        assert calls["gen-1"]["g_provider_name"] == "OpenAI" and calls["gen-1"]["g_provider_responses"] == tried
+        assert calls["gen-2"]["g_id"] is None

@@ -65,7 +65,8 @@ def show(run_id: str, output_format: str, db: str | None, db_schema: str | None)
     )
     steps = [_without(row, "output_json", "reasoning") for row in detail["steps"]]
     click.echo(format_rows(steps, "table", total=False, empty="no steps recorded"))
-    click.echo(format_rows([_without(row, "providers") for row in calls], "table", total=False, empty="no calls"))
+    call_table = [{**_without(row, "providers"), "cached": "cached" if row["cached"] else ""} for row in calls]
+    click.echo(format_rows(call_table, "table", total=False, empty="no calls"))
     if any(not row["cached"] for row in calls) and all(row["providers_tried"] is None for row in calls):
         click.echo(f"providers tried: not fetched; `pipeline enrich {run_id}` stores them")
     click.echo(f"total: {money(spent['cost_usd'])} ({spent['calls']} billed call(s), earlier attempts included)")
