@@ -4,6 +4,7 @@ and checked against the database and `pipeline costs`."""
 import asyncio
 import json
 import os
+import re
 import shutil
 import sqlite3
 import struct
@@ -11,7 +12,9 @@ import struct
 import pytest
 
 from runner.fake import Fault
-from runner.report.runreport import build_report, percentile
+from runner.report.dag import NODE_H, NODE_W, dag_svg, layers
+from runner.report.html import render_report
+from runner.report.runreport import DagStep, Share, build_report, percentile
 from runner.report.svg import money
 
 from .chromium import chromium_or_skip, open_page
@@ -208,6 +211,27 @@ def test_for_each_steps_show_their_spread_over_elements():
     assert [cost for _, cost in spread.by_index] == pytest.approx([0.06, 0.02, 0.03])
     assert spread.per_element_max == 0.05
     assert built.timeline[-1] == (1.0, pytest.approx(0.61))
+    page = render_report(built)
+    assert 'data-section="for-each"' in page and page.count('class="column"') == 3
+
+
+def test_a_fan_out_is_drawn_left_to_right_and_a_chain_top_to_bottom():
+    fan = [
+        DagStep("load"),
+        *(DagStep(f"check_{index}", ("load",)) for index in range(6)),
+        DagStep("merge", ("check_0",)),
+    ]
+    assert layers(fan) == [["load"], [f"check_{index}" for index in range(6)], ["merge"]]
+    chain = [DagStep("a"), DagStep("b", ("a",)), DagStep("c", ("b",))]
+
+    def size(steps):
+        width, height = re.search(
+            r'viewBox="0 0 (\d+) (\d+)"', dag_svg(steps, lambda step: Share(step, 0, 0, 0))
+        ).groups()
+        return int(width), int(height)
+
+    assert size(fan)[0] < 4 * NODE_W and size(fan)[1] > 6 * NODE_H  # the checks stacked, the layers side by side
+    assert size(chain)[0] < 2 * NODE_W and size(chain)[1] > 3 * NODE_H  # one above the other
 
 
 def test_percentiles_are_nearest_rank():

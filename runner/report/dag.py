@@ -39,18 +39,25 @@ def layers(steps: Sequence[DagStep]) -> list[list[str]]:
 
 
 def dag_svg(steps: Sequence[DagStep], share_of: Callable[[str], Share]) -> str:
+    """Top to bottom; left to right when a layer is wider than the graph is deep (a fan-out)."""
     if not steps:
         return '<p class="empty">no steps</p>'
     rows = layers(steps)
     widest = max(len(row) for row in rows)
-    width = widest * NODE_W + (widest - 1) * GAP_X + 2 * MARGIN
-    height = len(rows) * NODE_H + (len(rows) - 1) * GAP_Y + 2 * MARGIN
+    across = widest > max(len(rows), 3)  # layers as columns
+    along_gap, beside_gap = (GAP_Y + 24, 18) if across else (GAP_Y, GAP_X)
+    along_step, beside_step = (NODE_W, NODE_H) if across else (NODE_H, NODE_W)
+    extent = widest * beside_step + (widest - 1) * beside_gap  # across the layers
+    length = len(rows) * along_step + (len(rows) - 1) * along_gap  # along them
+    width, height = (length, extent) if across else (extent, length)
+    width, height = width + 2 * MARGIN, height + 2 * MARGIN
     position: dict[str, tuple[float, float]] = {}
     for depth, row in enumerate(rows):
-        row_width = len(row) * NODE_W + (len(row) - 1) * GAP_X
-        left = (width - row_width) / 2
+        offset = MARGIN + (extent - (len(row) * beside_step + (len(row) - 1) * beside_gap)) / 2
         for index, step_id in enumerate(row):
-            position[step_id] = (left + index * (NODE_W + GAP_X), MARGIN + depth * (NODE_H + GAP_Y))
+            beside = offset + index * (beside_step + beside_gap)
+            along = MARGIN + depth * (along_step + along_gap)
+            position[step_id] = (along, beside) if across else (beside, along)
     top_share = max((share_of(step.id).share for step in steps), default=0) or 1
     parts = [
         f'<svg class="dag" data-chart="dag" viewBox="0 0 {width:.0f} {height:.0f}" width="100%"'
@@ -61,20 +68,25 @@ def dag_svg(steps: Sequence[DagStep], share_of: Callable[[str], Share]) -> str:
     for step in steps:
         for parent in step.parents:
             if parent in position:
-                parts.append(_edge(position[parent], position[step.id], parent, step.id))
+                parts.append(_edge(position[parent], position[step.id], parent, step.id, across=across))
     for step in steps:
         parts.append(_node(step, position[step.id], share_of(step.id), top_share))
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _edge(start: tuple[float, float], end: tuple[float, float], parent: str, child: str) -> str:
-    x1, y1 = start[0] + NODE_W / 2, start[1] + NODE_H
-    x2, y2 = end[0] + NODE_W / 2, end[1] - 2
-    bend = (y2 - y1) / 2
+def _edge(start: tuple[float, float], end: tuple[float, float], parent: str, child: str, *, across: bool) -> str:
+    if across:  # right side to left side
+        x1, y1, x2, y2 = start[0] + NODE_W, start[1] + NODE_H / 2, end[0] - 2, end[1] + NODE_H / 2
+        bend = (x2 - x1) / 2
+        curve = f"C{x1 + bend:.1f},{y1:.1f} {x2 - bend:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
+    else:  # bottom to top
+        x1, y1, x2, y2 = start[0] + NODE_W / 2, start[1] + NODE_H, end[0] + NODE_W / 2, end[1] - 2
+        bend = (y2 - y1) / 2
+        curve = f"C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2 - bend:.1f} {x2:.1f},{y2:.1f}"
     return (
         f'<path class="dag-edge" data-from="{escape(parent)}" data-to="{escape(child)}"'
-        f' d="M{x1:.1f},{y1:.1f} C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2 - bend:.1f} {x2:.1f},{y2:.1f}"'
+        f' d="M{x1:.1f},{y1:.1f} {curve}"'
         f' fill="none" stroke="{MUTED}" stroke-opacity=".55" stroke-width="1.6" marker-end="url(#arrow)"/>'
     )
 

@@ -170,7 +170,8 @@ def _spread(spread: ElementSpread) -> str:
     summary = (
         f'<p class="note" data-step="{escape(spread.step)}"><b>{escape(spread.step)}</b>: {spread.elements} element(s)'
         f" over {spread.records} record(s), up to {spread.most_elements} in one record; per element:"
-        f" median {money(spread.per_element_p50)}, most {money(spread.per_element_max)}.</p>"
+        f" median {money(spread.per_element_p50)}, most {money(spread.per_element_max)}. Columns: each element"
+        " index's spend over all records.</p>"
     )
     return summary + column_chart(columns, chart=f"for-each-{spread.step}")
 
