@@ -114,7 +114,7 @@ class Session:
             if options.max_cost_usd is not None:
                 self.budget = self._budget(options.max_cost_usd)
             if options.fetch_generations and self._store is not None:
-                self.generations = GenerationFetcher(self._client, self._write_generation)
+                self.generations = GenerationFetcher(self._generation_client, self._write_generation)
         except BaseException:
             await self._close()
             raise
@@ -167,6 +167,19 @@ class Session:
                 self.final = self._store.run_summary(self.run_id)
         finally:
             await self._close()
+
+    def _generation_client(self, pause) -> OpenRouterClient:
+        """The lookups' own client: its waits give their slot back (GenerationFetcher.pause)."""
+        settings = self.settings
+        return OpenRouterClient(
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            transport=self._transport,
+            app_url=settings.app_url,
+            app_name=settings.app_name,
+            sleep=pause,
+            generation_wait_s=settings.generation_wait_s,
+        )
 
     def _write_generation(self, found) -> None:
         self._store.add_generation(found)

@@ -184,3 +184,14 @@ def test_generation_rows_are_found_and_joined_on_both_backends(backend):
         assert set(calls) == {"gen-1", "gen-2", "cached-x"}
         assert calls["gen-1"]["g_provider_name"] == "OpenAI" and calls["gen-1"]["g_provider_responses"] == tried
         assert calls["gen-2"]["g_id"] is None
+
+
+def test_a_lookup_waiting_out_not_found_gives_its_slot_to_the_next(capsys, monkeypatch, tmp_path, db_path, live):
+    pipeline = write_pipeline(tmp_path, PIPELINE)
+    assert invoke(capsys, monkeypatch, "run", str(pipeline), "--inputs", str(write_records(tmp_path, 2))).code == 0
+    (run_id,) = run_ids(db_path)
+    live.history.clear()
+    assert invoke(capsys, monkeypatch, "enrich", run_id, "--concurrency", "1").code == 0
+    asked = [seen.query["id"] for seen in live.history if seen.path == "generation"]
+    assert len(asked) == 8 and len(set(asked)) == 4  # four ids, each: not found, then found
+    assert len(set(asked[:4])) == 4  # one slot, yet every id was asked before any was asked again

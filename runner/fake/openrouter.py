@@ -42,6 +42,7 @@ class Seen:
     path: str
     body: Any
     headers: Mapping[str, str]  # names in lower case
+    query: Mapping[str, str] = field(default_factory=dict)
 
 
 class FakeOpenRouter:
@@ -127,7 +128,7 @@ class FakeOpenRouter:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 return _error(400, "request body is not valid JSON")
         headers = {name.lower(): value for name, value in headers.items()}
-        self.history.append(Seen(method, path, body, headers))
+        self.history.append(Seen(method, path, body, headers, dict(query)))
         authorization = headers.get("authorization", "")
         if not authorization.startswith("Bearer ") or not authorization[7:].strip():
             return _error(401, "Missing Authentication header")

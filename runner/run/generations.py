@@ -1,16 +1,19 @@
 """Generation metadata in the background: `GET /generation` for billed replies, a bounded number at a
 time, while the run goes on (`--fetch-generations`) or afterwards (`pipeline enrich`).
 
-The lookup (the client's) retries OpenRouter's short "not found" window itself; what it finds goes to
-`write` (the store's), what it never finds is counted, never faked.
+The lookup (a client of its own) retries OpenRouter's short "not found" window itself, waiting with
+the fetcher's `pause`, which gives the slot back while it waits: the bound is on requests in flight,
+not on ids waiting to be indexed. What it finds goes to `write` (the store's); what it never finds is
+counted, never faked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..chat.billing import GenerationLookup
 from ..chat.reply import Generation
@@ -35,17 +38,26 @@ class FetchTotals:
         return self.fetched + len(self.missing)
 
 
-class GenerationFetcher(Hooks):
-    """Looks up each billed reply's generation record once, at most `concurrency` at a time.
+class GenerationSource(GenerationLookup, Protocol):
+    async def aclose(self) -> None: ...
 
-    As a run's Hooks it hears every billed reply (`on_cost`); `submit` takes ids directly. `drain`
-    waits for every lookup, `cancel` abandons them (a stopped run: `pipeline enrich` can finish later).
+
+class GenerationFetcher(Hooks):
+    """Looks up each billed reply's generation record once, at most `concurrency` requests at a time.
+
+    `connect(pause)` opens the lookup (a client whose waits are `pause`); the fetcher closes it. As a
+    run's Hooks it hears every billed reply (`on_cost`); `submit` takes ids directly. `drain` waits for
+    every lookup, `abandon` cancels them (a stopped run: `pipeline enrich` can finish later).
     """
 
     def __init__(
-        self, lookup: GenerationLookup, write: Callable[[Generation], None], *, concurrency: int = DEFAULT_CONCURRENCY
+        self,
+        connect: Callable[[Callable[[float], Awaitable[None]]], GenerationSource],
+        write: Callable[[Generation], None],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
-        self._lookup = lookup
+        self._lookup = connect(self.pause)
         self._write = write
         self._slots = asyncio.Semaphore(concurrency)
         self._seen: set[str] = set()
@@ -70,13 +82,23 @@ class GenerationFetcher(Hooks):
         for generation_id in generation_ids:
             self.submit(generation_id)
 
+    async def pause(self, seconds: float) -> None:
+        """The lookup's wait between "not found" answers, with the slot given back meanwhile."""
+        self._slots.release()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            await self._slots.acquire()  # held again when the lookup goes on (or ends: _fetch releases it)
+
     async def _fetch(self, generation_id: str) -> None:
-        async with self._slots:
-            try:
-                found = await self._lookup.generation(generation_id)
-            except PipelineError as exc:  # a refusal (401, no credits) loses the metadata, not the run
-                log.warning("GET /generation?id=%s failed: %s", generation_id, exc)
-                found = None
+        await self._slots.acquire()
+        try:
+            found = await self._lookup.generation(generation_id)
+        except PipelineError as exc:  # a refusal (401, no credits) loses the metadata, not the run
+            log.warning("GET /generation?id=%s failed: %s", generation_id, exc)
+            found = None
+        finally:
+            self._slots.release()
         if found is None:
             self._missing.append(generation_id)
             return
@@ -84,9 +106,12 @@ class GenerationFetcher(Hooks):
         self._write(found)
 
     async def drain(self) -> FetchTotals:
-        """Wait for every lookup submitted so far (and those they make room for)."""
-        while self._tasks:
-            await asyncio.gather(*tuple(self._tasks))
+        """Wait for every lookup submitted so far, then close the lookup's client."""
+        try:
+            while self._tasks:
+                await asyncio.gather(*tuple(self._tasks))
+        finally:
+            await self._lookup.aclose()
         return self.totals()
 
     async def abandon(self) -> FetchTotals:
@@ -94,7 +119,10 @@ class GenerationFetcher(Hooks):
         pending = tuple(self._tasks)
         for task in pending:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            await self._lookup.aclose()
         return self.totals()
 
     def totals(self) -> FetchTotals:
