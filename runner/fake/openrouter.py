@@ -351,9 +351,7 @@ class FakeOpenRouter:
             "function": {"name": chosen.get("name", "lookup"), "arguments": json.dumps(arguments)},
         }
 
-    def _bill(
-        self, generation_id: str, served: str, usage, finish_reason: str, native: str, user, failed_first=None
-    ) -> None:
+    def _bill(self, generation_id: str, served: str, usage, finish_reason: str, native: str, user, failed=None) -> None:
         """Count a billed reply and keep its generation record for `GET /generation`."""
         self.billed_calls += 1
         self.total_cost += usage["cost"]
@@ -365,7 +363,7 @@ class FakeOpenRouter:
             native_finish=native,
             latency_ms=int(self.latency_s * 1000),
             user=user,
-            failed_first=failed_first,
+            failed_first=failed,
         )
         self._generation_born[generation_id] = time.monotonic()
         while len(self.generations) > self._history_limit:
