@@ -102,9 +102,10 @@ def test_neither_the_key_nor_the_prompt_appears_anywhere(logged_run, db_path, ve
     assert SENTINEL_KEY.encode() not in db_path.read_bytes()
 
 
-def test_text_logs_are_unchanged_and_quiet_by_default(logged_run):
+@pytest.mark.parametrize("verbosity", [(), ("-v",)])
+def test_text_logs_do_not_repeat_the_events(logged_run, verbosity):
     run, _ = logged_run
-    result = run()
+    result = run(*verbosity)
     assert result.code == 1
     assert '"event"' not in result.err and "runner.run.eventlog" not in result.err
     assert result.err.splitlines()[-1].startswith("run run-")

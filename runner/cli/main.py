@@ -57,6 +57,9 @@ def _configure_logging(verbose: int, log_format: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("runner").setLevel(level)
+    # A run's events are for --log-format json; in text they would repeat the other lines (-vv shows them).
+    events = level if log_format == "json" or verbose > 1 else logging.ERROR
+    logging.getLogger("runner.run.eventlog").setLevel(events)
 
 
 class _Commands(PipelineGroup):
