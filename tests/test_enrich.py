@@ -2,6 +2,7 @@
 `generations` table from GET /generation (retrying its "not found" window, a bounded number at a
 time), and `pipeline show` lists the providers OpenRouter tried for each call."""
 
+import asyncio
 import json
 import sqlite3
 from dataclasses import replace
@@ -195,3 +196,67 @@ def test_a_lookup_waiting_out_not_found_gives_its_slot_to_the_next(capsys, monke
     asked = [seen.query["id"] for seen in live.history if seen.path == "generation"]
     assert len(asked) == 8 and len(set(asked)) == 4  # four ids, each: not found, then found
     assert len(set(asked[:4])) == 4  # one slot, yet every id was asked before any was asked again
+
+
+class StandInLookup:
+    """A GenerationSource that answers when told to, and says when it was closed."""
+
+    def __init__(self, pause, answers: dict) -> None:
+        self.pause, self.answers = pause, answers
+        self.release = asyncio.Event()
+        self.in_flight = self.most_in_flight = 0
+        self.closed = False
+
+    async def generation(self, generation_id):
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.release.wait()
+            answer = self.answers.get(generation_id)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        finally:
+            self.in_flight -= 1
+
+    async def aclose(self):
+        self.closed = True
+
+
+def generation_record(generation_id: str):
+    from runner.chat.reply import Generation
+
+    return Generation.from_body({"data": {"id": generation_id, "total_cost": 0.001}}, generation_id)
+
+
+def test_the_fetcher_bounds_lookups_counts_refusals_and_can_be_abandoned():
+    from runner.errors import AuthenticationError
+    from runner.run.generations import GenerationFetcher
+
+    async def scenario():
+        written, lookups = [], []
+        answers = {"gen-1": generation_record("gen-1"), "gen-2": AuthenticationError("401"), "gen-3": None}
+
+        def connect(pause):
+            lookups.append(StandInLookup(pause, answers))
+            return lookups[0]
+
+        fetcher = GenerationFetcher(connect, written.append, concurrency=2)
+        fetcher.submit_all(["gen-1", "gen-2", "gen-3", "gen-1"])  # an id asked twice is looked up once
+        await asyncio.sleep(0.01)
+        assert lookups[0].most_in_flight == 2
+        lookups[0].release.set()
+        totals = await fetcher.drain()
+        assert [found.id for found in written] == ["gen-1"]
+        assert totals.fetched == 1 and sorted(totals.missing) == ["gen-2", "gen-3"] and lookups[0].closed
+
+        lookups.clear()
+        stuck = GenerationFetcher(
+            lambda pause: lookups.append(StandInLookup(pause, {})) or lookups[0], written.append, concurrency=1
+        )
+        stuck.submit_all(["gen-8", "gen-9"])
+        await asyncio.sleep(0.01)
+        abandoned = await stuck.abandon()  # a run that crashed: nothing more is fetched or written
+        assert abandoned.asked == 0 and len(written) == 1 and lookups[0].closed
+
+    asyncio.run(scenario())
