@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .chat.batches import BatchClient
 from .chat.catalog import EMPTY_CATALOG, Catalog, cache_path_for, load_catalog
+from .chat.client import OpenRouterClient
 from .chat.flow import RequestGate
 from .chat.stream import StreamingClient
 from .errors import ConfigurationError, FailureSummary, InputError, RunStopped, UnpricedModels, UsageError
@@ -26,7 +27,9 @@ from .outcomes import FailureKind, RunStatus, Status
 from .run.backend import LocalBackend, RecordExecutor
 from .run.batching import BatchCollector, BatchCounts
 from .run.budget import Budget, SharedBudget
+from .run.eventlog import event_log
 from .run.files import FilesRoot
+from .run.generations import FetchTotals, GenerationFetcher
 from .run.hooks import Hooks, fan_out
 from .run.inputs import InputItem, aiter_items, record_fingerprint
 from .run.record import RecordRunner
@@ -77,12 +80,14 @@ class Session:
         self.gate: RequestGate | None = None
         self.budget: Budget | SharedBudget | None = None
         self._transport = transport
-        self.hooks: Hooks = fan_out(_Recorder(self), hooks)
+        self.hooks: Hooks = fan_out(_Recorder(self), hooks, event_log(self.run_id))
         self.backend: RecordExecutor | None = None
         self.batches: BatchCollector | None = None
         self._client: StreamingClient | None = None
         self._store: Store | None = None
         self._flush_scheduled = False
+        self.generations: GenerationFetcher | None = None  # --fetch-generations: lookups in the background
+        self.generation_totals: FetchTotals | None = None  # what they found, once the run is over
 
     async def __aenter__(self) -> Session:
         settings, options = self.settings, self.options
@@ -115,6 +120,8 @@ class Session:
                 self.budget = self._budget(options.max_cost_usd)
             if options.batch_api:
                 self.batches = self._batch_collector()
+            if options.fetch_generations and self._store is not None:
+                self.generations = GenerationFetcher(self._generation_client, self._write_generation)
         except BaseException:
             await self._close()
             raise
@@ -200,11 +207,36 @@ class Session:
         else:
             status = RunStatus.OK
         try:
+            await self._settle_generations(finished=exc is None or isinstance(exc, RunStopped))
             if self._store is not None:
                 self._store.finish_run(self.run_id, status)
                 self.final = self._store.run_summary(self.run_id)
         finally:
             await self._close()
+
+    def _generation_client(self, pause) -> OpenRouterClient:
+        """The lookups' own client: its waits give their slot back (GenerationFetcher.pause)."""
+        settings = self.settings
+        return OpenRouterClient(
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            transport=self._transport,
+            app_url=settings.app_url,
+            app_name=settings.app_name,
+            sleep=pause,
+            generation_wait_s=settings.generation_wait_s,
+        )
+
+    def _write_generation(self, found) -> None:
+        self._store.add_generation(found)
+        self._schedule_flush()
+
+    async def _settle_generations(self, *, finished: bool) -> None:
+        """Wait for the generation lookups of a run that ended; a crashed or cancelled one leaves them to enrich."""
+        if self.generations is None:
+            return
+        settle = self.generations.drain if finished else self.generations.abandon
+        self.generation_totals = await settle()
 
     async def _close(self) -> None:
         if self.batches is not None:
@@ -344,6 +376,8 @@ class _Recorder(Hooks):
         if session._store is not None:
             session._store.add_cost(event, entry)
             session._schedule_flush()
+        if session.generations is not None:
+            session.generations.on_cost(event, entry)
 
     def on_step_end(self, record_key: str, result: StepResult) -> None:
         store = self._session._store

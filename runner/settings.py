@@ -84,3 +84,4 @@ class RunOptions:
     batch_linger_s: float = 5.0  # ... or when no request joined it for this long
     batch_poll_s: float = 10.0  # the first wait before polling a batch; it grows to batch_poll_max_s
     batch_poll_max_s: float = 60.0
+    fetch_generations: bool = False  # look up each billed reply's GET /generation record in the background

@@ -12,12 +12,15 @@ from typing import NoReturn
 
 import click
 
+from ..report.logs import JsonLines, JsonLogFormatter
 from .cache import cache_group
 from .costs import costs
 from .db import db
+from .enrich import enrich
 from .failures import PipelineGroup
 from .graph import graph_command
 from .models import models_command
+from .report import report
 from .run import run
 from .runs import runs, show
 from .test import test_command
@@ -38,15 +41,25 @@ class _RedactKey(logging.Filter):
         return True
 
 
-def _configure_logging(verbose: int) -> None:
+def _configure_logging(verbose: int, log_format: str = "text") -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    secret = os.environ.get("OPENROUTER_API_KEY")
+    if log_format == "json":  # every stderr line a JSON object; the run's events (INFO) are what it is for
+        level = min(level, logging.INFO)
+        sys.stderr = JsonLines(sys.stderr, secret)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_RedactKey(os.environ.get("OPENROUTER_API_KEY")))
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter(secret))
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_RedactKey(secret))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("runner").setLevel(level)
+    # A run's events are for --log-format json; in text they would repeat the other lines (-vv shows them).
+    events = level if log_format == "json" or verbose > 1 else logging.ERROR
+    logging.getLogger("runner.run.eventlog").setLevel(events)
 
 
 class _Commands(PipelineGroup):
@@ -64,10 +77,17 @@ class _Commands(PipelineGroup):
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log detail on stderr (-vv for debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line on stderr, with each record, step and call of a run (INFO).",
+)
 @click.version_option(package_name="pipeline-runner")
-def cli(verbose: int) -> None:
+def cli(verbose: int, log_format: str) -> None:
     """Run declarative prompt pipelines on OpenRouter, and account for every cent."""
-    _configure_logging(verbose)
+    _configure_logging(verbose, log_format)
 
 
 cli.add_command(run)
@@ -80,6 +100,8 @@ cli.add_command(runs)
 cli.add_command(show)
 cli.add_command(cache_group)
 cli.add_command(db)
+cli.add_command(enrich)
+cli.add_command(report)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from ..settings import RunOptions, Settings
 from ..spec.model import thaw
 from .connect import connection
 from .dryrun import dry_run_catalog, print_estimate
+from .enrich import generations_note
 from .failures import describe
 from .options import db_options
 from .resume import announce_resume
@@ -109,6 +110,9 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
     "--batch-poll", default=10.0, show_default=True, type=click.FloatRange(min=0.001), metavar="SECONDS",
     help="First wait before polling a batch (it grows to 60 s).",
 )  # fmt: skip
+@click.option(
+    "--fetch-generations", is_flag=True, help="Store each call's GET /generation record (providers tried, latency)."
+)
 def run(
     file: str,
     inputs: tuple[str, ...],
@@ -134,6 +138,7 @@ def run(
     batch_size: int,
     batch_linger: float,
     batch_poll: float,
+    fetch_generations: bool,
 ) -> None:
     """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
     pipeline = load_pipeline(file)
@@ -161,6 +166,7 @@ def run(
         batch_linger_s=batch_linger,
         batch_poll_s=batch_poll,
         batch_poll_max_s=max(60.0, batch_poll),
+        fetch_generations=fetch_generations,
     )
     if batch_api and inputs and not dry_run:
         click.echo(
@@ -298,7 +304,8 @@ def _write_line(out: TextIO, line: dict[str, Any]) -> None:
 
 def _summary(session) -> str:
     text = session.totals.summary()
-    return f"{text} (--mock: the fake's costs, nothing was billed)" if session.settings.mock else text
+    text = f"{text} (--mock: the fake's costs, nothing was billed)" if session.settings.mock else text
+    return text + generations_note(session.generation_totals, session.run_id)
 
 
 def _report_end(session, stopped: RunStopped | None, interruption: str | None) -> None:

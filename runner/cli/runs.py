@@ -45,10 +45,11 @@ def show(run_id: str, output_format: str, db: str | None, db_schema: str | None)
         detail = store.run_detail(run_id)
         spent = store.run_summary(run_id)  # every billed call, earlier attempts included: the figure `runs` shows
         batches = store.run_batches(run_id) if detail is not None else []
+        calls = call_rows(store.run_calls(run_id))
     if detail is None:
         raise UsageError(f"no run {run_id!r} in this database; `pipeline runs` lists them")
     if output_format == "json":
-        click.echo(json.dumps(detail, indent=2, ensure_ascii=False))
+        click.echo(json.dumps({**detail, "calls": calls}, indent=2, ensure_ascii=False))
         return
     if output_format == "csv":
         click.echo(format_rows(_record_rows(detail["records"]), "csv"), nl=False)
@@ -65,6 +66,10 @@ def show(run_id: str, output_format: str, db: str | None, db_schema: str | None)
     )
     steps = [_without(row, "output_json", "reasoning") for row in detail["steps"]]
     click.echo(format_rows(steps, "table", total=False, empty="no steps recorded"))
+    call_table = [{**_without(row, "providers"), "cached": "cached" if row["cached"] else ""} for row in calls]
+    click.echo(format_rows(call_table, "table", total=False, empty="no calls"))
+    if any(not row["cached"] for row in calls) and all(row["providers_tried"] is None for row in calls):
+        click.echo(f"providers tried: not fetched; `pipeline enrich {run_id}` stores them")
     if detail["elements"]:  # for_each steps: one row per element that made a call
         click.echo(format_rows(detail["elements"], "table", total=False))
     if batches:  # --batch-api: each batch, its outcome and bill
@@ -89,6 +94,40 @@ def _record_rows(records: list[dict]) -> list[dict]:
             }
         )
     return rows
+
+
+def call_rows(rows: list[dict]) -> list[dict]:
+    """Each billed (or cached) call with the providers OpenRouter tried for it, as its generation record says."""
+    calls = []
+    for row in rows:
+        tried = json.loads(row["g_provider_responses"]) if row["g_provider_responses"] else None
+        calls.append(
+            {
+                "record_key": row["record_key"],
+                "step": row["step"],
+                "attempt": row["attempt"],
+                "model": row["model"],
+                "outcome": row["outcome"],
+                "cached": bool(row["cached"]),
+                "cost_usd": row["cost_usd"],
+                "latency_ms": row["latency_ms"],
+                "providers_tried": providers_text(tried) if row["g_id"] else None,
+                "providers": tried,
+                "generation_id": row["id"],
+            }
+        )
+    return calls
+
+
+def providers_text(tried: list | None) -> str:
+    """`Amazon Bedrock 429 -> Anthropic 200`: each provider OpenRouter tried, in order, with its HTTP status."""
+    if not tried:
+        return "-"
+    return " -> ".join(
+        f"{attempt.get('provider_name') or '?'} {attempt.get('status') or '?'}"
+        for attempt in tried
+        if isinstance(attempt, dict)
+    )
 
 
 def _without(row: dict, *names: str) -> dict:

@@ -26,6 +26,7 @@ FAULT_KINDS = (
     "plugin_fee",
     "served_model",
     "stream_error",
+    "provider_fallback",
 )
 
 
@@ -63,6 +64,8 @@ class Fault:
       "stream_error"    an error from the provider mid-reply: streamed (`stream: true`), half the text, then an
                         error chunk (`error` {code 502, `message`}, finish_reason "error", the usage) and no
                         [DONE]; unstreamed, the same as "error_in_body".
+      "provider_fallback" a normal reply whose generation record lists a provider that failed first with
+                        `status` (default 429), as OpenRouter's own fallback between providers leaves it.
     "no_usage" is a 200 without usage (not billed, no generation).
     """
 

@@ -50,6 +50,7 @@ class Seen:
     path: str
     body: Any
     headers: Mapping[str, str]  # names in lower case
+    query: Mapping[str, str] = field(default_factory=dict)
 
 
 class FakeOpenRouter:
@@ -144,7 +145,7 @@ class FakeOpenRouter:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 return _error(400, "request body is not valid JSON")
         headers = {name.lower(): value for name, value in headers.items()}
-        self.history.append(Seen(method, path, body, headers))
+        self.history.append(Seen(method, path, body, headers, dict(query)))
         authorization = headers.get("authorization", "")
         if not authorization.startswith("Bearer ") or not authorization[7:].strip():
             return _error(401, "Missing Authentication header")
@@ -350,7 +351,8 @@ class FakeOpenRouter:
             )
             caching.report(usage, cache_use)
             response["usage"] = shapes.without_cost(usage) if kind == "no_cost" else usage
-            self._bill(generation_id, served, usage, finish_reason, native, body.get("user"))
+            failed_first = (fault.status or 429) if kind == "provider_fallback" else None
+            self._bill(generation_id, served, usage, finish_reason, native, body.get("user"), failed_first)
             self.generations[generation_id]["cache_discount"] = caching.cache_discount(pricing, cache_use)
         if kind in ("error_in_body", "stream_error"):
             response["error"] = {
@@ -368,7 +370,7 @@ class FakeOpenRouter:
             self._synthesizers[key] = Synthesizer(schema)
         return self._synthesizers[key]
 
-    def _bill(self, generation_id: str, served: str, usage, finish_reason: str, native: str, user) -> None:
+    def _bill(self, generation_id: str, served: str, usage, finish_reason: str, native: str, user, failed=None) -> None:
         """Count a billed reply and keep its generation record for `GET /generation`."""
         self.billed_calls += 1
         self.total_cost += usage["cost"]
@@ -380,6 +382,7 @@ class FakeOpenRouter:
             native_finish=native,
             latency_ms=int(self.latency_s * 1000),
             user=user,
+            failed_first=failed,
         )
         self._generation_born[generation_id] = time.monotonic()
         while len(self.generations) > self._history_limit:

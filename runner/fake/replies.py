@@ -28,6 +28,8 @@ BYOK_FEE_FRACTION = 0.05  # OpenRouter's fee on a bring-your-own-key request, of
 PLUGIN_FEE_USD = 0.02  # e.g. the web plugin: 5 results at $4 per 1000
 
 _PROVIDERS = {"google": "Google AI Studio", "anthropic": "Anthropic", "openai": "OpenAI"}
+# Another provider of the same models, tried first when a reply comes after a provider fallback.
+_SECOND_PROVIDERS = {"Google AI Studio": "Google", "Anthropic": "Amazon Bedrock", "OpenAI": "Azure"}
 # finish_reason -> the provider's own word for it (Gemini's enum, Anthropic's stop_reason, OpenAI's status).
 _NATIVE_FINISH = {
     "Google AI Studio": {
@@ -115,8 +117,10 @@ def generation(
     native_finish: str | None,
     latency_ms: int,
     user: str | None,
+    failed_first: int | None = None,
 ) -> dict[str, Any]:
-    """What `GET /generation?id=` answers under `data` (every field openapi.yaml requires)."""
+    """What `GET /generation?id=` answers under `data` (every field openapi.yaml requires); `failed_first`:
+    the HTTP status of another provider OpenRouter tried before the one that answered."""
     provider = provider_of(model)
     total_cost = usage_body["cost"]
     details = usage_body.get("completion_tokens_details") or {}
@@ -163,13 +167,26 @@ def generation(
         "router": None,
         "session_id": None,
         "provider_responses": [
+            *(
+                [
+                    {
+                        "provider_name": _SECOND_PROVIDERS.get(provider, "Together"),
+                        "status": failed_first,
+                        "model_permaslug": model,
+                        "is_byok": is_byok,
+                        "latency": 0,
+                    }
+                ]
+                if failed_first is not None
+                else []
+            ),
             {
                 "provider_name": provider,
                 "status": 200,
                 "model_permaslug": model,
                 "is_byok": is_byok,
                 "latency": latency_ms,
-            }
+            },
         ],
         "user_agent": None,
         "http_referer": None,

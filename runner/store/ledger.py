@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 
+from ..chat.reply import Generation
 from ..run.results import CacheEntry, CostEvent, utc_now
 
 log = logging.getLogger(__name__)
@@ -68,22 +69,25 @@ class Ledger:
                 ),
             )
         )  # fmt: skip
-        found = event.generation
-        if found is not None:
-            self._queue(
-                (
-                    _INSERT_GENERATION,
-                    (
-                        found.id, found.latency_ms, found.generation_time_ms, found.provider_name,
-                        found.provider_responses, found.native_tokens_prompt, found.native_tokens_completion,
-                        found.native_tokens_reasoning, found.native_tokens_cached, found.cache_discount,
-                        found.upstream_cost_usd, found.total_cost_usd, int(found.is_byok), found.finish_reason,
-                        found.native_finish_reason, utc_now(),
-                    ),
-                )
-            )  # fmt: skip
+        if event.generation is not None:
+            self.add_generation(event.generation)
         if entry is not None:
             self._queue_reply(event, entry)
+
+    def add_generation(self, found: Generation) -> None:
+        """Queue one `GET /generation` record (a `generations` row; fetched again, it replaces the old one)."""
+        self._queue(
+            (
+                _INSERT_GENERATION,
+                (
+                    found.id, found.latency_ms, found.generation_time_ms, found.provider_name,
+                    found.provider_responses, found.native_tokens_prompt, found.native_tokens_completion,
+                    found.native_tokens_reasoning, found.native_tokens_cached, found.cache_discount,
+                    found.upstream_cost_usd, found.total_cost_usd, int(found.is_byok), found.finish_reason,
+                    found.native_finish_reason, utc_now(),
+                ),
+            )
+        )  # fmt: skip
 
     def _keep_duplicates(self, rows: list[tuple]) -> None:
         """Cost rows the ledger skipped because their id was taken: logged as errors and stored under a new id.

@@ -98,6 +98,27 @@ class Queries:
             row["last_outcome"] = outcomes[row["record_key"], row["step"], row["item_index"]]
         return rows
 
+    def generation_ids(self, run_id: str, *, missing_only: bool = True) -> list[str]:
+        """The run's billed generation ids (no cache hits, no kept duplicates), by default those without a record."""
+        missing = " AND NOT EXISTS (SELECT 1 FROM generations g WHERE g.id = c.id)" if missing_only else ""
+        rows = self._query(
+            f"SELECT c.id FROM cost_records c WHERE c.run_id = ? AND c.cached = 0 AND c.duplicate_of IS NULL{missing}"
+            " ORDER BY c.created_at, c.id",
+            (run_id,),
+        )
+        return [row["id"] for row in rows]
+
+    def run_calls(self, run_id: str) -> list[dict[str, Any]]:
+        """Every cost row of the run with its generation record, when one was fetched (`g_*` columns)."""
+        return self._query(
+            "SELECT c.*, g.provider_name AS g_provider_name, g.provider_responses AS g_provider_responses,"
+            " g.latency_ms AS g_latency_ms, g.generation_time_ms AS g_generation_time_ms,"
+            " g.cache_discount AS g_cache_discount, g.id AS g_id"
+            " FROM cost_records c LEFT JOIN generations g ON g.id = c.id WHERE c.run_id = ?"
+            " ORDER BY c.created_at, c.record_key, c.step, c.attempt",
+            (run_id,),
+        )
+
     def mock_cost_rows(self) -> int:
         """How many cost rows belong to --mock runs (left out of cost reports unless asked for)."""
         row = self._db.one("SELECT COUNT(*) FROM cost_records WHERE run_id IN (SELECT id FROM runs WHERE mock = 1)")
