@@ -28,6 +28,7 @@ from .dryrun import dry_run_catalog, print_estimate
 from .failures import describe
 from .options import db_options
 from .resume import announce_resume
+from .tracing import Tracing, add_tracing, check_installed, content_wanted, tracing_wanted
 
 
 def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
@@ -82,6 +83,8 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--retry-failed", is_flag=True, help="With --resume: run the records that failed again (costs money).")
 @click.option("--run-id", "join_id", metavar="NAME", help="Name the run; workers given the same name share it.")
 @click.option("--stream", is_flag=True, help="With --input: write text steps' replies to stderr as they arrive.")
+@click.option("--otel", is_flag=True, help="Export OpenTelemetry traces over OTLP (OTEL_EXPORTER_OTLP_*).")
+@click.option("--otel-content", is_flag=True, help="With --otel: put prompt and reply text in the spans.")
 def run(
     file: str,
     inputs: tuple[str, ...],
@@ -101,6 +104,8 @@ def run(
     join_id: str | None,
     db_schema: str | None,
     stream: bool,
+    otel: bool,
+    otel_content: bool,
 ) -> None:
     """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
     pipeline = load_pipeline(file)
@@ -127,18 +132,24 @@ def run(
         with connection(db, mock, need_key=False) as settings:
             print_estimate(pipeline, items, asyncio.run(dry_run_catalog(settings)))
         return
+    traced = tracing_wanted(otel)
+    if traced:
+        check_installed()
     if resume_id:
         settings = Settings.from_env(db=db, db_schema=db_schema)
         announce_resume(settings, pipeline.name, resume_id, mock=mock, retry_failed=retry_failed)
     if inputs:
         record = pipeline.check_input(parse_inputs(inputs))
         with connection(db, mock, db_schema=db_schema) as settings:
-            code = asyncio.run(_run_one(pipeline, record, settings, user_id, options, resume_id or join_id))
+            tracing = Tracing(pipeline, settings.base_url, content=content_wanted(otel_content)) if traced else None
+            code = asyncio.run(_run_one(pipeline, record, settings, user_id, options, resume_id or join_id, tracing))
     else:
         items = _items(pipeline, (), inputs_path, key_field)
         with connection(db, mock, db_schema=db_schema) as settings, _output(output_path) as out:
+            tracing = Tracing(pipeline, settings.base_url, content=content_wanted(otel_content)) if traced else None
+            run_id = resume_id or join_id
             code = asyncio.run(
-                _run_batch(pipeline, items, settings, user_id, options, resume_id or join_id, out, ordered, inputs_path)
+                _run_batch(pipeline, items, settings, user_id, options, run_id, out, ordered, inputs_path, tracing)
             )
     sys.exit(code)
 
@@ -150,11 +161,13 @@ def _items(pipeline: Pipeline, inputs, inputs_path, key_field) -> Iterator[Input
     return read_inputs(inputs_path, key_field=key_field, input_schema=schema)
 
 
-async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> int:
-    hooks = TextPrinter(sys.stderr) if options.stream else None
+async def _run_one(pipeline, record, settings, user_id, options, resume_id, tracing=None) -> int:
+    hooks = add_tracing(TextPrinter(sys.stderr) if options.stream else None, tracing)
     session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options, hooks=hooks)
     stopped: RunStopped | None = None
     entered = False
+    if tracing is not None:
+        tracing.start(session)
     try:
         async with session:
             entered = True
@@ -163,6 +176,8 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
             except RunStopped as exc:
                 stopped = session.stopped = exc
     finally:
+        if tracing is not None:
+            tracing.finish(session)
         if entered:
             click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
     if stopped is not None:
@@ -186,12 +201,15 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
     return 0
 
 
-async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out, ordered, inputs_path) -> int:
+async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out, ordered, inputs_path, tracing=None):
     progress = RunProgress(total_records=_count_records(inputs_path))
-    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options, hooks=progress)
+    hooks = add_tracing(progress, tracing)
+    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options, hooks=hooks)
     stopped: RunStopped | None = None
     interruption: str | None = None
     entered = False
+    if tracing is not None:
+        tracing.start(session)
     try:
         async with session:
             entered = True
@@ -212,6 +230,8 @@ async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out
                 await results.aclose()  # records in flight are cancelled before anything is counted
     finally:
         progress.close()
+        if tracing is not None:
+            tracing.finish(session)
         if entered:
             _report_end(session, stopped, interruption)
     if stopped is not None:
