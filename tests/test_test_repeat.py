@@ -113,7 +113,7 @@ def test_markdown_without_a_baseline(tmp_path, capsys, monkeypatch):
     outcome = _test(capsys, monkeypatch, tmp_path, "--mode", "mock", "--markdown", str(summary))
     assert outcome.code == 1  # the fake never answers exactly "yes"
     text = summary.read_text(encoding="utf-8")
-    assert "**1 of 2 cases pass** · cost" in text and "baseline" not in text and "Regressed" not in text
+    assert "**1 of 2 cases pass** · one run of every case costs $" in text and "baseline" not in text and "Regressed" not in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split("|")[1].strip() for row in rows] == ["❌ failing", "✅"]
     assert [row.split("|")[2].strip() for row in rows] == ["flaky", "steady"]
