@@ -249,3 +249,36 @@ def test_spans_reach_an_otlp_http_collector_with_the_genai_attributes(tmp_path, 
     assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
     assert attributes["pipeline.step"] in ("label", "draft") and attributes["pipeline.cost_usd"] > 0
     assert "gen_ai.input.messages" not in attributes and "hello" not in str(attributes.values())
+
+
+def _received_spans(collector):
+    return [
+        span
+        for request in collector.received
+        for rs in request.resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+    ]
+
+
+def test_a_dataset_is_one_trace_and_the_content_variable_adds_the_text(tmp_path, capsys, monkeypatch, collector):
+    path = write_pipeline(tmp_path, TWO_STEPS)
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"ticket": "first parrot"}\n{"ticket": "second parrot"}\n', encoding="utf-8")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{collector.server_port}/v1/traces")
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    outcome = invoke(
+        capsys, monkeypatch, "run", str(path), "--mock", "--otel", "--db", str(tmp_path / "p.db"),
+        "--inputs", str(inputs), "--output", str(tmp_path / "out.jsonl"),
+    )  # fmt: skip
+    assert outcome.code == 0, outcome.err
+    spans = _received_spans(collector)
+    assert sorted(span.name for span in spans if span.name.startswith("record ")) == ["record 1", "record 2"]
+    assert len({span.trace_id for span in spans}) == 1
+    texts = [
+        _value(attribute.value)
+        for span in spans
+        for attribute in span.attributes
+        if attribute.key == "gen_ai.input.messages"
+    ]
+    assert len(texts) == 4 and sum("second parrot" in text for text in texts) == 2

@@ -176,10 +176,10 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id, trac
             except RunStopped as exc:
                 stopped = session.stopped = exc
     finally:
-        if tracing is not None:
-            tracing.finish(session)
         if entered:
             click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
+        if tracing is not None:  # after the summary: sending the last spans may wait for the collector
+            tracing.finish(session)
     if stopped is not None:
         click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
         return stopped.exit_code
@@ -230,10 +230,10 @@ async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out
                 await results.aclose()  # records in flight are cancelled before anything is counted
     finally:
         progress.close()
-        if tracing is not None:
-            tracing.finish(session)
         if entered:
             _report_end(session, stopped, interruption)
+        if tracing is not None:  # after the summary: sending the last spans may wait for the collector
+            tracing.finish(session)
     if stopped is not None:
         return stopped.exit_code
     if session.interrupted:
