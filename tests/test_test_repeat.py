@@ -113,7 +113,11 @@ def test_markdown_without_a_baseline(tmp_path, capsys, monkeypatch):
     outcome = _test(capsys, monkeypatch, tmp_path, "--mode", "mock", "--markdown", str(summary))
     assert outcome.code == 1  # the fake never answers exactly "yes"
     text = summary.read_text(encoding="utf-8")
-    assert "**1 of 2 cases pass** · one run of every case costs $" in text and "baseline" not in text and "Regressed" not in text
+    assert (
+        "**1 of 2 cases pass** · one run of every case costs $" in text
+        and "baseline" not in text
+        and "Regressed" not in text
+    )
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split("|")[1].strip() for row in rows] == ["❌ failing", "✅"]
     assert [row.split("|")[2].strip() for row in rows] == ["flaky", "steady"]
@@ -157,3 +161,14 @@ def test_a_baseline_that_is_not_a_report_is_refused(tmp_path, capsys, monkeypatc
     old.write_text('{"not": "a report"}', encoding="utf-8")
     outcome = _test(capsys, monkeypatch, tmp_path, "--mode", "mock", "--baseline", str(old))
     assert outcome.code == 2 and "--baseline" in outcome.err and "--json` report" in outcome.err
+
+
+def test_try_with_json_gives_the_rows_as_numbers(tmp_path, capsys, monkeypatch):
+    outcome = _test(
+        capsys, monkeypatch, tmp_path, "--mode", "mock", "--json", "--try", "answer=google/gemini-2.5-flash"
+    )
+    assert outcome.code == 1  # flaky fails on the fake whatever the model
+    (row,) = json.loads(outcome.out)
+    assert row["model"] == "google/gemini-2.5-flash" and row["cases_passed"] == "1/2"
+    assert row["pass_rate"] == 0.5 and row["cost_usd"] > 0
+    assert "no choice passes every case" in outcome.err

@@ -84,7 +84,10 @@ def test_command(
                 "--try asks other models: use --mode mock or --mode live (a cassette holds one model's replies)"
             )
         choices = parse_try(tries, pipeline.spec.step_ids)
-        sys.exit(_compare_models(pipeline, case_file, choices, mode, repeat, pass_rate, markdown_path, db, db_schema))
+        code = _compare_models(
+            pipeline, case_file, choices, mode, repeat, pass_rate, markdown_path, as_json, db, db_schema
+        )
+        sys.exit(code)
     printer = None if as_json else _print_case
     if mode == "replay":
         if not tape.exists():
@@ -148,7 +151,7 @@ def test_command(
     sys.exit(1 if failed else 0)
 
 
-def _compare_models(pipeline, case_file, choices, mode, repeat, pass_rate, markdown_path, db, db_schema) -> int:
+def _compare_models(pipeline, case_file, choices, mode, repeat, pass_rate, markdown_path, as_json, db, db_schema):
     """`--try`: the cases once per (step, model), then one table; exit 0 when some choice passes every case."""
     tried = []
     with connection(db, mock=mode == "mock", db_schema=db_schema) as settings:
@@ -160,7 +163,10 @@ def _compare_models(pipeline, case_file, choices, mode, repeat, pass_rate, markd
             tried.append(Choice(step, model, tuple(results)))
             click.echo(f"{step}={model}: {sum(result.passed for result in results)}/{len(results)} cases", err=True)
     rows = [choice.row() for choice in tried]
-    click.echo(format_rows(rows, "table", total=False))
+    if as_json:
+        click.echo(format_rows([choice.row(shown=False) for choice in tried], "json"))
+    else:
+        click.echo(format_rows(rows, "table", total=False))
     best = cheapest_passing(tried)
     click.echo(
         f"cheapest that passes every case: {best.step}={best.model}" if best else "no choice passes every case",

@@ -95,8 +95,8 @@ class CaseResult:
 
     @property
     def pass_all_n(self) -> bool:
-        """pass^N: every one of the N runs passed."""
-        return bool(self.runs) and self.runs_passed == len(self.runs)
+        """pass^N: every one of the N runs passed (a case stopped early, by a missing cassette entry say, did not)."""
+        return not self.errors and bool(self.runs) and self.runs_passed == len(self.runs)
 
     @property
     def cost_usd(self) -> float:

@@ -178,14 +178,16 @@ class Choice:
     model: str
     results: tuple[CaseResult, ...]
 
-    def row(self) -> dict[str, Any]:
+    def row(self, *, shown: bool = True) -> dict[str, Any]:
+        """The choice's line of the table (`shown`: the pass rate as a percentage, else a fraction for JSON)."""
         runs = [run for result in self.results for run in result.runs]
         passed = sum(result.passed for result in self.results)
+        rate = sum(run.passed for run in runs) / len(runs) if runs else None
         return {
             "step": self.step,
             "model": self.model,
             "cases_passed": f"{passed}/{len(self.results)}",
-            "pass_rate": f"{sum(run.passed for run in runs) / len(runs):.0%}" if runs else "-",
+            "pass_rate": (f"{rate:.0%}" if rate is not None else "-") if shown else rate,
             "cost_usd": sum(result.cost_usd for result in self.results),
             "mean_latency_ms": round(sum(run.latency_ms for run in runs) / len(runs)) if runs else 0,
         }
