@@ -23,6 +23,7 @@ from runner import load_pipeline
 from runner.fake import Fault
 from runner.fake.server import mock_transport
 from runner.report.tracing import RunTracer
+from runner.settings import RunOptions
 
 from .conftest import TEST_KEY, invoke, write_pipeline
 
@@ -282,3 +283,26 @@ def test_a_dataset_is_one_trace_and_the_content_variable_adds_the_text(tmp_path,
         if attribute.key == "gen_ai.input.messages"
     ]
     assert len(texts) == 4 and sum("second parrot" in text for text in texts) == 2
+
+
+def test_a_streamed_call_says_so(tmp_path, settings, fake):
+    pipeline = load_pipeline(write_pipeline(tmp_path, TWO_STEPS))
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = RunTracer(provider.get_tracer("test"), pipeline.spec)
+
+    async def run():
+        options = RunOptions(stream=True)
+        async with pipeline.session(settings, transport=mock_transport(fake), hooks=tracer, options=options) as session:
+            return await session.run({"ticket": "hi"}, key="r1")
+
+    assert asyncio.run(run()).status == "ok"
+    chats = {
+        span.attributes["pipeline.step"]: span
+        for span in exporter.get_finished_spans()
+        if span.name.startswith("chat ")
+    }
+    assert chats["draft"].attributes["gen_ai.request.stream"] is True  # a text step streams
+    assert "gen_ai.request.stream" not in chats["label"].attributes  # a schema step does not
+    assert chats["draft"].attributes["gen_ai.usage.output_tokens"] > 0

@@ -173,7 +173,7 @@ class ChatRunner:
             if limiter is not None:
                 await limiter.acquire()
             hooks.on_call_start(record_key, step.id, model)
-            hooks.on_call_body(record_key, step.id, model, body)
+            hooks.on_call_body(record_key, step.id, model, {**body, "stream": True} if streamed else body)
 
             def retrying(status: int | None, reason: str, wait_s: float) -> None:
                 hooks.on_call_retry(record_key, step.id, model, status, reason, wait_s)
