@@ -43,6 +43,9 @@ MAX_RETRY_AFTER_S = 60.0
 GENERATION_TIMEOUT_S = 15.0
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
+# Told of each failed HTTP attempt that another follows: (status or None, what failed, seconds until the next).
+OnRetry = Callable[[int | None, str, float], None]
+
 
 class WaitRetryAfter(wait_base):
     """The server's Retry-After when it sent one (at most MAX_RETRY_AFTER_S), else `fallback`."""
@@ -121,11 +124,18 @@ class OpenRouterClient:
         await self._http.aclose()
 
     async def chat(
-        self, body: dict[str, Any], *, timeout_s: float, retries: int, content: bytes | None = None
+        self,
+        body: dict[str, Any],
+        *,
+        timeout_s: float,
+        retries: int,
+        content: bytes | None = None,
+        on_retry: OnRetry | None = None,
     ) -> Reply:
         """POST /chat/completions with transport retries; returns the 200 reply or raises CallError/RunStopped.
 
         `content` is the body already encoded (request.encode_body); without it the body is encoded here.
+        `on_retry(status, reason, wait_s)` hears each failed attempt that another follows.
         """
         if content is None:
             content = _encode(body)
@@ -139,7 +149,7 @@ class OpenRouterClient:
             wait=self._wait,
             retry=retry_if_exception_type(TransportFailure),
             sleep=self._sleep,
-            before_sleep=lambda state: _log_retry(state, model),
+            before_sleep=lambda state: _log_retry(state, model, on_retry),
             reraise=True,
         )
         try:
@@ -347,10 +357,13 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-def _log_retry(state: RetryCallState, model: str | None) -> None:
+def _log_retry(state: RetryCallState, model: str | None, on_retry: OnRetry | None = None) -> None:
     exc = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
     log.info("retrying %s after %s (attempt %d, waiting %.2fs)", model, exc, state.attempt_number, wait)
+    if on_retry is not None:
+        failure = exc if isinstance(exc, TransportFailure) else None
+        on_retry(failure.status if failure else None, failure.description if failure else str(exc), wait)
 
 
 __all__ = ["CallError", "OpenRouterClient", "Reply", "Usage"]

@@ -22,7 +22,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from ..errors import TransientError
-from .client import OpenRouterClient, _classify, _encode, _log_retry, _parse, _transport_failure
+from .client import OnRetry, OpenRouterClient, _classify, _encode, _log_retry, _parse, _transport_failure
 from .failures import HANDLED, Failure, TransportFailure
 from .reply import Reply
 
@@ -92,6 +92,7 @@ class StreamingClient(OpenRouterClient):
         retries: int,
         on_text: Callable[[str], None],
         content: bytes | None = None,
+        on_retry: OnRetry | None = None,
     ) -> Reply:
         """POST /chat/completions with `stream: true` (the body says so): each piece of text goes to
         `on_text` as it arrives; returns the reply the chunks add up to, or raises like `chat`.
@@ -105,7 +106,7 @@ class StreamingClient(OpenRouterClient):
             wait=self._wait,
             retry=retry_if_exception_type(TransportFailure),
             sleep=self._sleep,
-            before_sleep=lambda state: _log_retry(state, model),
+            before_sleep=lambda state: _log_retry(state, model, on_retry),
             reraise=True,
         )
         try:

@@ -16,8 +16,8 @@ from typing import Any, TextIO
 import click
 
 from ..api import Pipeline, load_pipeline
-from ..errors import BudgetExceeded, OutputError, RunStopped, UsageError
-from ..outcomes import RunStatus, Status
+from ..errors import OutputError, RunStopped, UsageError
+from ..outcomes import Status
 from ..report.progress import RunProgress
 from ..report.textstream import TextPrinter
 from ..run.files import FilesRoot
@@ -26,10 +26,10 @@ from ..settings import RunOptions, Settings
 from ..spec.model import thaw
 from .connect import connection
 from .dryrun import dry_run_catalog, print_estimate
-from .enrich import generations_note
-from .failures import describe
 from .options import db_options
 from .resume import announce_resume
+from .summary import report_batches, report_end, stop_reason, summary
+from .tracing import Tracing, add_tracing, check_installed, content_wanted, tracing_wanted
 
 
 def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
@@ -113,6 +113,8 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option(
     "--fetch-generations", is_flag=True, help="Store each call's GET /generation record (providers tried, latency)."
 )
+@click.option("--otel", is_flag=True, help="Export OpenTelemetry traces over OTLP (OTEL_EXPORTER_OTLP_*).")
+@click.option("--otel-content", is_flag=True, help="With --otel: put prompt and reply text in the spans.")
 def run(
     file: str,
     inputs: tuple[str, ...],
@@ -139,6 +141,8 @@ def run(
     batch_linger: float,
     batch_poll: float,
     fetch_generations: bool,
+    otel: bool,
+    otel_content: bool,
 ) -> None:
     """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
     pipeline = load_pipeline(file)
@@ -180,18 +184,24 @@ def run(
         with connection(db, mock, need_key=False) as settings:
             print_estimate(pipeline, items, asyncio.run(dry_run_catalog(settings)), files)
         return
+    traced = tracing_wanted(otel)
+    if traced:
+        check_installed()
     if resume_id:
         settings = Settings.from_env(db=db, db_schema=db_schema)
         announce_resume(settings, pipeline.name, resume_id, mock=mock, retry_failed=retry_failed)
     if inputs:
         record = pipeline.check_input(parse_inputs(inputs))
         with connection(db, mock, db_schema=db_schema) as settings:
-            code = asyncio.run(_run_one(pipeline, record, settings, user_id, options, resume_id or join_id))
+            tracing = Tracing(pipeline, settings.base_url, content=content_wanted(otel_content)) if traced else None
+            code = asyncio.run(_run_one(pipeline, record, settings, user_id, options, resume_id or join_id, tracing))
     else:
         items = _items(pipeline, (), inputs_path, key_field)
         with connection(db, mock, db_schema=db_schema) as settings, _output(output_path) as out:
+            tracing = Tracing(pipeline, settings.base_url, content=content_wanted(otel_content)) if traced else None
+            run_id = resume_id or join_id
             code = asyncio.run(
-                _run_batch(pipeline, items, settings, user_id, options, resume_id or join_id, out, ordered, inputs_path)
+                _run_batch(pipeline, items, settings, user_id, options, run_id, out, ordered, inputs_path, tracing)
             )
     sys.exit(code)
 
@@ -214,11 +224,13 @@ def _items(pipeline: Pipeline, inputs, inputs_path, key_field) -> Iterator[Input
     return read_inputs(inputs_path, key_field=key_field, input_schema=schema)
 
 
-async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> int:
-    hooks = TextPrinter(sys.stderr) if options.stream else None
+async def _run_one(pipeline, record, settings, user_id, options, resume_id, tracing=None) -> int:
+    hooks = add_tracing(TextPrinter(sys.stderr) if options.stream else None, tracing)
     session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options, hooks=hooks)
     stopped: RunStopped | None = None
     entered = False
+    if tracing is not None:
+        tracing.start(session)
     try:
         async with session:
             entered = True
@@ -228,10 +240,12 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
                 stopped = session.stopped = exc
     finally:
         if entered:
-            click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
-            _report_batches(session)
+            click.echo(f"run {session.run_id}: {summary(session)}", err=True)
+            report_batches(session)
+        if tracing is not None:  # after the summary: sending the last spans may wait for the collector
+            tracing.finish(session)
     if stopped is not None:
-        click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
+        click.echo(f"stopped: {stop_reason(stopped, session)}", err=True)
         return stopped.exit_code
     try:
         click.echo(
@@ -251,12 +265,15 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id) -> i
     return 0
 
 
-async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out, ordered, inputs_path) -> int:
+async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out, ordered, inputs_path, tracing=None):
     progress = RunProgress(total_records=_count_records(inputs_path))
-    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options, hooks=progress)
+    hooks = add_tracing(progress, tracing)
+    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options, hooks=hooks)
     stopped: RunStopped | None = None
     interruption: str | None = None
     entered = False
+    if tracing is not None:
+        tracing.start(session)
     try:
         async with session:
             entered = True
@@ -279,7 +296,9 @@ async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out
     finally:
         progress.close()
         if entered:
-            _report_end(session, stopped, interruption)
+            report_end(session, stopped, interruption)
+        if tracing is not None:  # after the summary: sending the last spans may wait for the collector
+            tracing.finish(session)
     if stopped is not None:
         return stopped.exit_code
     if session.interrupted:
@@ -300,56 +319,6 @@ def _write_line(out: TextIO, line: dict[str, Any]) -> None:
     except OSError as exc:
         where = "stdout" if out is sys.stdout else f"--output {getattr(out, 'name', '')}"
         raise OutputError(f"cannot write to {where}: {exc.strerror or exc}") from None
-
-
-def _summary(session) -> str:
-    text = session.totals.summary()
-    text = f"{text} (--mock: the fake's costs, nothing was billed)" if session.settings.mock else text
-    return text + generations_note(session.generation_totals, session.run_id)
-
-
-def _report_end(session, stopped: RunStopped | None, interruption: str | None) -> None:
-    """The summary, then why the run stopped: every figure as `pipeline runs` shows the run."""
-    click.echo(f"run {session.run_id}: {_summary(session)}", err=True)
-    _report_batches(session)
-    final = session.final
-    if final is not None and session.resumed_from is not None:
-        click.echo(
-            f"run {session.run_id} in all: {final['records_ok']} record(s) ok, {final['records_failed']} failed; "
-            f"calls: {final['calls']} billed; cost: ${final['cost_usd']:.6f}",
-            err=True,
-        )
-    if stopped is not None:
-        click.echo(f"stopped: {_stop_reason(stopped, session)}", err=True)
-    elif interruption is not None:
-        click.echo(f"stopped: {interruption}; finished records are kept", err=True)
-    elif final is None or final["status"] != RunStatus.INTERRUPTED:  # an unexpected error says so itself afterwards
-        return
-    click.echo(f"finish it later with: --resume {session.run_id}", err=True)
-
-
-def _report_batches(session) -> None:
-    """--batch-api: what the run's requests would have cost through the normal API."""
-    final = session.final
-    if final is None or final.get("normal_api_usd") is None:
-        return
-    normal, paid = final["normal_api_usd"], final["cost_usd"]
-    click.echo(
-        f"run {session.run_id}: Batch API: ${paid:.6f} paid; the same requests through the normal API: "
-        f"${normal:.6f} (saved ${normal - paid:.6f})",
-        err=True,
-    )
-
-
-def _stop_reason(stopped: RunStopped, session) -> str:
-    final = session.final
-    if not isinstance(stopped, BudgetExceeded) or final is None:
-        return describe(stopped)
-    return (
-        f"--max-cost ${session.options.max_cost_usd:.4f} reached: ${final['cost_usd']:.6f} spent by the run, "
-        f"{final['records_ok']} record(s) finished and {final['records_failed']} failed; the next request could "
-        "have passed the cap, so it was not sent; finished records are kept, resume with a higher --max-cost"
-    )
 
 
 @contextlib.contextmanager

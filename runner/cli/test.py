@@ -1,4 +1,5 @@
-"""`pipeline test`: cases in mock, live or replay mode, printed as they finish; JSON and JUnit reports."""
+"""`pipeline test`: cases in mock, live or replay mode, printed as they finish; JSON, JUnit and Markdown reports,
+a comparison with a baseline report, and models compared (`--try`)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ import asyncio
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
 from ..api import load_pipeline
 from ..chat.client import production_transport
 from ..errors import UsageError
+from ..report.tables import format_rows
 from ..testing.cases import CaseResult, load_cases, run_cases
 from ..testing.cassette import Cassette, RecordingTransport, ReplayTransport, cassette_path
+from ..testing.compare import Choice, cheapest_passing, compare, load_baseline, markdown, parse_try, with_model
 from ..testing.junit import case_json, show_value, write_junit
 from .connect import connection
 from .options import db_options
@@ -41,6 +45,15 @@ REPLAY_KEY = "replay-key-not-secret"
 )
 @click.option("--junit", "junit_path", metavar="REPORT.xml", help="Write a JUnit XML report.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("--baseline", "baseline_path", metavar="OLD.json", help="Compare with an earlier --json report.")
+@click.option("--markdown", "markdown_path", metavar="FILE", help="Write a pull-request summary in Markdown.")
+@click.option(
+    "--try",
+    "tries",
+    multiple=True,
+    metavar="STEP=MODEL[,MODEL...]",
+    help="Run the cases once per model for STEP and compare pass rate, cost and latency (repeatable).",
+)
 @db_options
 def test_command(
     file: str,
@@ -51,6 +64,9 @@ def test_command(
     pass_rate: float,
     junit_path: str | None,
     as_json: bool,
+    baseline_path: str | None,
+    markdown_path: str | None,
+    tries: tuple[str, ...],
     db: str | None,
     db_schema: str | None,
 ) -> None:
@@ -61,6 +77,17 @@ def test_command(
     if record and mode == "replay":
         raise UsageError("--record runs the pipeline for real (live, or --mode mock); it cannot record a replay")
     mode = mode or ("live" if record else "replay")
+    baseline = load_baseline(baseline_path) if baseline_path else None
+    if tries:
+        if mode == "replay" or record:
+            raise UsageError(
+                "--try asks other models: use --mode mock or --mode live (a cassette holds one model's replies)"
+            )
+        choices = parse_try(tries, pipeline.spec.step_ids)
+        code = _compare_models(
+            pipeline, case_file, choices, mode, repeat, pass_rate, markdown_path, as_json, db, db_schema
+        )
+        sys.exit(code)
     printer = None if as_json else _print_case
     if mode == "replay":
         if not tape.exists():
@@ -107,9 +134,66 @@ def test_command(
         write_junit(results, junit_path, pipeline.name)
     if as_json:
         click.echo(json.dumps([case_json(result) for result in results], indent=2, ensure_ascii=False))
+    rows = compare(results, baseline)
+    if markdown_path:
+        _write(markdown_path, markdown(pipeline.name, rows, repeat=repeat, baseline=baseline is not None))
+    if repeat > 1 and not as_json:
+        for result in results:
+            click.echo(
+                f"{result.case.name}: {result.runs_passed}/{len(result.runs)} runs passed, "
+                f"pass@{repeat} {_word(result.pass_at_n)}, pass^{repeat} {_word(result.pass_all_n)}"
+            )
+    regressed = [row.name for row in rows if row.state == "regressed"]
+    if regressed:
+        click.echo(f"regressed since {baseline_path}: {', '.join(regressed)}", err=True)
     failed = [result for result in results if not result.passed]
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed", err=True)
     sys.exit(1 if failed else 0)
+
+
+def _compare_models(pipeline, case_file, choices, mode, repeat, pass_rate, markdown_path, as_json, db, db_schema):
+    """`--try`: the cases once per (step, model), then one table; exit 0 when some choice passes every case."""
+    tried = []
+    with connection(db, mock=mode == "mock", db_schema=db_schema) as settings:
+        if mode == "mock":
+            settings = replace(settings, db=None)
+        for step, model in choices:
+            variant = with_model(pipeline, step, model)
+            results = asyncio.run(run_cases(variant, case_file, settings, repeat=repeat, pass_rate=pass_rate))
+            tried.append(Choice(step, model, tuple(results)))
+            click.echo(f"{step}={model}: {sum(result.passed for result in results)}/{len(results)} cases", err=True)
+    rows = [choice.row() for choice in tried]
+    if as_json:
+        click.echo(format_rows([choice.row(shown=False) for choice in tried], "json"))
+    else:
+        click.echo(format_rows(rows, "table", total=False))
+    best = cheapest_passing(tried)
+    click.echo(
+        f"cheapest that passes every case: {best.step}={best.model}" if best else "no choice passes every case",
+        err=True,
+    )
+    if markdown_path:
+        header = (
+            "| step | model | cases passed | pass rate | cost | mean latency |\n| --- | --- | --- | --- | --- | --- |\n"
+        )
+        body = "".join(
+            f"| {row['step']} | {row['model']} | {row['cases_passed']} | {row['pass_rate']} | "
+            f"${row['cost_usd']:.6f} | {row['mean_latency_ms']} ms |\n"
+            for row in rows
+        )
+        _write(markdown_path, f"### pipeline test --try: {pipeline.name}\n\n{header}{body}")
+    return 0 if best else 1
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--markdown {path}: {exc.strerror or exc}") from None
+
+
+def _word(value: bool) -> str:
+    return "yes" if value else "no"
 
 
 def _print_case(result: CaseResult) -> None:

@@ -8,7 +8,7 @@ of an empty function.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,6 +22,8 @@ EVENTS = (
     "on_step_start",
     "on_step_end",
     "on_call_start",
+    "on_call_body",
+    "on_call_retry",
     "on_call_end",
     "on_cost",
     "on_text_delta",
@@ -45,6 +47,15 @@ class Hooks:
 
     def on_call_start(self, record_key: str, step_id: str, model: str) -> None:
         """A request goes to OpenRouter (a cache hit makes none)."""
+
+    def on_call_body(self, record_key: str, step_id: str, model: str, body: Mapping[str, Any]) -> None:
+        """The request body just announced by `on_call_start` (for tracers; it holds the prompt, never the key)."""
+
+    def on_call_retry(
+        self, record_key: str, step_id: str, model: str, status: int | None, reason: str, wait_s: float
+    ) -> None:
+        """An HTTP attempt of the call failed in transit (429, 5xx, timeout, dropped connection; `status` None
+        when no response came) and the call is tried again after `wait_s` seconds."""
 
     def on_call_end(
         self, record_key: str, step_id: str, model: str, reply: Reply | None, error: PipelineError | None

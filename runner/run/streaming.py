@@ -66,7 +66,9 @@ def streams(step: ChatStep) -> bool:
     return step.schema is None
 
 
-async def ask_streamed(client: Any, body: dict[str, Any], step: ChatStep, hooks: Hooks, record_key: str) -> Reply:
+async def ask_streamed(
+    client: Any, body: dict[str, Any], step: ChatStep, hooks: Hooks, record_key: str, *, on_retry: Any = None
+) -> Reply:
     """The step's request with `stream: true`, each piece of text to `hooks.on_text_delta` as it comes."""
     _, content = encode_body({**body, "stream": True})
     return await client.chat_stream(
@@ -75,6 +77,7 @@ async def ask_streamed(client: Any, body: dict[str, Any], step: ChatStep, hooks:
         retries=step.retries,
         content=content,
         on_text=lambda text: hooks.on_text_delta(record_key, step.id, text),
+        on_retry=on_retry,
     )
 
 

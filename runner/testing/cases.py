@@ -10,8 +10,9 @@ A cases file:
           - {path: output.reply, judge: "Polite, and promises no refund"}
           - {max_cost_usd: 0.01}
 
-Each case runs `repeat` times; an assertion passes when it held in at least `pass_rate` of
-the runs (default: all of them).
+Each case runs `repeat` times, never from the response cache; an assertion passes when it held in
+at least `pass_rate` of the runs (default: all of them). Each run passes when the record finished and
+every assertion held in it: pass@N (some run passed) and pass^N (every run passed) come from those.
 """
 
 from __future__ import annotations
@@ -61,6 +62,15 @@ class AssertionResult:
         return self.runs > 0 and self.passes / self.runs >= rate - 1e-9
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """One run of a case: whether the record finished and every assertion held, its cost and latency."""
+
+    passed: bool
+    cost_usd: float
+    latency_ms: int
+
+
 @dataclass
 class CaseResult:
     case: Case
@@ -68,10 +78,35 @@ class CaseResult:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     pass_rate: float = 1.0
+    runs: list[RunOutcome] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return not self.errors and all(result.passed(self.pass_rate) for result in self.results)
+
+    @property
+    def runs_passed(self) -> int:
+        return sum(run.passed for run in self.runs)
+
+    @property
+    def pass_at_n(self) -> bool:
+        """pass@N: at least one of the N runs passed."""
+        return self.runs_passed > 0
+
+    @property
+    def pass_all_n(self) -> bool:
+        """pass^N: every one of the N runs passed (a case stopped early, by a missing cassette entry say, did not)."""
+        return not self.errors and bool(self.runs) and self.runs_passed == len(self.runs)
+
+    @property
+    def cost_usd(self) -> float:
+        """Mean cost of a run."""
+        return sum(run.cost_usd for run in self.runs) / len(self.runs) if self.runs else 0.0
+
+    @property
+    def latency_ms(self) -> float:
+        """Mean latency of a run."""
+        return sum(run.latency_ms for run in self.runs) / len(self.runs) if self.runs else 0.0
 
 
 def load_cases(path: str | Path) -> CaseFile:
@@ -166,18 +201,23 @@ async def _run_case(
             except PipelineError as exc:
                 outcome.errors.append(str(exc))
                 break
+            latency_ms = round((time.perf_counter() - run_started) * 1000)
             view = {
                 "input": case.input,
                 "output": record.output,
                 "steps": {step_id: step.view() for step_id, step in record.steps.items()},
                 "cost_usd": record.cost_usd,
-                "latency_ms": round((time.perf_counter() - run_started) * 1000),
+                "latency_ms": latency_ms,
                 "status": record.status,
             }
             if record.status == Status.FAILED:
                 error = record.error
-                outcome.errors.append(f"the record failed: step '{error.step}' ({error.kind}), see the log")
-                break
+                problem = f"the record failed: step '{error.step}' ({error.kind}), see the log"
+                if problem not in outcome.errors:
+                    outcome.errors.append(problem)
+                outcome.runs.append(RunOutcome(False, record.cost_usd, latency_ms))
+                continue  # a model that failed once may answer the next time: the other repeats still run
+            run_passed = True
             for result in outcome.results:
                 assertion = result.assertion
                 if assertion.kind == "judge":
@@ -194,5 +234,7 @@ async def _run_case(
                 result.last = result_check
                 if not result_check.passed:
                     result.failed_check = result_check
+                    run_passed = False
+            outcome.runs.append(RunOutcome(run_passed, record.cost_usd, latency_ms))
     outcome.seconds = time.monotonic() - started
     return outcome

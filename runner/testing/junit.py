@@ -24,6 +24,12 @@ def case_json(result: CaseResult) -> dict[str, Any]:
         "passed": result.passed,
         "seconds": round(result.seconds, 3),
         "errors": result.errors,
+        "runs": len(result.runs),
+        "runs_passed": result.runs_passed,
+        "pass_at_n": result.pass_at_n,
+        "pass_all_n": result.pass_all_n,
+        "cost_usd": round(result.cost_usd, 9),
+        "latency_ms": round(result.latency_ms),
         "assertions": [
             {
                 "assertion": item.assertion.describe(),

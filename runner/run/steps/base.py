@@ -22,7 +22,13 @@ from ..results import CacheEntry, StepResult
 
 class ChatClient(Protocol):
     async def chat(
-        self, body: dict[str, Any], *, timeout_s: float, retries: int, content: bytes | None = None
+        self,
+        body: dict[str, Any],
+        *,
+        timeout_s: float,
+        retries: int,
+        content: bytes | None = None,
+        on_retry: Callable[[int | None, str, float], None] | None = None,
     ) -> Reply: ...
 
     async def generation(self, generation_id: str) -> Generation | None: ...

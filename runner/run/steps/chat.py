@@ -220,6 +220,11 @@ class ChatRunner:
             if limiter is not None:
                 await limiter.acquire()
             hooks.on_call_start(record_key, step.id, model)
+            hooks.on_call_body(record_key, step.id, model, {**body, "stream": True} if streamed else body)
+
+            def retrying(status: int | None, reason: str, wait_s: float) -> None:
+                hooks.on_call_retry(record_key, step.id, model, status, reason, wait_s)
+
             try:
                 if batched:  # billed by its batch, which shares out the bill when a result has no cost
                     billed = await self._batches.send(
@@ -234,10 +239,10 @@ class ChatRunner:
                     )
                     reply = billed.reply
                 elif streamed:
-                    reply = await ask_streamed(self._client, body, step, hooks, record_key)
+                    reply = await ask_streamed(self._client, body, step, hooks, record_key, on_retry=retrying)
                 else:
                     reply = await self._client.chat(
-                        body, timeout_s=step.timeout_s, retries=step.retries, content=content
+                        body, timeout_s=step.timeout_s, retries=step.retries, content=content, on_retry=retrying
                     )
             except PipelineError as exc:
                 hooks.on_call_end(record_key, step.id, model, None, exc)
