@@ -97,7 +97,8 @@ def _record_rows(records: list[dict]) -> list[dict]:
 
 
 def call_rows(rows: list[dict]) -> list[dict]:
-    """Each billed (or cached) call with the providers OpenRouter tried for it, as its generation record says."""
+    """Each billed (or cached) call, with its for_each element and tool round, and the providers OpenRouter
+    tried for it, as its generation record says."""
     calls = []
     for row in rows:
         tried = json.loads(row["g_provider_responses"]) if row["g_provider_responses"] else None
@@ -105,6 +106,8 @@ def call_rows(rows: list[dict]) -> list[dict]:
             {
                 "record_key": row["record_key"],
                 "step": row["step"],
+                "item_index": row["item_index"],  # the for_each element (None outside a map step)
+                "round": row["round"],  # the tool round (None outside a tool step)
                 "attempt": row["attempt"],
                 "model": row["model"],
                 "outcome": row["outcome"],
