@@ -18,6 +18,15 @@ from .conftest import EXAMPLES, TEST_KEY, cost_rows, invoke
 EXAMPLE = EXAMPLES / "invoice_desk.yaml"
 CASES = EXAMPLES / "invoice_desk.cases.yaml"
 RUN_ID = re.compile(r"run (run-\w+):")
+# (step, item_index, round) of every request: one per line checked, one per tool round.
+CALLS = [
+    ("answer", None, 1),
+    ("answer", None, 2),
+    ("check_line", 0, None),
+    ("check_line", 1, None),
+    ("check_line", 2, None),
+    ("extract", None, None),
+]
 LINES = {
     "order_id": "ORD-1042",
     "currency": "EUR",
@@ -53,14 +62,7 @@ def test_every_element_and_every_tool_round_is_a_cost_row_adding_up_to_the_bill(
     assert output["total"] == {"total": 290.0, "currency": "EUR", "lines": 3, "flagged_lines": [2]}
     assert len(output["checks"]) == 3 and output["order_id"] == "ORD-1042"
     rows = cost_rows(db_path)
-    assert sorted((row["step"], row["item_index"], row["round"]) for row in rows) == [
-        ("answer", None, 1),
-        ("answer", None, 2),
-        ("check_line", 0, None),
-        ("check_line", 1, None),
-        ("check_line", 2, None),
-        ("extract", None, None),
-    ]
+    assert sorted((row["step"], row["item_index"], row["round"]) for row in rows) == CALLS
     assert all(not row["cached"] for row in rows) and live.chat_requests == 6
     assert sum(row["cost_usd"] for row in rows) == pytest.approx(live.total_cost, abs=1e-12)
     # The tool ran in this process and its result went back to the model in round 2.
@@ -81,19 +83,13 @@ def test_show_lists_each_call_with_its_element_and_round(capsys, monkeypatch, li
     run_id = RUN_ID.search(ran.err)[1]
     detail = json.loads(invoke(capsys, monkeypatch, "show", run_id, "--format", "json").out)
     calls = sorted((call["step"], call["item_index"], call["round"]) for call in detail["calls"])
-    assert calls == [
-        ("answer", None, 1),
-        ("answer", None, 2),
-        ("check_line", 0, None),
-        ("check_line", 1, None),
-        ("check_line", 2, None),
-        ("extract", None, None),
-    ]
+    assert calls == CALLS
     shown = invoke(capsys, monkeypatch, "show", run_id).out
     header = next(line for line in shown.splitlines() if line.startswith("record_key") and "generation_id" in line)
     assert header.split()[:4] == ["record_key", "step", "item_index", "round"]
-    rounds = [line.split() for line in shown.splitlines() if re.match(r"^\S+\s+answer\s+-?\s*[12]\s", line)]
-    assert len(rounds) == 2, shown
+    rounds = [match[1] for match in re.finditer(r"^1\s+answer\s+-\s+(\d+)\s+\d+\s+google/", shown, re.MULTILINE)]
+    elements = re.findall(r"^1\s+check_line\s+(\d+)\s+-\s+1\s+google/", shown, re.MULTILINE)
+    assert (rounds, elements) == (["1", "2"], ["0", "1", "2"]), shown
 
 
 def test_the_example_runs_offline_with_mock_from_another_folder(capsys, monkeypatch, tmp_path):
