@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from runner.fake import Fault
+from runner.store import Store
 
-from .conftest import EXAMPLES, TEST_KEY, cost_rows, invoke
+from .conftest import EXAMPLES, TEST_KEY, cost_rows, invoke, write_pipeline
+from .test_store import event
 
 EXAMPLE = EXAMPLES / "invoice_desk.yaml"
 CASES = EXAMPLES / "invoice_desk.cases.yaml"
@@ -114,3 +116,59 @@ def test_the_examples_cases_pass_in_replay(capsys, monkeypatch):
     result = invoke(capsys, monkeypatch, "test", str(EXAMPLE), "--cases", str(CASES))
     assert result.code == 0, result.out + result.err
     assert "2 passed, 0 failed" in result.err
+
+
+MAPPED_TOOLS = """\
+name: mapped-tools
+input: {type: object, required: [orders], properties: {orders: {type: array, items: {type: string}}}}
+defaults: {model: google/gemini-2.5-flash}
+steps:
+  status:
+    for_each: "{{ input.orders }}"
+    as: order
+    prompt: "What is the status of order {{ order }}?"
+    tools: [invoice_tools:get_order]
+"""
+
+
+def test_a_map_step_with_tools_shows_each_elements_rounds(capsys, monkeypatch, fake_server, tmp_path, db_path):
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    (tmp_path / "invoice_tools.py").write_text((EXAMPLES / "invoice_tools.py").read_text(encoding="utf-8"))
+    path = write_pipeline(tmp_path, MAPPED_TOOLS)
+    ran = invoke(capsys, monkeypatch, "run", str(path), "--input", '{"orders": ["ORD-1042", "ORD-2077"]}')
+    assert ran.code == 0, ran.err
+    rows = cost_rows(db_path)
+    assert sorted((row["item_index"], row["round"]) for row in rows) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert sum(row["cost_usd"] for row in rows) == pytest.approx(fake_server.fake.total_cost, abs=1e-12)
+    run_id = RUN_ID.search(ran.err)[1]
+    shown = invoke(capsys, monkeypatch, "show", run_id).out
+    header = next(line for line in shown.splitlines() if line.startswith("record_key") and "last_outcome" in line)
+    assert header.split() == [
+        "record_key",
+        "step",
+        "item_index",
+        "calls",
+        "cache_hits",
+        "cost_usd",
+        "rounds",
+        "last_outcome",
+    ]
+    elements = re.findall(r"^1\s+status\s+(\d)\s+2\s+0\s+\$[\d.]+\s+(\d)\s+ok$", shown, re.MULTILINE)
+    assert elements == [("0", "2"), ("1", "2")], shown
+
+
+def test_an_elements_tool_rounds_are_read_on_both_backends(backend):
+    with Store(backend[0], schema=backend[1]) as store:
+        store.start_run("run-a", "p", "p.yaml", None)
+        store.add_cost(event(item_index=0, round=1, id="gen-1"))
+        store.add_cost(event(item_index=0, round=2, id="gen-2", created_at="2026-11-20T10:00:01.000Z"))
+        store.add_cost(event(item_index=1, round=1, id="gen-3"))
+        store.add_cost(event(step="plain", item_index=0, id="gen-4"))
+        store.flush()
+        elements = store.run_detail("run-a")["elements"]
+    assert sorted((row["step"], row["item_index"], row["calls"], row["rounds"]) for row in elements) == [
+        ("classify", 0, 2, 2),
+        ("classify", 1, 1, 1),
+        ("plain", 0, 1, None),
+    ]
