@@ -17,10 +17,10 @@ from runner import load_pipeline
 from runner.errors import SpecError
 from runner.fake import FakeOpenRouter
 from runner.fake.server import mock_transport
-from runner.plan.pyfuncs import argument_problems, find_module, read_signature
 from runner.spec.code import CodeStep
 from runner.spec.load import file_schema
 from runner.spec.model import ForEach
+from runner.spec.pymodules import argument_problems, find_module, read_signature
 
 from .conftest import FIXTURES, TEST_KEY, cost_rows, invoke, write_pipeline
 

@@ -4,7 +4,6 @@ row per round, tool calls run concurrently, errors handed back to the model, the
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import logging
@@ -23,7 +22,7 @@ from runner.fake import FakeOpenRouter, Fault
 from runner.fake.server import mock_transport
 from runner.run.budget import body_prompt_tokens
 from runner.spec.model import thaw
-from runner.spec.pymodules import import_function
+from runner.spec.pymodules import import_function, read_function
 from runner.spec.signature import function_schema
 
 from .conftest import FIXTURES, cost_rows, invoke, write_pipeline
@@ -122,11 +121,24 @@ output:
 """
 
 
+def _shop_module_names() -> list[str]:
+    """shop_tools as imported: from sys.path under its own name, from beside a pipeline inside its folder's package."""
+    return [name for name in sys.modules if name == MODULE or name.endswith(f".{MODULE}")]
+
+
+def loaded_shop():
+    """The shop_tools module this test's run imported, or None when nothing imported it."""
+    names = _shop_module_names()
+    assert len(names) <= 1, names
+    return sys.modules[names[0]] if names else None
+
+
 @pytest.fixture(autouse=True)
 def _forget_tool_module():
     """Each test writes its own shop_tools.py: the one a previous test imported must not be reused."""
     yield
-    sys.modules.pop(MODULE, None)
+    for name in _shop_module_names():
+        sys.modules.pop(name)
 
 
 def shop(tmp_path: Path, pipeline: str = PIPELINE, tools: str = SHOP_TOOLS) -> Path:
@@ -183,7 +195,7 @@ def test_parameter_schemas_come_from_hints_defaults_and_docstrings(tmp_path):
     assert tools["search_kb"].description == "Search the help centre."
 
 
-def test_sphinx_docstrings_annotated_and_quoted_hints_are_read():
+def test_sphinx_docstrings_annotated_and_quoted_hints_are_read(tmp_path):
     source = textwrap.dedent(
         '''
         import typing
@@ -199,7 +211,8 @@ def test_sphinx_docstrings_annotated_and_quoted_hints_are_read():
             """
         '''
     )
-    description, schema = function_schema(ast.parse(source).body[2])
+    (tmp_path / "money.py").write_text(source, encoding="utf-8")
+    description, schema = function_schema(read_function("money:convert", tmp_path))
     assert description == "Convert money."
     assert schema["properties"] == {
         "amount": {"type": "number", "description": "In the source currency"},
@@ -228,10 +241,10 @@ def test_loading_reads_the_tool_module_without_importing_it(tmp_path, capsys, mo
     crashing = "raise SystemExit('imported!')\n" + SHOP_TOOLS
     path = shop(tmp_path, tools=crashing)
     assert load_pipeline(path).spec.step("answer").tools[0].name == "get_order"
-    assert MODULE not in sys.modules
+    assert loaded_shop() is None
     outcome = invoke(capsys, monkeypatch, "validate", str(path))
     assert outcome.code == 0, outcome.err
-    assert MODULE not in sys.modules
+    assert loaded_shop() is None
 
 
 def test_a_module_next_to_the_pipeline_wins_over_one_on_sys_path(tmp_path, monkeypatch):
@@ -242,9 +255,26 @@ def test_a_module_next_to_the_pipeline_wins_over_one_on_sys_path(tmp_path, monke
     beside = tmp_path / "pipeline"
     beside.mkdir()
     assert import_function(f"{MODULE}:get_order", beside)("x") == "sys.path"
-    sys.modules.pop(MODULE)
     (beside / f"{MODULE}.py").write_text("def get_order(order_id: str) -> str:\n    return 'beside'\n")
     assert import_function(f"{MODULE}:get_order", beside)("x") == "beside"
+
+
+def test_two_pipelines_tool_modules_of_the_same_name_never_meet(tmp_path):
+    answers = []
+    for status in ("shipped", "lost"):
+        folder = tmp_path / status
+        folder.mkdir()
+        (folder / f"{MODULE}.py").write_text(f"def get_order(order_id: str) -> str:\n    return {status!r}\n")
+        answers.append(import_function(f"{MODULE}:get_order", folder)("x"))
+    assert answers == ["shipped", "lost"]
+
+
+def test_a_syntax_error_in_a_tool_module_is_told_at_its_file_and_line(tmp_path):
+    path = shop(tmp_path, tools="def get_order(order_id: str) -> str:\n    return (\n")
+    with pytest.raises(SpecError) as caught:
+        load_pipeline(path)
+    assert str(caught.value).startswith(f"{tmp_path / 'shop_tools.py'}:")
+    assert "step 'answer', tool shop_tools:get_order: module 'shop_tools' has a syntax error" in str(caught.value)
 
 
 def _expectations(path: Path) -> tuple[int, list[str]]:
@@ -281,7 +311,7 @@ def test_two_rounds_of_parallel_calls_then_an_answer_each_round_a_cost_row(tmp_p
     assert set(result.output["reply"]) and fake.chat_requests == 3
     # Both tools ran in each of the two rounds, and never one after the other: get_order waits at a
     # barrier (5 s, then it raises) that only search_kb's call running alongside lets it pass.
-    module = sys.modules[MODULE]
+    module = loaded_shop()
     assert sorted(name for name, _ in module.calls) == ["get_order", "get_order", "search_kb", "search_kb"]
     assert module.both_arrived.broken is False
     rows = cost_rows(db_path)
@@ -362,7 +392,7 @@ def test_invalid_arguments_are_refused_before_the_call_and_told_to_the_model(tmp
     with caplog.at_level(logging.WARNING, logger="runner.run.steps.tools"):
         result = run(shop(tmp_path), fake, settings)
     assert result.status == "ok"
-    assert MODULE not in sys.modules  # the tool was never called (nor its module imported)
+    assert loaded_shop() is None  # the tool was never called (nor its module imported)
     [answer] = [message for message in fake.chat_bodies()[1]["messages"] if message["role"] == "tool"]
     error = json.loads(answer["content"])["error"]
     assert error.startswith("invalid arguments: ")
@@ -396,7 +426,7 @@ def test_reaching_max_tool_rounds_fails_the_step_with_its_own_kind(tmp_path, set
     assert "after 2 round(s) (max_tool_rounds 2)" in error.message
     assert fake.chat_requests == 2
     assert [row["round"] for row in cost_rows(db_path)] == [1, 2]
-    assert len(sys.modules[MODULE].calls) == 2  # the tools of round 1 ran; round 2's calls were not run
+    assert len(loaded_shop().calls) == 2  # the tools of round 1 ran; round 2's calls were not run
 
 
 def test_the_final_answer_is_checked_and_re_asked_like_any_chat_step(tmp_path, settings, db_path):
@@ -431,7 +461,7 @@ def test_tool_choice_is_sent_in_the_first_round_then_auto(tmp_path, settings, ch
     bodies = fake.chat_bodies()
     assert [body["tool_choice"] for body in bodies] == [first, *["auto"] * (requests - 1)]
     if choice == "get_order":  # a forced tool is the only one called
-        assert [name for name, _ in sys.modules[MODULE].calls] == ["get_order"]
+        assert [name for name, _ in loaded_shop().calls] == ["get_order"]
 
 
 def test_a_tool_round_replayed_from_the_cache_runs_the_tools_again(tmp_path, settings, db_path):
@@ -443,7 +473,7 @@ def test_a_tool_round_replayed_from_the_cache_runs_the_tools_again(tmp_path, set
     assert first.output == second.output and fake.chat_requests == 2
     rows = cost_rows(db_path)
     assert [(row["round"], row["cached"]) for row in rows] == [(1, 0), (2, 0), (1, 1), (2, 1)]
-    assert len(sys.modules[MODULE].calls) == 2
+    assert len(loaded_shop().calls) == 2
 
 
 def test_a_tool_module_that_fails_to_import_stops_the_run_with_its_error(tmp_path, capsys, monkeypatch):

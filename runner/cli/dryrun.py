@@ -33,6 +33,7 @@ def print_estimate(pipeline: Pipeline, items, catalog, files: FilesRoot | None =
             "step": row.step,
             "model": row.model,
             "calls": row.calls,
+            **({"max_calls": row.max_calls} if result.tool_rounds else {}),  # with every tool round
             "prompt_tokens": row.prompt_tokens,
             "low_usd": row.low_usd if row.priced else None,
             "high_usd": row.high_usd if row.priced else None,
@@ -40,11 +41,15 @@ def print_estimate(pipeline: Pipeline, items, catalog, files: FilesRoot | None =
         for row in result.rows
     ]
     click.echo(format_rows(rows, "table", total=False))
+    calls, most = sum(row.calls for row in result.rows), sum(row.max_calls for row in result.rows)
+    rounds = f" ({most} with every tool round)" if most > calls else ""
     click.echo(
-        f"{result.records} record(s), {sum(row.calls for row in result.rows)} possible call(s): "
+        f"{result.records} record(s), {calls} possible call(s){rounds}: "
         f"estimated {money(result.low_usd)} - {money(result.high_usd)} "
         "(prompt only - prompt plus max_tokens; fallbacks and re-asks not counted)"
     )
+    for note in result.tool_rounds:
+        click.echo(note, err=True)
     if result.invalid_records:
         click.echo(f"{result.invalid_records} record(s) do not match the input schema and would fail", err=True)
     if result.render_errors:

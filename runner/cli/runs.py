@@ -70,8 +70,10 @@ def show(run_id: str, output_format: str, db: str | None, db_schema: str | None)
     click.echo(format_rows(call_table, "table", total=False, empty="no calls"))
     if any(not row["cached"] for row in calls) and all(row["providers_tried"] is None for row in calls):
         click.echo(f"providers tried: not fetched; `pipeline enrich {run_id}` stores them")
-    if detail["elements"]:  # for_each steps: one row per element that made a call
-        click.echo(format_rows(detail["elements"], "table", total=False))
+    if detail["elements"]:  # for_each steps: one row per element that made a call (its tool rounds, if any)
+        with_rounds = any(row["rounds"] is not None for row in detail["elements"])
+        elements = detail["elements"] if with_rounds else [_without(row, "rounds") for row in detail["elements"]]
+        click.echo(format_rows(elements, "table", total=False))
     if batches:  # --batch-api: each batch, its outcome and bill
         click.echo(format_rows([_without(row, "created_at", "error_message") for row in batches], "table", total=False))
     click.echo(f"total: {money(spent['cost_usd'])} ({spent['calls']} billed call(s), earlier attempts included)")
@@ -97,7 +99,8 @@ def _record_rows(records: list[dict]) -> list[dict]:
 
 
 def call_rows(rows: list[dict]) -> list[dict]:
-    """Each billed (or cached) call with the providers OpenRouter tried for it, as its generation record says."""
+    """Each billed (or cached) call, with its for_each element and tool round, and the providers OpenRouter
+    tried for it, as its generation record says."""
     calls = []
     for row in rows:
         tried = json.loads(row["g_provider_responses"]) if row["g_provider_responses"] else None
@@ -105,6 +108,8 @@ def call_rows(rows: list[dict]) -> list[dict]:
             {
                 "record_key": row["record_key"],
                 "step": row["step"],
+                "item_index": row["item_index"],  # the for_each element (None outside a map step)
+                "round": row["round"],  # the tool round (None outside a tool step)
                 "attempt": row["attempt"],
                 "model": row["model"],
                 "outcome": row["outcome"],

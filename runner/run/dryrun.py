@@ -6,6 +6,10 @@ text steps, a value with every property for other kinds' steps without a schema 
 A schema no value can be made for is reported in `stand_in_problems`. Steps behind a
 `when` are counted as possible calls. Fallback models and re-asks are not counted.
 
+A step with tools is one call in the low estimate (the model may answer at once) and `max_tool_rounds`
+calls in the high one (each round a request with the tool definitions in its prompt, priced here at the
+first round's prompt: the tool results later rounds carry are not known before the tools run).
+
 A map step (`for_each`) is counted once per element. A list from `input` has its real length; a list
 from an earlier step is read from that step's stand-in, so its length is assumed, and `assumptions`
 says how many elements were assumed.
@@ -35,6 +39,7 @@ class EstimateRow:
     step: str
     model: str
     calls: int = 0
+    max_calls: int = 0  # with every tool round a step may take (`max_tool_rounds`)
     prompt_tokens: int = 0
     max_completion_tokens: int = 0
     low_usd: float = 0.0  # prompt tokens only
@@ -52,6 +57,7 @@ class Estimate:
     stand_in_problems: list[str] = field(default_factory=list)  # "step X: why no valid stand-in"
     failing_lists: int = 0  # records whose for_each gives no list, or one longer than max_items
     assumptions: list[str] = field(default_factory=list)  # how many elements a map step over a stand-in assumed
+    tool_rounds: list[str] = field(default_factory=list)  # how the high estimate counts each tool step's rounds
 
     @property
     def low_usd(self) -> float:
@@ -105,6 +111,12 @@ def estimate(
                     result.attachment_problems.append(f"record {item.key}: {exc}")
                     continue
                 _count(rows[step.id], step, messages, schemas[step.id], catalog)
+    result.tool_rounds = [
+        f"step '{step.id}' may call its tools: the high estimate counts max_tool_rounds ({step.max_tool_rounds}) "
+        "requests a call, each with the tool definitions in its prompt (tool results not counted)"
+        for step in calls
+        if _tool_rounds(step) > 1
+    ]
     for step_id, (elements, records) in assumed.items():
         step = spec.step(step_id)
         result.assumptions.append(
@@ -146,11 +158,18 @@ def _over_stand_ins(step: StepBase) -> bool:
     return step.for_each is not None and bool(references(step.for_each.items))
 
 
+def _tool_rounds(step: ChatStep) -> int:
+    """The requests one call of the step may make: each tool round is one."""
+    return step.max_tool_rounds if step.tools and step.tool_choice != "none" else 1
+
+
 def _count(row: EstimateRow, step: ChatStep, messages, schema, catalog: Catalog) -> None:
     mode = catalog.output_mode(step.model, schema is not None)
     body = build_body(step, messages, step.model, schema=schema, mode=mode, user_id=None)
     tokens = body_prompt_tokens(body)
+    rounds = _tool_rounds(step)
     row.calls += 1
+    row.max_calls += rounds
     row.prompt_tokens += tokens
     row.max_completion_tokens += step.max_tokens
     info = catalog.models.get(step.model)
@@ -160,7 +179,7 @@ def _count(row: EstimateRow, step: ChatStep, messages, schema, catalog: Catalog)
     media = body_images(body) * info.image_price + parsing_cost(body)
     low = tokens * info.prompt_price + media + info.request_price
     row.low_usd += low
-    row.high_usd += low + step.max_tokens * info.completion_price
+    row.high_usd += rounds * (low + step.max_tokens * info.completion_price)
 
 
 def _stand_in(step: StepBase, problems: list[str]) -> dict:

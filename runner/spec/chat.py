@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-import json
-
-from ..errors import SpecError, SpecErrors
 from .kinds import StepInput, StepKind, inline_template, inside, template_line
 from .model import AttachmentSpec, ChatStep, FrozenDict, RateLimit, Reasoning, Template, freeze
 from .settings_schema import REQUEST_FIELDS
-from .strict import metaschema_problems
+from .stepschema import load_step_schema
 from .tools import build_tool_settings
 
 # Values a step gets when neither it nor `defaults` sets them. Temperature, reasoning and
@@ -58,7 +55,7 @@ def build_chat_step(step: StepInput) -> ChatStep:
             field="prompt",
         )
     system = step.template("system") if "system" in raw else None
-    schema = _load_schema(step)
+    schema = load_step_schema(step, strict=True)
     reasoning = settings["reasoning"]
     rate_limit = settings["rate_limit"]
     tools = build_tool_settings(step)
@@ -127,31 +124,3 @@ def _prompt_file(step: StepInput) -> Template:
         ) from None
     named_at = f"{source.path}:{template_line(source, (*here, 'prompt_file'))}"
     return Template(prompt_text, str(prompt_path), 1, "prompt_file", step.id, named_at, tuple(prompt_text.splitlines()))
-
-
-def _load_schema(step: StepInput) -> dict | None:
-    raw, source, step_id = step.raw.get("schema"), step.source, step.id
-    if raw is None:
-        return None
-    location = ("steps", step_id, "schema")
-    if isinstance(raw, str):
-        schema_path = inside(step.folder, raw, source, location, "schema")
-        try:
-            schema = json.loads(schema_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SpecError(
-                f"step '{step_id}': schema file is not valid JSON: {exc.msg}",
-                path=str(schema_path),
-                line=exc.lineno,
-                column=exc.colno,
-                field="schema",
-            ) from None
-        if not isinstance(schema, dict):
-            raise source.error(f"step '{step_id}': schema file '{raw}' must hold a JSON object", location)
-        problems = metaschema_problems(schema, location, source, strict=True, file_label=raw)
-    else:
-        schema = raw
-        problems = metaschema_problems(schema, location, source, strict=True)
-    if problems:
-        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
-    return schema

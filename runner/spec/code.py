@@ -1,22 +1,20 @@
 """The code step as the file writes it: `call: module:function`, keyword `args` (Jinja strings; a lone
 `{{ expression }}` keeps its type), an optional output `schema` and `timeout_s`; built into a frozen
-CodeStep. Loading never imports the module: finding it and reading it are plan.pyfuncs' job."""
+CodeStep. Loading never imports the module: finding it, reading it and importing it for a run are
+spec.pymodules' job."""
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..errors import SpecError, SpecErrors
-from .kinds import StepInput, StepKind, inline_template, inside
+from .kinds import StepInput, StepKind, inline_template
 from .model import FrozenDict, StepBase, Template, freeze
-from .strict import metaschema_problems
+from .pymodules import REF
+from .stepschema import load_step_schema
 
 DEFAULT_TIMEOUT_S = 120.0  # when neither the step nor `defaults` sets `timeout_s`
-_CALL = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,7 +64,7 @@ def arg_strings(value: Any, location: tuple = ()) -> Iterator[tuple[tuple, str]]
 def build_code_step(step: StepInput) -> CodeStep:
     raw, source, here = step.raw, step.source, step.here
     call = raw["call"]
-    if not _CALL.match(call):
+    if not REF.match(call):
         raise source.error(
             f"step '{step.id}': `call` must be module:function (e.g. invoice_tools:sum_amounts), not {call!r}",
             (*here, "call"),
@@ -82,40 +80,10 @@ def build_code_step(step: StepInput) -> CodeStep:
         **step.base(),
         call=call,
         args=freeze(args),
-        schema=freeze(_load_schema(step)),
+        schema=freeze(load_step_schema(step, strict=False)),
         timeout_s=float(timeout),
         arg_templates=templates,
     )
 
 
 CODE = StepKind("code", ("call",), FrozenDict({"$ref": "#/$defs/code_step"}), build_code_step)
-
-
-def _load_schema(step: StepInput) -> dict | None:
-    """The return value's JSON Schema, inline or a file beside the pipeline; any JSON Schema (no strict mode:
-    no provider sees it)."""
-    raw, source = step.raw.get("schema"), step.source
-    if raw is None:
-        return None
-    location = (*step.here, "schema")
-    if not isinstance(raw, str):
-        problems = metaschema_problems(raw, location, source, strict=False)
-    else:
-        path = inside(step.folder, raw, source, location, "schema")
-        try:
-            raw_schema = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SpecError(
-                f"step '{step.id}': schema file is not valid JSON: {exc.msg}",
-                path=str(path),
-                line=exc.lineno,
-                column=exc.colno,
-                field="schema",
-            ) from None
-        if not isinstance(raw_schema, dict):
-            raise source.error(f"step '{step.id}': schema file '{raw}' must hold a JSON object", location)
-        problems = metaschema_problems(raw_schema, location, source, strict=False, file_label=raw)
-        raw = raw_schema
-    if problems:
-        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
-    return raw

@@ -1,6 +1,6 @@
-"""A tool's JSON Schema from its function's source: parameters from the signature, types from the
-hints (read with `ast`, never imported), descriptions from the docstring (Google, NumPy or Sphinx
-style). A parameter that JSON Schema cannot describe is an `Undescribable` naming it."""
+"""A tool's JSON Schema from its function's signature as `pymodules` reads it from the source (never
+imported): parameters from the signature, types from the hints, descriptions from the docstring (Google,
+NumPy or Sphinx style). A parameter that JSON Schema cannot describe is an `Undescribable` naming it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import ast
 import json
 import re
 from typing import Any
+
+from .pymodules import FunctionSignature, Parameter
 
 SCALARS = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "None": "null", "NoneType": "null"}
 ARRAYS = {"list", "List", "Sequence", "MutableSequence", "Iterable", "Collection", "tuple", "Tuple", "set", "Set"}
@@ -32,52 +34,54 @@ _NUMPY_RULE = re.compile(r"^-{3,}\s*$")
 class Undescribable(Exception):
     """A parameter JSON Schema cannot describe: `parameter`, the reason, and its line in the module."""
 
-    def __init__(self, parameter: str, reason: str, line: int) -> None:
+    def __init__(self, parameter: str, reason: str, line: int | None) -> None:
         super().__init__(f"parameter '{parameter}' {reason}")
         self.parameter = parameter
         self.reason = reason
         self.line = line
 
 
-def function_schema(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[str | None, dict[str, Any]]:
-    """The function's description (the docstring's opening text) and its parameters as a JSON Schema object."""
-    description, documented = parse_docstring(ast.get_docstring(node))
-    arguments = node.args
-    if arguments.posonlyargs:
-        first = arguments.posonlyargs[0]
-        raise Undescribable(first.arg, "is positional-only; a tool is called with keyword arguments", first.lineno)
-    for special, stars in ((arguments.vararg, "*"), (arguments.kwarg, "**")):
-        if special is not None:
+def function_schema(signature: FunctionSignature) -> tuple[str | None, dict[str, Any]]:
+    """The function's description (the docstring's opening text) and its parameters as a JSON Schema object.
+
+    `signature` is one read from the source (`parameters` not None)."""
+    description, documented = parse_docstring(signature.docstring)
+    parameters = signature.parameters or ()
+    for parameter in parameters:
+        if parameter.kind == "POSITIONAL_ONLY":
             raise Undescribable(
-                special.arg, f"is `{stars}{special.arg}`; a tool's parameters must each be named", special.lineno
+                parameter.name, "is positional-only; a tool is called with keyword arguments", parameter.line
             )
-    positional = arguments.args
-    defaults: list[ast.expr | None] = [None] * (len(positional) - len(arguments.defaults)) + list(arguments.defaults)
-    pairs = [*zip(positional, defaults, strict=True), *zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True)]
+    for parameter in parameters:
+        if parameter.kind.startswith("VAR_"):
+            stars = "*" if parameter.kind == "VAR_POSITIONAL" else "**"
+            raise Undescribable(
+                parameter.name, f"is `{stars}{parameter.name}`; a tool's parameters must each be named", parameter.line
+            )
     properties: dict[str, Any] = {}
     required = []
-    for argument, default in pairs:
-        properties[argument.arg] = _parameter(argument, default, documented.get(argument.arg))
-        if default is None:
-            required.append(argument.arg)
+    for parameter in parameters:
+        properties[parameter.name] = _parameter(parameter, documented.get(parameter.name))
+        if not parameter.has_default:
+            required.append(parameter.name)
     schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
         schema["required"] = required
     return description, schema
 
 
-def _parameter(argument: ast.arg, default: ast.expr | None, documented: str | None) -> dict[str, Any]:
-    if argument.annotation is None:
-        raise Undescribable(argument.arg, "has no type hint", argument.lineno)
+def _parameter(parameter: Parameter, documented: str | None) -> dict[str, Any]:
+    if parameter.annotation is None:
+        raise Undescribable(parameter.name, "has no type hint", parameter.line)
     try:
-        schema = annotation_schema(argument.annotation)
+        schema = annotation_schema(ast.parse(parameter.annotation, mode="eval").body)
     except ValueError as exc:
         raise Undescribable(
-            argument.arg, f"has type `{exc}`, which JSON Schema cannot describe", argument.lineno
+            parameter.name, f"has type `{exc}`, which JSON Schema cannot describe", parameter.line
         ) from None
-    if default is not None:
+    if parameter.default is not None:
         try:
-            value = ast.literal_eval(default)
+            value = ast.literal_eval(parameter.default)
             json.dumps(value)
         except (ValueError, TypeError, SyntaxError, RecursionError):
             pass  # a computed default: the parameter is optional, its default stays unsaid

@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator, SchemaError
 from ..errors import SpecError
 from .kinds import StepInput
 from .model import Tool, freeze
-from .pymodules import LookupProblem, read_function
+from .pymodules import FunctionSignature, LookupProblem, keyword_names, read_function
 from .signature import SUPPORTED, Undescribable, function_schema
 
 CHOICES = ("auto", "required", "none")
@@ -78,18 +78,20 @@ def _tool(step: StepInput, index: int, entry: str | dict[str, Any]) -> Tool:
         found = read_function(call, step.folder)
     except LookupProblem as exc:
         raise problem(str(exc), at_call) from None
+    except SpecError as exc:  # the module's source does not parse: told at its own file and line
+        raise SpecError(f"step '{step.id}', tool {call}: {exc.reason}", path=exc.path, line=exc.line) from None
     description = entry.get("description")
     parameters = entry.get("parameters")
     if parameters is not None:
         _check_parameters(parameters, found, problem)
-    elif found.node is None:
+    elif found.parameters is None:
         raise problem(
             f"'{found.name}' is not defined with `def` in {found.path}, so its parameters cannot be read; "
             "give them as `parameters:` (a JSON Schema object)"
         )
     else:
         try:
-            read_description, parameters = function_schema(found.node)
+            read_description, parameters = function_schema(found)
         except Undescribable as exc:
             raise problem(
                 f"{exc} ({found.path}:{exc.line}); name each parameter with a hint JSON Schema can describe "
@@ -97,7 +99,7 @@ def _tool(step: StepInput, index: int, entry: str | dict[str, Any]) -> Tool:
             ) from None
         description = description if description is not None else read_description
     if not _TOOL_NAME.match(found.name):
-        raise problem(f"'{found.name}' is longer than the 64 characters a tool's name may have")
+        raise problem(f"'{found.name}' is not a tool name: at most 64 ASCII letters, digits, '_' and '-'")
     return Tool(
         name=found.name,
         call=call,
@@ -107,7 +109,7 @@ def _tool(step: StepInput, index: int, entry: str | dict[str, Any]) -> Tool:
     )
 
 
-def _check_parameters(parameters: dict[str, Any], found, problem) -> None:
+def _check_parameters(parameters: dict[str, Any], found: FunctionSignature, problem) -> None:
     """A given parameter schema: valid JSON Schema, an object, naming only parameters the function has."""
     try:
         Draft202012Validator.check_schema(parameters)
@@ -116,10 +118,9 @@ def _check_parameters(parameters: dict[str, Any], found, problem) -> None:
         raise problem(f"`parameters` is not a valid JSON Schema at {pointer}: {exc.message}", ("parameters",)) from None
     if parameters.get("type") != "object":
         raise problem("`parameters` must be a JSON Schema with `type: object`", ("parameters",))
-    if found.node is None or found.node.args.kwarg is not None:
+    if found.parameters is None or any(parameter.kind == "VAR_KEYWORD" for parameter in found.parameters):
         return
-    arguments = found.node.args
-    accepted = {argument.arg for argument in (*arguments.args, *arguments.kwonlyargs)}
+    accepted = set(keyword_names(found.parameters))
     unknown = sorted(set(parameters.get("properties") or {}) - accepted)
     if unknown:
         raise problem(

@@ -76,10 +76,11 @@ class Queries:
         return {"run": found[0], "records": records, "steps": steps, "elements": self._element_rows(run_id)}
 
     def _element_rows(self, run_id: str) -> list[dict[str, Any]]:
-        """Each for_each element's replies, from its cost rows: calls, cache hits, cost and the last outcome."""
+        """Each for_each element's replies, from its cost rows: calls, cache hits, cost, the last outcome and, for
+        a step with tools, the last tool round reached (`rounds`; None for other steps)."""
         rows = self._query(
             "SELECT record_key, step, item_index, SUM(1 - cached) AS calls, SUM(cached) AS cache_hits,"
-            " SUM(cost_usd) AS cost_usd FROM cost_records"
+            " SUM(cost_usd) AS cost_usd, MAX(round) AS rounds FROM cost_records"
             " WHERE run_id = ? AND item_index IS NOT NULL GROUP BY record_key, step, item_index"
             " ORDER BY record_key, step, item_index",
             (run_id,),

@@ -24,9 +24,9 @@ from typing import Any
 from ...chat.verdict import check_reply, compile_validator
 from ...errors import FailureSummary, RenderError, SpecError
 from ...outcomes import FailureKind, Status
-from ...plan.pyfuncs import argument_problems, import_function, runtime_parameters
 from ...spec.code import CodeStep, arg_field
 from ...spec.model import thaw
+from ...spec.pymodules import LookupProblem, argument_problems, import_function, runtime_parameters
 from ...spec.yamlmarks import SourceMap
 from ..results import StepResult
 from .base import Scope, Services, render_failed
@@ -107,9 +107,9 @@ def _prepare(step: CodeStep, folder: Path, path: str, source: SourceMap) -> _Pre
         return SpecError(f"step '{step.id}': {message}", path=path, line=line, column=column, field=field)
 
     try:
-        function = import_function(step.module_name, step.function_name, folder)
-    except SpecError as exc:
-        raise stop(exc.reason) from None
+        function = import_function(step.call, folder)
+    except LookupProblem as exc:
+        raise stop(str(exc)) from None
     except (Exception, SystemExit) as exc:
         log.error("step '%s': importing module '%s' raised", step.id, step.module_name, exc_info=exc)
         raise stop(f"importing module '{step.module_name}' raised {type(exc).__name__}: {exc}") from None

@@ -51,7 +51,7 @@ class ToolBox:
         if function is None:
             try:
                 function = import_function(tool.call, Path(tool.folder))
-            except Exception as exc:  # the module is the user's: anything it raises at import stops the run
+            except (Exception, SystemExit) as exc:  # the user's module: anything it raises at import stops the run
                 log.debug("step %s: cannot import tool %s", self.step.id, tool.call, exc_info=True)
                 raise ConfigurationError(
                     f"step '{self.step.id}': cannot import tool {tool.call}: {type(exc).__name__}: {exc}{_where(exc)}"
