@@ -171,3 +171,34 @@ def test_shared_budget_waits_for_room_then_refuses_every_later_request():
             await first.reserve(0.01)  # once refused, every later request is too
 
     asyncio.run(scenario())
+
+
+def test_waiting_requests_get_their_places_in_arrival_order_each_woken_once():
+    # Releases come in bursts (many replies in one loop turn). Each must hand its place to the next waiter in
+    # line: waking every waiter to race for the places re-queues the losers at the back (out of order) and
+    # costs a wake-up per waiter per release, quadratic in a for_each's thousands of waiting elements.
+    async def main():
+        gate = RequestGate(3)
+        entered: list[int] = []
+        waits = 0
+        loop = asyncio.get_running_loop()
+        original = loop.create_future
+
+        def counting_future():
+            nonlocal waits
+            waits += 1
+            return original()
+
+        loop.create_future = counting_future  # a request waiting in line is one future
+
+        async def request(number: int) -> None:
+            async with gate.slot("m/x"):
+                entered.append(number)
+                await asyncio.sleep(0)  # the reply: the three holders leave in the same turn
+
+        await asyncio.gather(*(request(number) for number in range(30)))
+        return entered, waits
+
+    entered, waits = asyncio.run(main())
+    assert entered == list(range(30))
+    assert waits == 27  # each request beyond the first three waited once

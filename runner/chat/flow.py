@@ -26,12 +26,13 @@ class _Lane:
     waiting: deque[asyncio.Future] = field(default_factory=deque)
 
     def wake(self) -> None:
-        free = self.cap - self.active
-        while free > 0 and self.waiting:
+        """Hand free places to waiters in arrival order; a woken waiter already holds its place, so a burst
+        of releases wakes one waiter each, never the whole queue to race for them."""
+        while self.active < self.cap and self.waiting:
             waiter = self.waiting.popleft()
             if not waiter.done():
+                self.active += 1
                 waiter.set_result(None)
-                free -= 1
 
 
 class RequestGate:
@@ -96,15 +97,18 @@ class _Slot:
 
     async def __aenter__(self) -> None:
         lane = self._lane
-        while lane.active >= lane.cap:
+        if lane.active < lane.cap and not lane.waiting:
+            lane.active += 1
+        else:  # in line behind the others: wake() gives this request its place
             waiter = asyncio.get_running_loop().create_future()
             lane.waiting.append(waiter)
             try:
                 await waiter
             except asyncio.CancelledError:
-                lane.wake()  # pass a wake-up we may have taken on to the next waiter
+                if not waiter.cancelled():  # woken, then cancelled before it ran: its place goes to the next
+                    lane.active -= 1
+                    lane.wake()
                 raise
-        lane.active += 1
         try:
             await self._gate._global.acquire()
         except BaseException:
