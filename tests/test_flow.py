@@ -202,3 +202,33 @@ def test_waiting_requests_get_their_places_in_arrival_order_each_woken_once():
     entered, waits = asyncio.run(main())
     assert entered == list(range(30))
     assert waits == 27  # each request beyond the first three waited once
+
+
+def test_an_older_records_request_goes_before_a_newer_records_waiting_ahead_of_it():
+    # Records finish in the order they started: a record's later step overtakes newer records' first steps in
+    # the queue, so a run stopped by a kill or the budget keeps whole records rather than many half-done ones.
+    from runner.chat.flow import request_priority
+
+    async def main():
+        gate = RequestGate(1)
+        entered: list[str] = []
+        hold = asyncio.Event()
+
+        async def request(name: str, priority: int, wait: bool = False) -> None:
+            request_priority.set(priority)
+            async with gate.slot("m/x"):
+                entered.append(name)
+                if wait:
+                    await hold.wait()
+
+        first = asyncio.create_task(request("record 0, step 1", 0, wait=True))
+        await asyncio.sleep(0)
+        newer = [asyncio.create_task(request(f"record {n}, step 1", n)) for n in (1, 2)]
+        await asyncio.sleep(0)
+        older = asyncio.create_task(request("record 0, step 2", 0))
+        await asyncio.sleep(0)
+        hold.set()
+        await asyncio.gather(first, *newer, older)
+        return entered
+
+    assert asyncio.run(main()) == ["record 0, step 1", "record 0, step 2", "record 1, step 1", "record 2, step 1"]

@@ -8,13 +8,22 @@ successful replies raise it by one, up to the global cap. `rate_limit` is a slid
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
+
+# Among requests waiting for a place, the lowest priority goes first, then the earliest. The record runner
+# sets its record's order here: a record's later steps overtake newer records' first steps, so records
+# finish in the order they started and a run stopped by a kill or the budget keeps whole records.
+request_priority: ContextVar[int] = ContextVar("request_priority", default=0)
+_arrivals = itertools.count()
 
 
 @dataclass
@@ -23,13 +32,13 @@ class _Lane:
     active: int = 0
     successes: int = 0
     last_cut: float = float("-inf")
-    waiting: deque[asyncio.Future] = field(default_factory=deque)
+    waiting: list[tuple[int, int, asyncio.Future]] = field(default_factory=list)  # a heap: (priority, arrival, waiter)
 
     def wake(self) -> None:
-        """Hand free places to waiters in arrival order; a woken waiter already holds its place, so a burst
-        of releases wakes one waiter each, never the whole queue to race for them."""
+        """Hand free places to waiters, the first by priority then arrival; a woken waiter already holds its
+        place, so a burst of releases wakes one waiter each, never the whole queue to race for them."""
         while self.active < self.cap and self.waiting:
-            waiter = self.waiting.popleft()
+            waiter = heapq.heappop(self.waiting)[2]
             if not waiter.done():
                 self.active += 1
                 waiter.set_result(None)
@@ -101,7 +110,7 @@ class _Slot:
             lane.active += 1
         else:  # in line behind the others: wake() gives this request its place
             waiter = asyncio.get_running_loop().create_future()
-            lane.waiting.append(waiter)
+            heapq.heappush(lane.waiting, (request_priority.get(), next(_arrivals), waiter))
             try:
                 await waiter
             except asyncio.CancelledError:

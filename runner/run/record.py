@@ -3,10 +3,12 @@ output rendered at the end. It reports steps to the hooks; it never writes, nor 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ..chat.flow import request_priority
 from ..errors import FailureSummary, RenderError
 from ..outcomes import Status
 from ..spec.model import FrozenDict, StepBase
@@ -26,6 +28,7 @@ class RecordRunner:
         self._renderer = services.renderer
         self._hooks = services.hooks
         self._order = services.graph.order
+        self._started = itertools.count()  # records in the order they started: their requests' priority
         kinds = {step.kind for step in services.spec.steps}
         runners: dict[str, StepRunner] = {kind: runner_factory(kind)(services) for kind in kinds}
         self._steps: dict[str, tuple[StepBase, StepRunner]] = {
@@ -35,6 +38,7 @@ class RecordRunner:
 
     async def run_record(self, record: Mapping[str, Any], *, key: str | int, user_id: str | None) -> RecordResult:
         """Run every step the record needs; `key` is kept as given in the result, as text in events."""
+        request_priority.set(next(self._started))  # this record's requests (its task's) wait ahead of later ones
         scope = Scope(str(key), user_id, {"input": record, "steps": {}})
         views = scope.context["steps"]
         hooks = self._hooks
