@@ -23,7 +23,7 @@ from ..errors import PipelineError
 from ..outcomes import Status as RunState
 from ..run.hooks import Hooks
 from ..run.results import CacheEntry, CostEvent, RecordResult, StepResult
-from ..spec.model import PipelineSpec
+from ..spec.model import ChatStep, PipelineSpec
 
 PROVIDER = "openrouter"
 # Request settings of the body as GenAI attributes (the body's key -> the attribute).
@@ -65,7 +65,8 @@ class RunTracer(Hooks):
         base_url: str | None = None,
     ) -> None:
         self._tracer = tracer
-        self._modules = {step.id: step.module for step in spec.steps}
+        # A chat step's module; a step of another kind (code, ...) has none: its kind stands in.
+        self._modules = {step.id: step.module if isinstance(step, ChatStep) else step.kind for step in spec.steps}
         self._name = spec.name
         self._content = content
         self._server = _server(base_url)
