@@ -73,7 +73,7 @@ class RunTracer(Hooks):
         self._run: Span | None = None
         self._records: dict[str, list[Span]] = {}
         self._steps: dict[tuple[str, str], list[Span]] = {}
-        self._calls: dict[tuple[str, str], list[_Call]] = {}
+        self._calls: dict[tuple[str, str, int | None], list[_Call]] = {}  # by record, step and element
 
     def start_run(self, run_id: str) -> None:
         self._run = self._tracer.start_span(
@@ -176,7 +176,9 @@ class RunTracer(Hooks):
 
     # calls: one span per HTTP attempt
 
-    def on_call_start(self, record_key: str, step_id: str, model: str) -> None:
+    def on_call_start(
+        self, record_key: str, step_id: str, model: str, *, item_index: int | None = None, round: int | None = None
+    ) -> None:
         base = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": PROVIDER,
@@ -185,7 +187,11 @@ class RunTracer(Hooks):
             **self._server,
             **self._step_attributes(record_key, step_id),
         }
-        self._calls.setdefault((record_key, step_id), []).append(
+        if item_index is not None:
+            base["pipeline.item_index"] = item_index
+        if round is not None:
+            base["pipeline.round"] = round
+        self._calls.setdefault((record_key, step_id, item_index), []).append(
             _Call(self._start_attempt(record_key, step_id, model, base, 1), 1, model, base)
         )
 
@@ -200,8 +206,10 @@ class RunTracer(Hooks):
             start_time=start_ns,
         )
 
-    def on_call_body(self, record_key: str, step_id: str, model: str, body: Mapping[str, Any]) -> None:
-        call = _first(self._calls, (record_key, step_id))
+    def on_call_body(
+        self, record_key: str, step_id: str, model: str, body: Mapping[str, Any], *, item_index: int | None = None
+    ) -> None:
+        call = _first(self._calls, (record_key, step_id, item_index))
         if call is None:
             return
         attributes = request_attributes(body)
@@ -213,9 +221,17 @@ class RunTracer(Hooks):
         call.span.set_attributes(attributes)
 
     def on_call_retry(
-        self, record_key: str, step_id: str, model: str, status: int | None, reason: str, wait_s: float
+        self,
+        record_key: str,
+        step_id: str,
+        model: str,
+        status: int | None,
+        reason: str,
+        wait_s: float,
+        *,
+        item_index: int | None = None,
     ) -> None:
-        call = _first(self._calls, (record_key, step_id))
+        call = _first(self._calls, (record_key, step_id, item_index))
         if call is None:
             return
         _failed_attempt(call.span, status, reason)
@@ -225,9 +241,16 @@ class RunTracer(Hooks):
         call.span = self._start_attempt(record_key, step_id, model, call.base, call.attempt, next_start)
 
     def on_call_end(
-        self, record_key: str, step_id: str, model: str, reply: Reply | None, error: PipelineError | None
+        self,
+        record_key: str,
+        step_id: str,
+        model: str,
+        reply: Reply | None,
+        error: PipelineError | None,
+        *,
+        item_index: int | None = None,
     ) -> None:
-        call = _pop(self._calls, (record_key, step_id))
+        call = _pop(self._calls, (record_key, step_id, item_index))
         if call is None:
             return
         span = call.span

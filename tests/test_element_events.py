@@ -1,0 +1,57 @@
+"""A `for_each` element's events say which element they are, and a tool round's which round: in the
+JSON log events, and in `--stream`, where each element's text is its own line."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import invoke, write_pipeline
+
+MODULE = '''
+def lookup(word: str) -> str:
+    """Look a word up."""
+    return word
+'''
+
+TOOL_MAP = """
+name: rounds
+defaults:
+  model: anthropic/claude-sonnet-4.5
+steps:
+  look:
+    for_each: "{{ input.words }}"
+    as: word
+    prompt: "Look {{ word }} up"
+    tools: [h:lookup]
+output: "{{ steps.look.output }}"
+"""
+
+SAY = """
+name: say
+defaults:
+  model: google/gemini-2.5-flash-lite
+steps:
+  say:
+    for_each: "{{ input.words }}"
+    as: word
+    prompt: "Say {{ word }}"
+output: "{{ steps.say.output }}"
+"""
+
+
+def test_json_log_events_name_the_element_and_the_round(tmp_path, capsys, monkeypatch):
+    (tmp_path / "h.py").write_text(MODULE, encoding="utf-8")
+    path = write_pipeline(tmp_path, TOOL_MAP)
+    outcome = invoke(
+        capsys, monkeypatch, "-vv", "--log-format", "json", "run", str(path), "--mock",
+        "--db", str(tmp_path / "p.db"), "--input", '{"words": ["x", "y"]}',
+    )  # fmt: skip
+    assert outcome.code == 0, outcome.err
+    entries = [json.loads(line) for line in outcome.err.splitlines() if line.strip()]
+    mine = [entry for entry in entries if entry.get("logger") == "runner.run.eventlog"]
+    expected = [(0, 1), (0, 2), (1, 1), (1, 2)]  # each element: a round calling the tool, then the answer
+    for event in ("call_start", "call_end", "reply"):
+        found = sorted((entry["item_index"], entry["round"]) for entry in mine if entry["event"] == event)
+        assert found == expected, event
+    starts = [entry["message"] for entry in mine if entry["event"] == "call_start"]
+    assert any("step look element 1:" in message for message in starts)
