@@ -1,6 +1,7 @@
 """A run's events as log records (logger `runner.run.eventlog`): each finished record, step, call and
 billed reply, with its fields as attributes (`run`, `record`, `step`, `attempt`, `outcome`, `status`,
-`generation_id`, and `item_index` / `round` for a `for_each` element's call or a tool round's, ...) for a structured formatter, and a short message for people.
+`generation_id`, `item_index` and `round` for a `for_each` element's call or a tool round's, ...) for a
+structured formatter, and a short message for people.
 
 Only ids, statuses, counts and the runner's own safe summaries: never a prompt, a reply or a provider's
 error text (those stay in the store and, for errors, in the client's own log lines).

@@ -133,8 +133,9 @@ class ChatRunner:
                 tool_choice=rounds.tool_choice if rounds else None,
             )
             try:
+                round_ = rounds.number if rounds else None
                 billed, cache_key, hit = await self._call(
-                    model, body, step, scope.key, attempts.count + 1, scope.item_index, rounds.number if rounds else None
+                    model, body, step, scope.key, attempts.count + 1, scope.item_index, round_
                 )
             except RequestRejected as exc:
                 log.error("record %s step %s: %s; the step fails without trying other models", scope.key, step.id, exc)
@@ -147,7 +148,6 @@ class ChatRunner:
             verdict = TOOLS_CALLED if calls_tools else _judge(reply, prepared.validator)
             verdict = hit.verdict if hit is not None else verdict
             if reply.billed:
-                round_ = rounds.number if rounds else None
                 self._account(step, model, billed, verdict, hit, cache_key, scope, attempts, round_)
             if calls_tools:
                 if rounds.exhausted:
