@@ -3,9 +3,14 @@ JSON log events, and in `--stream`, where each element's text is its own line.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from .conftest import invoke, write_pipeline
+from runner import TextDelta, load_pipeline
+from runner.fake import FakeOpenRouter
+from runner.fake.server import mock_transport
+
+from .conftest import TEST_KEY, invoke, write_pipeline
 
 MODULE = '''
 def lookup(word: str) -> str:
@@ -55,3 +60,30 @@ def test_json_log_events_name_the_element_and_the_round(tmp_path, capsys, monkey
         assert found == expected, event
     starts = [entry["message"] for entry in mine if entry["event"] == "call_start"]
     assert any("step look element 1:" in message for message in starts)
+
+
+def test_stream_prints_each_element_on_its_own_lines(tmp_path, capsys, monkeypatch, fake_server):
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    fake_server.fake.stream_delay_s = 0.005  # the elements' pieces arrive interleaved
+    path = write_pipeline(tmp_path, SAY)
+    outcome = invoke(capsys, monkeypatch, "run", str(path), "--input", '{"words": ["a", "b", "c"]}', "--stream")
+    assert outcome.code == 0, outcome.err
+    replies = json.loads(outcome.out)
+    printed = [line for line in outcome.err.splitlines() if line.startswith("[say")]
+    assert sorted(printed) == [f"[say {index}] {reply}" for index, reply in enumerate(replies)]
+
+
+def test_pipeline_stream_names_the_element_of_each_piece(tmp_path, settings):
+    fake = FakeOpenRouter(stream_delay_s=0.002)
+    pipeline = load_pipeline(write_pipeline(tmp_path, SAY))
+
+    async def collect():
+        stream = pipeline.stream({"words": ["a", "b"]}, settings=settings, transport=mock_transport(fake))
+        return [event async for event in stream]
+
+    events = asyncio.run(collect())
+    deltas = [event for event in events if isinstance(event, TextDelta)]
+    texts = {index: "".join(delta.text for delta in deltas if delta.item_index == index) for index in (0, 1)}
+    assert [texts[0], texts[1]] == events[-1].result.output
+    assert {delta.item_index for delta in deltas} == {0, 1}
