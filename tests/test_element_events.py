@@ -9,6 +9,7 @@ import json
 from runner import TextDelta, load_pipeline
 from runner.fake import FakeOpenRouter
 from runner.fake.server import mock_transport
+from runner.run.hooks import Hooks, fan_out, place
 
 from .conftest import TEST_KEY, invoke, write_pipeline
 
@@ -87,3 +88,15 @@ def test_pipeline_stream_names_the_element_of_each_piece(tmp_path, settings):
     texts = {index: "".join(delta.text for delta in deltas if delta.item_index == index) for index in (0, 1)}
     assert [texts[0], texts[1]] == events[-1].result.output
     assert {delta.item_index for delta in deltas} == {0, 1}
+
+
+def test_several_hooks_each_hear_the_element_and_round():
+    heard = []
+
+    class Listener(Hooks):
+        def on_call_start(self, record_key, step_id, model, **where):
+            heard.append((record_key, step_id, where))
+
+    fan_out(Listener(), Listener()).on_call_start("1", "look", "m", **place(2, 1))
+    fan_out(Listener(), Listener()).on_call_start("1", "plain", "m", **place(None))
+    assert heard == [("1", "look", {"item_index": 2, "round": 1})] * 2 + [("1", "plain", {})] * 2
