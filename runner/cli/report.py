@@ -37,12 +37,13 @@ def report(run_id: str, output_path: str, pipeline_path: str | None, db: str | N
         if detail is None:
             raise UsageError(f"no run {run_id!r} in this database; `pipeline runs` lists them")
         calls = store.run_calls(run_id)
+        batches = store.run_batches(run_id)
     run = detail["run"]
     dag = _dag(pipeline_path or run["pipeline_path"], run["pipeline"], explicit=pipeline_path is not None)
     if dag is not None:
         spread_steps = {row["step"] for row in calls if row.get("item_index") is not None}
         dag = [DagStep(step.id, step.parents, step.detail, step.for_each or step.id in spread_steps) for step in dag]
-    built = build_report(run, detail["records"], calls, dag)
+    built = build_report(run, detail["records"], calls, dag, batches)
     try:
         target.write_text(render_report(built, generated_by=f"pipeline {_version()}"), encoding="utf-8")
     except OSError as exc:
@@ -75,7 +76,7 @@ def _dag(path: str | None, name: str, *, explicit: bool) -> list[DagStep] | None
         step = pipeline.spec.step(step_id)
         kind = step.module if isinstance(step, ChatStep) else step.kind
         detail = " · ".join((kind, *step.models[:1]))
-        steps.append(DagStep(step_id, pipeline.graph.parents[step_id], detail, step.kind == "for_each"))
+        steps.append(DagStep(step_id, pipeline.graph.parents[step_id], detail, step.for_each is not None))
     return steps
 
 

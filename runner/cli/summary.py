@@ -38,16 +38,22 @@ def report_end(session, stopped: RunStopped | None, interruption: str | None) ->
 
 
 def report_batches(session) -> None:
-    """--batch-api: what the run's requests would have cost through the normal API."""
+    """--batch-api: what went through batches, what those requests would have cost through the normal API
+    (at the same prompt-caching discount), and what did not go through batches."""
     final = session.final
     if final is None or final.get("normal_api_usd") is None:
         return
-    normal, paid = final["normal_api_usd"], final["cost_usd"]
-    click.echo(
-        f"run {session.run_id}: Batch API: ${paid:.6f} paid; the same requests through the normal API: "
-        f"${normal:.6f} (saved ${normal - paid:.6f})",
-        err=True,
-    )
+    paid, normal = final["batched_usd"], final["batched_normal_usd"]
+    text = f"run {session.run_id}: Batch API: {final['batched_calls']} call(s) in batches cost ${paid:.6f}; "
+    if normal is None:
+        text += "what they would cost through the normal API is unknown (the catalogue does not price them)"
+    else:
+        text += (
+            f"the same requests through the normal API, at the same prompt-caching discount: ${normal:.6f} "
+            f"(saved ${normal - paid:.6f})"
+        )
+    text += f"; {final['unbatched_calls']} call(s) not batched (normal API): ${final['unbatched_usd']:.6f}"
+    click.echo(text, err=True)
 
 
 def stop_reason(stopped: RunStopped, session) -> str:

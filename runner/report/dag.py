@@ -105,7 +105,7 @@ def _node(step: DagStep, at: tuple[float, float], share: Share, top_share: float
     )
     return (
         f'<g class="dag-node" data-step="{escape(step.id)}" data-cost-usd="{share.cost_usd!r}"'
-        f' data-share="{share.share:.6f}">'
+        f' data-share="{share.share:.6f}"{" data-for-each" if step.for_each else ""}>'
         f"<title>{escape(step.id)}: {money(share.cost_usd)} ({percent(share.share)} of the run),"
         f" {share.calls} billed call(s)</title>"
         f'<rect x="{x:.1f}" y="{y:.1f}" width="{NODE_W}" height="{NODE_H}" rx="12" fill="#fff"'

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from .dag import dag_svg
-from .runreport import ElementSpread, RunReport, Share
+from .runreport import BatchTotals, ElementSpread, RunReport, Share
 from .svg import Bar, Spread, bar_chart, column_chart, cumulative_chart, milliseconds, money, percent, spread_chart
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -64,6 +64,8 @@ def render_report(report: RunReport, *, generated_by: str = "pipeline") -> str:
         )
     if report.providers:
         sections.append(_section("Providers tried", _providers(report), "providers", wide=True))
+    if report.batch is not None:
+        sections.append(_section("Batch API", _batches(report.batch), "batches", wide=True))
     badges = f'<span class="pill {escape(status)}">{escape(status)}</span>'
     if run.get("mock"):
         badges += ' <span class="pill mock">mock: the fake\'s costs, nothing billed</span>'
@@ -139,7 +141,13 @@ def _latency(report: RunReport) -> str:
     head = '<tr><th>step</th><th class="num">calls</th>' + "".join(
         f'<th class="num">{name}</th>' for name in ("p50", "p90", "p99", "max")
     )
-    legend = '<p class="note">Bar: median; pale bar: p90; line: p99; dot: the slowest call (client-measured).</p>'
+    legend = '<p class="note">Bar: median; pale bar: p90; line: p99; dot: the slowest call (client-measured).'
+    if report.batch is not None and report.batch.batched_calls:
+        legend += (
+            f" The {_calls(report.batch.batched_calls)} made through the Batch API are left out: their latency"
+            " is their batch's wait, not the call's."
+        )
+    legend += "</p>"
     return spread_chart(rows) + legend + (f"<table>{head}</tr>{table}</table>" if table else "")
 
 
@@ -187,3 +195,29 @@ def _providers(report: RunReport) -> str:
         '<table><tr><th>provider</th><th class="num">answered</th><th class="num">failed attempts</th></tr>'
         f"{rows}</table>"
     )
+
+
+def _batches(totals: BatchTotals) -> str:
+    said = f"{_calls(totals.batched_calls)} went through batches, billed {money(totals.batched_usd)}"
+    if totals.normal_usd is not None:
+        said += (
+            f"; the same requests through the normal API, at the same prompt-caching discount:"
+            f" {money(totals.normal_usd)} (saved {money(totals.normal_usd - totals.batched_usd)})"
+        )
+    said += f". {_calls(totals.unbatched_calls)} went through the normal API: {money(totals.unbatched_usd)}."
+    rows = "".join(
+        f'<tr data-batch="{escape(row.batch_id)}"><td><code>{escape(row.batch_id)}</code></td>'
+        f"<td>{escape(row.step)}</td><td>{escape(row.model)}</td><td>{escape(row.status)}</td>"
+        f'<td class="num">{row.requests:,}</td>'
+        + "".join(
+            f'<td class="num">{money(value) if value is not None else "-"}</td>'
+            for value in (row.billed_usd, row.normal_usd)
+        )
+        + "</tr>"
+        for row in totals.batches
+    )
+    head = (
+        '<tr><th>batch</th><th>step</th><th>model</th><th>status</th><th class="num">requests</th>'
+        '<th class="num">billed</th><th class="num">normal API</th></tr>'
+    )
+    return f'<p class="note" data-batch-summary>{escape(said)}</p><table>{head}{rows}</table>'

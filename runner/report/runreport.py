@@ -1,6 +1,6 @@
 """What a run report says, computed from the stored rows of one run: totals, spend by step, module,
 model and user, latency percentiles, failures by kind, spend over time, `for_each` spread and the
-providers OpenRouter tried. Pure: rows in, frozen values out (html.py draws them)."""
+providers OpenRouter tried, and the run's Batch API batches. Pure: rows in, frozen values out (html.py draws them)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,31 @@ class ElementSpread:
 
 
 @dataclass(frozen=True)
+class BatchRow:
+    """One Batch API batch of the run (`--batch-api`), as the `batches` table keeps it."""
+
+    batch_id: str  # OpenRouter's id, or the local id of a batch never accepted
+    step: str
+    model: str
+    status: str
+    requests: int
+    billed_usd: float | None
+    normal_usd: float | None  # the same requests through the normal API, at the same prompt-caching discount
+
+
+@dataclass(frozen=True)
+class BatchTotals:
+    """What went through batches and what did not (the batched calls are left out of latency)."""
+
+    batches: tuple[BatchRow, ...]
+    batched_calls: int
+    batched_usd: float
+    normal_usd: float | None  # None: a batch the catalogue could not price
+    unbatched_calls: int
+    unbatched_usd: float
+
+
+@dataclass(frozen=True)
 class RunReport:
     run: Mapping[str, Any]
     cost_usd: float
@@ -86,6 +111,7 @@ class RunReport:
     spreads: tuple[ElementSpread, ...]
     providers: tuple[tuple[str, int, int], ...]  # provider, answered, failed attempts (from generation records)
     generations: int  # calls with a generation record
+    batch: BatchTotals | None = None  # --batch-api runs only
 
     def step_share(self, step_id: str) -> Share:
         return next((share for share in self.by_step if share.label == step_id), Share(step_id, 0.0, 0, 0.0))
@@ -96,8 +122,10 @@ def build_report(
     records: Sequence[Mapping[str, Any]],
     calls: Sequence[Mapping[str, Any]],
     dag: Sequence[DagStep] | None,
+    batches: Sequence[Mapping[str, Any]] = (),
 ) -> RunReport:
-    """`calls`: the run's cost rows, each with its generation record's `g_*` columns (Store.run_calls)."""
+    """`calls`: the run's cost rows, each with its generation record's `g_*` columns (Store.run_calls);
+    `batches`: its rows of the `batches` table (Store.run_batches)."""
     total = sum(float(row["cost_usd"] or 0) for row in calls)
     billed = [row for row in calls if not row["cached"]]
     known = dag is not None
@@ -118,14 +146,46 @@ def build_report(
         by_module=_shares(calls, "module", total),
         by_model=_shares(calls, "model", total),
         by_user=_shares(calls, "user_id", total, missing="(no user)"),
-        latency=_latency(billed, [step.id for step in steps]),
+        # a batched row's latency is its batch's wait, not the call's: left out
+        latency=_latency([row for row in billed if not row.get("batch_id")], [step.id for step in steps]),
         failures=_failures(records),
         outcomes=_outcomes(billed),
         timeline=_timeline(calls, run.get("started_at")),
         spreads=_spreads(calls),
         providers=_providers(billed),
         generations=sum(1 for row in billed if row.get("g_id")),
+        batch=_batch_totals(batches, billed) if batches else None,
     )
+
+
+def _batch_totals(batches: Sequence[Mapping[str, Any]], billed: Sequence[Mapping[str, Any]]) -> BatchTotals:
+    rows = tuple(
+        BatchRow(
+            str(batch.get("batch_id") or batch["local_id"]),
+            str(batch["step"]),
+            str(batch["model"]),
+            str(batch["status"]),
+            int(batch["requests"] or 0),
+            _money(batch.get("billed_usd")),
+            _money(batch.get("normal_usd")),
+        )
+        for batch in batches
+    )
+    batched = [row for row in billed if row.get("batch_id")]
+    unpriced = any(row.normal_usd is None and row.billed_usd is not None for row in rows)
+    normal = [row.normal_usd for row in rows if row.normal_usd is not None]
+    return BatchTotals(
+        rows,
+        len(batched),
+        sum(float(row["cost_usd"] or 0) for row in batched),
+        None if unpriced or not normal else sum(normal),
+        len(billed) - len(batched),
+        sum(float(row["cost_usd"] or 0) for row in billed if not row.get("batch_id")),
+    )
+
+
+def _money(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

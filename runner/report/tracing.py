@@ -23,7 +23,7 @@ from ..errors import PipelineError
 from ..outcomes import Status as RunState
 from ..run.hooks import Hooks
 from ..run.results import CacheEntry, CostEvent, RecordResult, StepResult
-from ..spec.model import PipelineSpec
+from ..spec.model import ChatStep, PipelineSpec
 
 PROVIDER = "openrouter"
 # Request settings of the body as GenAI attributes (the body's key -> the attribute).
@@ -65,14 +65,15 @@ class RunTracer(Hooks):
         base_url: str | None = None,
     ) -> None:
         self._tracer = tracer
-        self._modules = {step.id: step.module for step in spec.steps}
+        # A chat step's module; a step of another kind (code, ...) has none: its kind stands in.
+        self._modules = {step.id: step.module if isinstance(step, ChatStep) else step.kind for step in spec.steps}
         self._name = spec.name
         self._content = content
         self._server = _server(base_url)
         self._run: Span | None = None
         self._records: dict[str, list[Span]] = {}
         self._steps: dict[tuple[str, str], list[Span]] = {}
-        self._calls: dict[tuple[str, str], list[_Call]] = {}
+        self._calls: dict[tuple[str, str, int | None], list[_Call]] = {}  # by record, step and element
 
     def start_run(self, run_id: str) -> None:
         self._run = self._tracer.start_span(
@@ -175,7 +176,9 @@ class RunTracer(Hooks):
 
     # calls: one span per HTTP attempt
 
-    def on_call_start(self, record_key: str, step_id: str, model: str) -> None:
+    def on_call_start(
+        self, record_key: str, step_id: str, model: str, *, item_index: int | None = None, round: int | None = None
+    ) -> None:
         base = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": PROVIDER,
@@ -184,7 +187,11 @@ class RunTracer(Hooks):
             **self._server,
             **self._step_attributes(record_key, step_id),
         }
-        self._calls.setdefault((record_key, step_id), []).append(
+        if item_index is not None:
+            base["pipeline.item_index"] = item_index
+        if round is not None:
+            base["pipeline.round"] = round
+        self._calls.setdefault((record_key, step_id, item_index), []).append(
             _Call(self._start_attempt(record_key, step_id, model, base, 1), 1, model, base)
         )
 
@@ -199,8 +206,10 @@ class RunTracer(Hooks):
             start_time=start_ns,
         )
 
-    def on_call_body(self, record_key: str, step_id: str, model: str, body: Mapping[str, Any]) -> None:
-        call = _first(self._calls, (record_key, step_id))
+    def on_call_body(
+        self, record_key: str, step_id: str, model: str, body: Mapping[str, Any], *, item_index: int | None = None
+    ) -> None:
+        call = _first(self._calls, (record_key, step_id, item_index))
         if call is None:
             return
         attributes = request_attributes(body)
@@ -212,9 +221,17 @@ class RunTracer(Hooks):
         call.span.set_attributes(attributes)
 
     def on_call_retry(
-        self, record_key: str, step_id: str, model: str, status: int | None, reason: str, wait_s: float
+        self,
+        record_key: str,
+        step_id: str,
+        model: str,
+        status: int | None,
+        reason: str,
+        wait_s: float,
+        *,
+        item_index: int | None = None,
     ) -> None:
-        call = _first(self._calls, (record_key, step_id))
+        call = _first(self._calls, (record_key, step_id, item_index))
         if call is None:
             return
         _failed_attempt(call.span, status, reason)
@@ -224,9 +241,16 @@ class RunTracer(Hooks):
         call.span = self._start_attempt(record_key, step_id, model, call.base, call.attempt, next_start)
 
     def on_call_end(
-        self, record_key: str, step_id: str, model: str, reply: Reply | None, error: PipelineError | None
+        self,
+        record_key: str,
+        step_id: str,
+        model: str,
+        reply: Reply | None,
+        error: PipelineError | None,
+        *,
+        item_index: int | None = None,
     ) -> None:
-        call = _pop(self._calls, (record_key, step_id))
+        call = _pop(self._calls, (record_key, step_id, item_index))
         if call is None:
             return
         span = call.span

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from ..chat.batches import BatchState
 from ..chat.billing import Billed, GenerationLookup
+from ..chat.caching import cache_saving
 from ..chat.catalog import Catalog
 from ..chat.reply import Reply, Usage
 from .results import utc_now
@@ -29,7 +30,8 @@ LOOKUPS_IN_FLIGHT = 16
 class BatchBilling:
     replies: dict[str, Billed]  # custom id -> the billed reply (200 results only)
     billed_usd: float  # what the batch's rows add up to
-    normal_usd: float | None  # the same tokens at the catalogue's normal prices (None: a model it does not price)
+    normal_usd: float | None  # the same tokens at the catalogue's normal prices, less the same prompt-caching
+    # discount (None: a model it does not price, or cached tokens whose read price it does not list)
 
 
 async def bill_batch(
@@ -128,14 +130,20 @@ def _tokens(reply: Reply, prompt_estimate: int) -> int:
 
 
 def _normal_cost(billed: dict[str, Billed], model: str, catalog: Catalog, prompt_estimates) -> float | None:
-    """The same tokens at the catalogue's normal prices (tokens estimated where the result had none)."""
+    """The same tokens at the catalogue's normal prices (tokens estimated where the result had none), with
+    the cache reads and writes the results reported priced as the normal API prices them: the batch's
+    saving is then the Batch API's alone, not prompt caching's too."""
     info = catalog.models.get(model)
     if info is None:
         return None
     total = 0.0
     for custom, item in billed.items():
         prompt, completion = _split(item.reply, prompt_estimates.get(custom, 0))
-        total += prompt * info.prompt_price + completion * info.completion_price + info.request_price
+        usage = item.reply.usage
+        saving = cache_saving(info, usage.cached_tokens, usage.cache_write_tokens) if usage is not None else 0.0
+        if saving is None:
+            return None
+        total += prompt * info.prompt_price + completion * info.completion_price + info.request_price - saving
     return total
 
 

@@ -1,6 +1,7 @@
 """A run's events as log records (logger `runner.run.eventlog`): each finished record, step, call and
 billed reply, with its fields as attributes (`run`, `record`, `step`, `attempt`, `outcome`, `status`,
-`generation_id`, ...) for a structured formatter, and a short message for people.
+`generation_id`, `item_index` and `round` for a `for_each` element's call or a tool round's, ...) for a
+structured formatter, and a short message for people.
 
 Only ids, statuses, counts and the runner's own safe summaries: never a prompt, a reply or a provider's
 error text (those stay in the store and, for errors, in the client's own log lines).
@@ -31,6 +32,7 @@ class EventLog(Hooks):
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
+        self._rounds: dict[tuple[str, str, int | None], int] = {}  # the tool round of each call in flight
 
     def _emit(self, level: int, event: str, message: str, **fields: Any) -> None:
         if log.isEnabledFor(level):
@@ -74,29 +76,44 @@ class EventLog(Hooks):
             error_kind=error.kind if error else None,
         )
 
-    def on_call_start(self, record_key: str, step_id: str, model: str) -> None:
+    def on_call_start(
+        self, record_key: str, step_id: str, model: str, *, item_index: int | None = None, round: int | None = None
+    ) -> None:
+        if round is not None:
+            self._rounds[(record_key, step_id, item_index)] = round
         self._emit(
             logging.DEBUG,
             "call_start",
-            f"record {record_key} step {step_id}: asking {model}",
+            f"record {record_key} step {step_id}{_element(item_index)}: asking {model}",
             record=record_key,
             step=step_id,
             model=model,
+            item_index=item_index,
+            round=round,
         )
 
     def on_call_end(
-        self, record_key: str, step_id: str, model: str, reply: Reply | None, error: PipelineError | None
+        self,
+        record_key: str,
+        step_id: str,
+        model: str,
+        reply: Reply | None,
+        error: PipelineError | None,
+        *,
+        item_index: int | None = None,
     ) -> None:
+        where = {"item_index": item_index, "round": self._rounds.pop((record_key, step_id, item_index), None)}
         if error is None:
             generation = reply.generation_id if reply is not None else None
             self._emit(
                 logging.DEBUG,
                 "call_end",
-                f"record {record_key} step {step_id}: {model} answered",
+                f"record {record_key} step {step_id}{_element(item_index)}: {model} answered",
                 record=record_key,
                 step=step_id,
                 model=model,
                 generation_id=generation,
+                **where,
             )
             return
         kind = str(getattr(error, "kind", type(error).__name__))
@@ -104,13 +121,14 @@ class EventLog(Hooks):
         self._emit(
             logging.WARNING,
             "call_failed",
-            f"record {record_key} step {step_id}: {model} failed ({kind}"
+            f"record {record_key} step {step_id}{_element(item_index)}: {model} failed ({kind}"
             + (f", HTTP {status})" if status is not None else ")"),
             record=record_key,
             step=step_id,
             model=model,
             error_kind=kind,
             http_status=status,
+            **where,
         )
 
     def on_cost(self, event: CostEvent, entry: CacheEntry | None) -> None:
@@ -118,7 +136,8 @@ class EventLog(Hooks):
         self._emit(
             logging.INFO,
             "reply",
-            f"record {event.record_key} step {event.step} attempt {event.attempt}: {event.outcome} from {source}"
+            f"record {event.record_key} step {event.step}{_element(event.item_index)} attempt {event.attempt}:"
+            f" {event.outcome} from {source}"
             f" (${event.usage.cost_usd or 0:.6f})",
             record=event.record_key,
             step=event.step,
@@ -132,4 +151,9 @@ class EventLog(Hooks):
             cost_source=event.cost_source,
             latency_ms=event.latency_ms,
             item_index=event.item_index,
+            round=event.round,
         )
+
+
+def _element(item_index: int | None) -> str:
+    return f" element {item_index}" if item_index is not None else ""

@@ -18,7 +18,7 @@ from typing import Any
 from ..chat.reply import Reply
 from ..chat.request import encode_body
 from ..spec.model import ChatStep
-from .hooks import Hooks
+from .hooks import Hooks, place
 from .results import RecordResult, StepResult
 
 
@@ -32,11 +32,12 @@ class StepStarted:
 
 @dataclass(frozen=True)
 class TextDelta:
-    """A piece of a text step's reply, as it arrived."""
+    """A piece of a text step's reply, as it arrived; `item_index`: its `for_each` element (None outside a map)."""
 
     record_key: str
     step_id: str
     text: str
+    item_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,24 +68,32 @@ def streams(step: ChatStep) -> bool:
 
 
 async def ask_streamed(
-    client: Any, body: dict[str, Any], step: ChatStep, hooks: Hooks, record_key: str, *, on_retry: Any = None
+    client: Any,
+    body: dict[str, Any],
+    step: ChatStep,
+    hooks: Hooks,
+    record_key: str,
+    *,
+    on_retry: Any = None,
+    item_index: int | None = None,
 ) -> Reply:
     """The step's request with `stream: true`, each piece of text to `hooks.on_text_delta` as it comes."""
     _, content = encode_body({**body, "stream": True})
+    where = place(item_index)
     return await client.chat_stream(
         {**body, "stream": True},
         timeout_s=step.timeout_s,
         retries=step.retries,
         content=content,
-        on_text=lambda text: hooks.on_text_delta(record_key, step.id, text),
+        on_text=lambda text: hooks.on_text_delta(record_key, step.id, text, **where),
         on_retry=on_retry,
     )
 
 
-def show_cached(reply: Reply, step: ChatStep, hooks: Hooks, record_key: str) -> None:
+def show_cached(reply: Reply, step: ChatStep, hooks: Hooks, record_key: str, item_index: int | None = None) -> None:
     """A cached reply of a text step, handed on whole."""
     if reply.content:
-        hooks.on_text_delta(record_key, step.id, reply.content)
+        hooks.on_text_delta(record_key, step.id, reply.content, **place(item_index))
 
 
 class EventHooks(Hooks):
@@ -96,8 +105,8 @@ class EventHooks(Hooks):
     def on_step_start(self, record_key: str, step_id: str) -> None:
         self._emit(StepStarted(record_key, step_id))
 
-    def on_text_delta(self, record_key: str, step_id: str, text: str) -> None:
-        self._emit(TextDelta(record_key, step_id, text))
+    def on_text_delta(self, record_key: str, step_id: str, text: str, *, item_index: int | None = None) -> None:
+        self._emit(TextDelta(record_key, step_id, text, item_index))
 
     def on_step_end(self, record_key: str, result: StepResult) -> None:
         self._emit(StepFinished(record_key, result))

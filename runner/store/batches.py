@@ -73,3 +73,26 @@ class BatchHistory:
             " created_at, finished_at FROM batches WHERE run_id = ? ORDER BY created_at, number",
             (run_id,),
         )
+
+    def batch_split(self, run_id: str) -> dict[str, Any]:
+        """What of the run went through batches and what did not: the batched calls and their cost, what
+        the same requests would cost through the normal API, and the other calls and their cost."""
+        self.flush()
+        rows = self._db.query(
+            "SELECT c.batch_id IS NOT NULL AS batched, COUNT(*) AS calls, COALESCE(SUM(c.cost_usd), 0) AS cost"
+            " FROM cost_records c WHERE c.run_id = ? AND c.cached = 0 GROUP BY c.batch_id IS NOT NULL",
+            (run_id,),
+        )
+        (normal,) = self._db.query(
+            "SELECT SUM(normal_usd) AS normal, SUM(CASE WHEN normal_usd IS NULL AND billed_usd IS NOT NULL"
+            " THEN 1 ELSE 0 END) AS unpriced FROM batches WHERE run_id = ?",
+            (run_id,),
+        )
+        split = {"batched_calls": 0, "batched_usd": 0.0, "unbatched_calls": 0, "unbatched_usd": 0.0}
+        for row in rows:
+            side = "batched" if row["batched"] else "unbatched"
+            split[f"{side}_calls"] = int(row["calls"])
+            split[f"{side}_usd"] = round(float(row["cost"]), 10)
+        unknown = normal["normal"] is None or normal["unpriced"]
+        split["batched_normal_usd"] = None if unknown else round(float(normal["normal"]), 10)
+        return split

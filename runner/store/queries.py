@@ -35,6 +35,8 @@ class Queries:
     def run_summary(self, run_id: str) -> dict[str, Any] | None:
         """One run as `pipeline runs` shows it."""
         found = self._run_rows("WHERE r.id = ?", (run_id,))
+        if found and "normal_api_usd" in found[0]:  # --batch-api: what went through batches, what did not
+            found[0].update(self.batch_split(run_id))
         return found[0] if found else None
 
     def _run_rows(self, tail: str, parameters: tuple) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from ...spec.model import ChatStep, thaw
 from ..batch_values import batchable, text_only
 from ..budget import worst_case_cost
 from ..files import attachment_parts
+from ..hooks import place
 from ..results import CacheEntry, CostEvent, StepResult, utc_now
 from ..streaming import ask_streamed, show_cached, streams
 from .base import Scope, Services, render_failed
@@ -132,8 +133,9 @@ class ChatRunner:
                 tool_choice=rounds.tool_choice if rounds else None,
             )
             try:
+                round_ = rounds.number if rounds else None
                 billed, cache_key, hit = await self._call(
-                    model, body, step, scope.key, attempts.count + 1, scope.item_index
+                    model, body, step, scope.key, attempts.count + 1, scope.item_index, round_
                 )
             except RequestRejected as exc:
                 log.error("record %s step %s: %s; the step fails without trying other models", scope.key, step.id, exc)
@@ -146,7 +148,6 @@ class ChatRunner:
             verdict = TOOLS_CALLED if calls_tools else _judge(reply, prepared.validator)
             verdict = hit.verdict if hit is not None else verdict
             if reply.billed:
-                round_ = rounds.number if rounds else None
                 self._account(step, model, billed, verdict, hit, cache_key, scope, attempts, round_)
             if calls_tools:
                 if rounds.exhausted:
@@ -197,6 +198,7 @@ class ChatRunner:
         record_key: str,
         attempt: int = 1,
         element: int | None = None,
+        round_: int | None = None,
     ) -> tuple[Billed, str, CacheEntry | None]:
         """A reply from the cache, or from OpenRouter within the budget: (billed reply, cache key, cache hit).
 
@@ -209,7 +211,7 @@ class ChatRunner:
             hit = self._cache.lookup(key)
             if hit is not None:
                 if streamed:
-                    show_cached(hit.reply, step, self._hooks, record_key)
+                    show_cached(hit.reply, step, self._hooks, record_key, element)
                 return Billed(hit.reply, "usage"), key, hit
         reserved = await self._reserve(body) if self._budget is not None else 0.0
         actual = 0.0
@@ -219,11 +221,12 @@ class ChatRunner:
             limiter = None if batched else self._limiters.get(model)  # batches do not count against rate limits
             if limiter is not None:
                 await limiter.acquire()
-            hooks.on_call_start(record_key, step.id, model)
-            hooks.on_call_body(record_key, step.id, model, {**body, "stream": True} if streamed else body)
+            at = place(element)  # a for_each element's call says which element (and round) it is
+            hooks.on_call_start(record_key, step.id, model, **place(element, round_))
+            hooks.on_call_body(record_key, step.id, model, {**body, "stream": True} if streamed else body, **at)
 
             def retrying(status: int | None, reason: str, wait_s: float) -> None:
-                hooks.on_call_retry(record_key, step.id, model, status, reason, wait_s)
+                hooks.on_call_retry(record_key, step.id, model, status, reason, wait_s, **at)
 
             try:
                 if batched:  # billed by its batch, which shares out the bill when a result has no cost
@@ -239,15 +242,17 @@ class ChatRunner:
                     )
                     reply = billed.reply
                 elif streamed:
-                    reply = await ask_streamed(self._client, body, step, hooks, record_key, on_retry=retrying)
+                    reply = await ask_streamed(
+                        self._client, body, step, hooks, record_key, on_retry=retrying, item_index=element
+                    )
                 else:
                     reply = await self._client.chat(
                         body, timeout_s=step.timeout_s, retries=step.retries, content=content, on_retry=retrying
                     )
             except PipelineError as exc:
-                hooks.on_call_end(record_key, step.id, model, None, exc)
+                hooks.on_call_end(record_key, step.id, model, None, exc, **at)
                 raise
-            hooks.on_call_end(record_key, step.id, model, reply, None)
+            hooks.on_call_end(record_key, step.id, model, reply, None, **at)
             if not batched:
                 billed = await bill(reply, model, self._client, self._catalog)
             actual = billed.reply.usage.cost_usd if billed.reply.usage else 0.0
