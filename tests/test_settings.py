@@ -19,8 +19,8 @@ from runner.check.rules import lint
 from runner.errors import SpecError
 from runner.fake.server import mock_transport
 from runner.run.budget import body_prompt_tokens, worst_case_cost
+from runner.spec.load import SCHEMA_PATH
 from runner.spec.model_ids import base_model, is_preset, split_variant
-from runner.spec.settings_schema import SETTINGS_SCHEMA_PATH
 
 from .conftest import cost_rows, invoke, openrouter_request_validator, write_pipeline
 
@@ -69,14 +69,15 @@ def _body(pipeline, step_id, supported=None, model=None):
 
 
 def test_the_shipped_settings_schema_is_the_published_one_made_strict():
-    """runner/data/openrouter_settings.schema.json is generated from OpenRouter's published ChatRequest;
+    """pipeline.schema.json's `$defs/openrouter_settings` is generated from OpenRouter's published ChatRequest;
     it must not drift from it (regenerate with tests/data/extract_openrouter_settings.py)."""
     script = Path(__file__).parent / "data" / "extract_openrouter_settings.py"
     spec = importlib.util.spec_from_file_location("extract_openrouter_settings", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     published = json.loads(module.PUBLISHED.read_text(encoding="utf-8"))
-    assert SETTINGS_SCHEMA_PATH.read_text(encoding="utf-8") == module.render(published)
+    shipped = SCHEMA_PATH.read_text(encoding="utf-8")
+    assert shipped == module.render(published, shipped)
 
 
 def test_every_setting_is_sent_as_the_field_of_the_same_name_and_fits_the_published_schema(tmp_path):

@@ -1,10 +1,12 @@
 """Prompt caching: which models need explicit `cache_control` breakpoints, and marking the stable
-prefix (the system message) for them.
+prefix (the system message, or its text before the first per-record text) for them.
 
 Anthropic models cache only what a breakpoint marks, and so do Gemini models before 2.5 (explicit
 caching); OpenAI, Gemini 2.5 and later, and most others cache a long prefix implicitly, so their
-bodies stay as they are. A prefix shorter than about 1,024 tokens is never cached, so it is not
-marked either (the estimate leans high: a slightly shorter prefix may be marked, which is harmless).
+bodies stay as they are. A breakpoint after per-record text would make every request write the
+cache (at a premium) and none read it, so text that varies per record is never marked. A prefix
+shorter than about 1,024 tokens is never cached, so it is not marked either (the estimate leans
+high: a slightly shorter prefix may be marked, which is harmless).
 """
 
 from __future__ import annotations
@@ -33,17 +35,24 @@ def needs_breakpoints(model: str) -> bool:
 
 
 def with_breakpoints(messages: tuple[Message, ...], model: str) -> tuple[Message, ...]:
-    """The messages with a breakpoint closing the system message, when the model needs one and it is long enough."""
+    """The messages with a breakpoint closing the system message's stable prefix (its leading text parts that
+    do not vary per record), when the model needs one and that prefix is long enough to be cached."""
     if not messages or messages[0].role != "system" or not needs_breakpoints(model):
         return messages
     system = messages[0]
-    if system.estimated_tokens() < MIN_CACHED_TOKENS:
+    stable = 0
+    for part in system.parts:
+        if not isinstance(part, TextPart) or part.varies:
+            break
+        stable += 1
+    if stable == 0:
         return messages
-    last = system.parts[-1]
-    if not isinstance(last, TextPart) or last.cache_control is not None:
+    prefix = Message("system", system.parts[:stable])
+    last = system.parts[stable - 1]
+    if prefix.estimated_tokens() < MIN_CACHED_TOKENS or last.cache_control is not None:
         return messages
-    marked = Message("system", (*system.parts[:-1], replace(last, cache_control=CacheControl())))
-    return (marked, *messages[1:])
+    parts = (*system.parts[: stable - 1], replace(last, cache_control=CacheControl()), *system.parts[stable:])
+    return (Message("system", parts), *messages[1:])
 
 
 def cache_saving(info: ModelInfo | None, cached_tokens: int, write_tokens: int) -> float | None:

@@ -1,7 +1,7 @@
 """Chat messages as frozen values made of parts, each knowing its wire form and its token estimate.
 
-The wire form is OpenRouter's (OpenAI's) chat-completions format. A message whose only part is
-a plain text part is sent as a string `content`, exactly as bodies were written before parts
+The wire form is OpenRouter's (OpenAI's) chat-completions format. A message whose parts are all
+plain text parts (no cache breakpoint) is sent as one string `content`, exactly as bodies were written before parts
 existed: the response cache is keyed by a hash of the body, so those bytes must not change.
 
 Token estimates lean high and are fractional: the budget adds them up and rounds the sum once.
@@ -43,6 +43,7 @@ class CacheControl:
 class TextPart:
     text: str
     cache_control: CacheControl | None = None
+    varies: bool = False  # rendered from per-record data: no cache breakpoint may close it or follow it
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"type": "text", "text": self.text}
@@ -175,8 +176,8 @@ class Message:
             return self.parts[0].to_wire()
         content = [part for part in self.parts if isinstance(part, _CONTENT)]
         wire: dict[str, Any] = {"role": self.role}
-        if len(content) == 1 and isinstance(content[0], TextPart) and content[0].cache_control is None:
-            wire["content"] = content[0].text  # today's body, byte for byte
+        if content and all(isinstance(part, TextPart) and part.cache_control is None for part in content):
+            wire["content"] = "".join(part.text for part in content)  # today's body, byte for byte
         elif content:
             wire["content"] = [part.to_wire() for part in content]
         else:

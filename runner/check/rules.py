@@ -4,7 +4,8 @@ Rules (errors unless marked):
 - a model id the catalogue does not know (the closest known ids are suggested); a variant
   (`x:online`) is checked as its base model; an `@preset/NAME` cannot be checked (warning);
 - a sampling parameter the model does not take (warning: it is left out; settings_rules.py);
-- a system message that starts with per-record text before its stable text (warning: it is never cached);
+- per-record text in a system message (warning): on a model that needs cache breakpoints only its stable
+  text before it is cached, or none of it; elsewhere a system message that starts with it is never cached;
 - a schema step on a model without strict structured outputs (warning: JSON mode is used);
 - `max_tokens` above the model's maximum completion tokens;
 - reasoning settings on a model that does not take `reasoning` (warning);
@@ -36,6 +37,7 @@ from ..errors import AttachmentError
 from ..plan.attachments import parse_attachment
 from ..plan.graph import StepGraph
 from ..plan.refs import input_references, parse, references, undefined_input_property
+from ..plan.render import Renderer
 from ..spec.code import CodeStep
 from ..spec.model import ChatStep, PipelineSpec, StepBase, Template
 from ..spec.model_ids import is_preset
@@ -46,11 +48,12 @@ from .settings_rules import settings_findings
 
 def lint(spec: PipelineSpec, graph: StepGraph, catalog: Catalog) -> list[Finding]:
     findings: list[Finding] = []
+    renderer = Renderer(spec, graph)
     for step in spec.steps:
         if isinstance(step, ChatStep):
             findings.extend(_models(spec, step, catalog))
             findings.extend(_attachment_modalities(spec, step, catalog))
-            findings.extend(settings_findings(spec, step, catalog))
+            findings.extend(settings_findings(spec, step, catalog, renderer.system_prefix(step)))
         findings.extend(_impossible_when(spec, step))
         findings.extend(_element_outside_elements(step))
     for step in spec.steps:

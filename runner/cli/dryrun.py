@@ -26,8 +26,13 @@ async def dry_run_catalog(settings: Settings):
             return bundled_catalog()
 
 
-def print_estimate(pipeline: Pipeline, items, catalog, files: FilesRoot | None = None) -> None:
-    result = estimate(pipeline.spec, pipeline.renderer, catalog, items, pipeline.check_input, files)
+def print_estimate(
+    pipeline: Pipeline, items, catalog, files: FilesRoot | None = None, *, batch_api: bool = False
+) -> None:
+    """`batch_api`: price as `--batch-api` would run (left off when the run streams: it uses the normal API)."""
+    result = estimate(
+        pipeline.spec, pipeline.renderer, catalog, items, pipeline.check_input, files, batch_api=batch_api
+    )
     rows = [
         {
             "step": row.step,
@@ -48,7 +53,7 @@ def print_estimate(pipeline: Pipeline, items, catalog, files: FilesRoot | None =
         f"estimated {money(result.low_usd)} - {money(result.high_usd)} "
         "(prompt only - prompt plus max_tokens; fallbacks and re-asks not counted)"
     )
-    for note in result.tool_rounds:
+    for note in (*_pricing_notes(result), *result.tool_rounds):
         click.echo(note, err=True)
     if result.invalid_records:
         click.echo(f"{result.invalid_records} record(s) do not match the input schema and would fail", err=True)
@@ -69,3 +74,22 @@ def print_estimate(pipeline: Pipeline, items, catalog, files: FilesRoot | None =
     unpriced = sorted({row.model for row in result.rows if not row.priced})
     if unpriced:
         click.echo(f"no price in the model catalogue for: {', '.join(unpriced)}", err=True)
+
+
+def _pricing_notes(result) -> list[str]:
+    """How the Batch API and prompt caching are priced, so neither changes the numbers unannounced."""
+    notes = []
+    if result.batch_api:
+        batched, calls = sum(row.batched_calls for row in result.rows), sum(row.calls for row in result.rows)
+        notes.append(
+            f"--batch-api: {batched} of {calls} call(s) priced at half the normal price, as the Batch API typically "
+            "bills (steps with `batch: false` and requests with attachments use the normal API)"
+        )
+    for row in result.rows:
+        if row.cache_prefix_tokens:
+            notes.append(
+                f"prompt caching: step '{row.step}' marks about {row.cache_prefix_tokens:,} prompt tokens a call "
+                f"for {row.model}'s cache: the low estimate writes them once (cache-write price) and reads them "
+                "after that (cache-read price), the high one writes them on every call"
+            )
+    return notes

@@ -182,7 +182,8 @@ def run(
         items = _items(pipeline, inputs, inputs_path, key_field)
         files = FilesRoot(options.files_root, options.max_attachment_mb)
         with connection(db, mock, need_key=False) as settings:
-            print_estimate(pipeline, items, asyncio.run(dry_run_catalog(settings)), files)
+            catalog = asyncio.run(dry_run_catalog(settings))
+            print_estimate(pipeline, items, catalog, files, batch_api=options.batch_api and not options.stream)
         return
     traced = tracing_wanted(otel)
     if traced:

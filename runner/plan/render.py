@@ -19,7 +19,7 @@ from jinja2 import StrictUndefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
-from ..chat.messages import Message
+from ..chat.messages import Message, TextPart
 from ..errors import RenderError
 from ..spec.model import ChatStep, PipelineSpec, StepBase, Template, thaw
 from ..spec.strict import json_type
@@ -27,6 +27,7 @@ from .attachments import Attachment, parse_attachments
 from .graph import StepGraph
 from .includes import IncludedTemplates, included_sources
 from .refs import syntax_error
+from .stable_prefix import StablePrefix, stable_prefix
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{-?(?P<expression>.*?)-?\}\}\s*$", re.DOTALL)
 # Python's names for JSON's types, as they appear in TypeError messages ('int', "int" or a bare str).
@@ -141,6 +142,9 @@ class Renderer:
         chat_steps = [step for step in spec.steps if isinstance(step, ChatStep)]
         self._prompts = {step.id: _compile(environment, step.prompt) for step in chat_steps}
         self._systems = {step.id: _compile(environment, step.system) for step in chat_steps if step.system}
+        self._system_prefixes = {
+            step.id: stable_prefix(environment, step.system.source) for step in chat_steps if step.system
+        }
         self._attachments = {
             step.id: tuple((_compile(environment, entry.template), entry.type) for entry in step.attachments)
             for step in chat_steps
@@ -170,8 +174,13 @@ class Renderer:
         scoped = self._scoped(step.id, context)
         prompt = Message.text_message("user", _text(self._prompts[step.id], scoped))
         if step.id in self._systems:
-            return (Message.text_message("system", _text(self._systems[step.id], scoped)), prompt)
+            system = _text(self._systems[step.id], scoped)
+            return (Message("system", _system_parts(system, self._system_prefixes[step.id])), prompt)
         return (prompt,)
+
+    def system_prefix(self, step: ChatStep) -> StablePrefix | None:
+        """What the step's system message writes before its first per-record text; None without one."""
+        return self._system_prefixes.get(step.id)
 
     def attachments(self, step: ChatStep, context: Mapping[str, Any]) -> tuple[Attachment, ...]:
         """The step's attachments for this record, typed and checked; no file is read here (run/files.py does)."""
@@ -214,6 +223,16 @@ class Renderer:
             if name in context:
                 scoped[name] = context[name]
         return scoped
+
+
+def _system_parts(text: str, prefix: StablePrefix) -> tuple[TextPart, ...]:
+    """The system text as its stable prefix and the per-record rest, so that a cache breakpoint can close the
+    prefix; all of it marked as varying when it does not start with the prefix (a breakpoint would only write)."""
+    if prefix.whole:
+        return (TextPart(text),)
+    if not prefix.text or not text.startswith(prefix.text) or len(text) == len(prefix.text):
+        return (TextPart(text, varies=True),)
+    return (TextPart(prefix.text), TextPart(text[len(prefix.text) :], varies=True))
 
 
 def _text(compiled: Compiled, context: Mapping[str, Any]) -> str:

@@ -10,6 +10,12 @@ A step with tools is one call in the low estimate (the model may answer at once)
 calls in the high one (each round a request with the tool definitions in its prompt, priced here at the
 first round's prompt: the tool results later rounds carry are not known before the tools run).
 
+With `--batch-api`, the requests that would go through the Batch API (a batchable step's, without
+attachments) are priced at half the normal price, as the Batch API typically bills. A request with a
+prompt-cache breakpoint (prompt_cache on a model that needs breakpoints, a long stable system prefix)
+prices its marked prefix at the cache-write price in the high estimate, and in the low one at the
+write price for the step's first request and the cache-read price after it.
+
 A map step (`for_each`) is counted once per element. A list from `input` has its real length; a list
 from an earlier step is read from that step's stand-in, so its length is assumed, and `assumptions`
 says how many elements were assumed.
@@ -21,7 +27,8 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..chat.catalog import Catalog
+from ..chat.catalog import Catalog, ModelInfo
+from ..chat.messages import TOKENS_PER_MESSAGE, Message, TextPart
 from ..chat.request import build_body
 from ..errors import AttachmentError, InputError, RenderError, SynthesisError
 from ..plan.attachments import with_attachments
@@ -29,6 +36,7 @@ from ..plan.refs import references
 from ..plan.render import Renderer
 from ..plan.synth import synthesize
 from ..spec.model import ChatStep, PipelineSpec, StepBase, thaw
+from .batch_values import batchable, text_only
 from .budget import body_images, body_prompt_tokens, parsing_cost
 from .files import AttachmentFiles, attachment_parts
 from .inputs import InputItem
@@ -45,6 +53,9 @@ class EstimateRow:
     low_usd: float = 0.0  # prompt tokens only
     high_usd: float = 0.0  # prompt tokens plus max_tokens
     priced: bool = True
+    batched_calls: int = 0  # calls priced at the Batch API's price (--batch-api)
+    cache_prefix_tokens: int = 0  # the largest prompt-cache prefix a call of the step marks
+    cache_written: bool = False  # the low estimate: the step's first marked request has written the cache
 
 
 @dataclass
@@ -58,6 +69,7 @@ class Estimate:
     failing_lists: int = 0  # records whose for_each gives no list, or one longer than max_items
     assumptions: list[str] = field(default_factory=list)  # how many elements a map step over a stand-in assumed
     tool_rounds: list[str] = field(default_factory=list)  # how the high estimate counts each tool step's rounds
+    batch_api: bool = False  # priced as `--batch-api` would run it
 
     @property
     def low_usd(self) -> float:
@@ -75,10 +87,14 @@ def estimate(
     items: Iterable[InputItem],
     check_input,
     files: AttachmentFiles | None = None,
+    *,
+    batch_api: bool = False,
 ) -> Estimate:
+    """`batch_api`: price the requests the Batch API would carry at its price (the caller leaves it off
+    when the run would stream, since a streamed run uses the normal API)."""
     calls = [step for step in spec.steps if isinstance(step, ChatStep)]  # the steps that call a model
     rows = {step.id: EstimateRow(step.id, step.models[0]) for step in calls}
-    result = Estimate(rows=list(rows.values()))
+    result = Estimate(rows=list(rows.values()), batch_api=batch_api)
     stand_ins = {step.id: _stand_in(step, result.stand_in_problems) for step in spec.steps}
     schemas = {step.id: thaw(step.schema) if step.schema is not None else None for step in calls}
     assumed = {step.id: [0, 0] for step in calls if _over_stand_ins(step)}  # step -> [elements, records]
@@ -110,7 +126,7 @@ def estimate(
                 except AttachmentError as exc:
                     result.attachment_problems.append(f"record {item.key}: {exc}")
                     continue
-                _count(rows[step.id], step, messages, schemas[step.id], catalog)
+                _count(rows[step.id], step, messages, schemas[step.id], catalog, batch_api)
     result.tool_rounds = [
         f"step '{step.id}' may call its tools: the high estimate counts max_tool_rounds ({step.max_tool_rounds}) "
         "requests a call, each with the tool definitions in its prompt (tool results not counted)"
@@ -163,23 +179,53 @@ def _tool_rounds(step: ChatStep) -> int:
     return step.max_tool_rounds if step.tools and step.tool_choice != "none" else 1
 
 
-def _count(row: EstimateRow, step: ChatStep, messages, schema, catalog: Catalog) -> None:
+BATCH_PRICE_FACTOR = 0.5  # the Batch API typically bills half the normal price
+
+
+def _count(row: EstimateRow, step: ChatStep, messages, schema, catalog: Catalog, batch_api: bool) -> None:
     mode = catalog.output_mode(step.model, schema is not None)
     body = build_body(step, messages, step.model, schema=schema, mode=mode, user_id=None)
     tokens = body_prompt_tokens(body)
     rounds = _tool_rounds(step)
+    batched = batch_api and batchable(step) and text_only(body)
+    cached = cache_prefix_tokens(body)
     row.calls += 1
     row.max_calls += rounds
     row.prompt_tokens += tokens
     row.max_completion_tokens += step.max_tokens
+    row.batched_calls += batched
+    row.cache_prefix_tokens = max(row.cache_prefix_tokens, cached)
     info = catalog.models.get(step.model)
     if info is None:
         row.priced = False
         return
     media = body_images(body) * info.image_price + parsing_cost(body)
     low = tokens * info.prompt_price + media + info.request_price
-    row.low_usd += low
-    row.high_usd += rounds * (low + step.max_tokens * info.completion_price)
+    write, read = _cache_premiums(info, cached)
+    factor = BATCH_PRICE_FACTOR if batched else 1.0
+    row.low_usd += factor * (low + (read if row.cache_written else write))
+    row.high_usd += factor * rounds * (low + write + step.max_tokens * info.completion_price)
+    row.cache_written = row.cache_written or cached > 0
+
+
+def _cache_premiums(info: ModelInfo, cached: int) -> tuple[float, float]:
+    """What writing, and reading, `cached` prompt tokens costs on top of (or below) the prompt price."""
+    write = info.cache_write_price if info.cache_write_price is not None else info.prompt_price
+    read = info.cache_read_price if info.cache_read_price is not None else info.prompt_price
+    return cached * (write - info.prompt_price), cached * (read - info.prompt_price)
+
+
+def cache_prefix_tokens(body: dict) -> int:
+    """The prompt tokens up to the body's last `cache_control` breakpoint (0 without one), estimated as
+    the budget estimates prompts."""
+    tokens, marked = 0.0, 0.0
+    for message in map(Message.from_wire, body["messages"]):
+        tokens += TOKENS_PER_MESSAGE
+        for part in message.parts:
+            tokens += part.estimated_tokens()
+            if isinstance(part, TextPart) and part.cache_control is not None:
+                marked = tokens
+    return round(marked)
 
 
 def _stand_in(step: StepBase, problems: list[str]) -> dict:

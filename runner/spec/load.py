@@ -18,7 +18,6 @@ from .code import CODE
 from .explain import explain
 from .kinds import StepInput, StepKind, kind_of, registered_kinds, with_kinds
 from .model import PipelineSpec, freeze
-from .settings_schema import registry
 from .strict import metaschema_problems
 from .yamlmarks import SourceMap, load_yaml
 
@@ -41,7 +40,7 @@ def pipeline_schema_validator() -> Draft202012Validator:
 @cache
 def _validator(kinds: tuple[StepKind, ...]) -> Draft202012Validator:
     schema = with_kinds(file_schema(), kinds) if kinds else file_schema()
-    return Draft202012Validator(schema, registry=registry())  # OpenRouter's settings schema, referred to
+    return Draft202012Validator(schema)  # self-contained: OpenRouter's settings schema is in its $defs
 
 
 def load_spec(path: str | Path, *, text: str | None = None) -> PipelineSpec:
