@@ -75,7 +75,7 @@ class ChatRunner:
             schema = thaw(step.schema) if step.schema is not None else None
             self._steps[step.id] = _PreparedStep(step, schema, compile_validator(schema) if schema else None)
             if step.tools:
-                self._tools[step.id] = ToolBox(step)
+                self._tools[step.id] = ToolBox(step, services.spec.path, services.spec.source)  # imports them
             if step.rate_limit is not None:
                 for model in step.models:
                     self._limiters.setdefault(
