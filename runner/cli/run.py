@@ -192,12 +192,15 @@ def run(
         announce_resume(settings, pipeline.name, resume_id, mock=mock, retry_failed=retry_failed)
     if inputs:
         record = pipeline.check_input(parse_inputs(inputs))
-        with connection(db, mock, db_schema=db_schema) as settings:
+        with connection(db, mock, need_key=pipeline.spec.makes_calls, db_schema=db_schema) as settings:
             tracing = Tracing(pipeline, settings.base_url, content=content_wanted(otel_content)) if traced else None
             code = asyncio.run(_run_one(pipeline, record, settings, user_id, options, resume_id or join_id, tracing))
     else:
         items = _items(pipeline, (), inputs_path, key_field)
-        with connection(db, mock, db_schema=db_schema) as settings, _output(output_path) as out:
+        with (
+            connection(db, mock, need_key=pipeline.spec.makes_calls, db_schema=db_schema) as settings,
+            _output(output_path) as out,
+        ):
             tracing = Tracing(pipeline, settings.base_url, content=content_wanted(otel_content)) if traced else None
             run_id = resume_id or join_id
             code = asyncio.run(
