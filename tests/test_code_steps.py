@@ -523,3 +523,12 @@ def test_a_pipeline_of_code_steps_alone_runs_without_an_api_key_and_asks_nothing
     assert many.code == 0, many.err
     assert [json.loads(line)["status"] for line in many.out.splitlines()] == ["ok", "ok"]
     assert list(fake_server.fake.history) == []  # not even the model catalogue: nothing calls a model
+
+
+def test_a_failed_code_step_is_told_without_billed_attempts_or_models(capsys, monkeypatch, tmp_path):
+    path = pipeline_with(tmp_path, "a:\n  call: tools:own_timeout\n")
+    result = invoke(capsys, monkeypatch, "run", str(path), "--mock", "--input", "{}")
+    assert result.code == 1
+    assert result.err.strip().splitlines()[-1] == (
+        "error: step 'a' failed (code_error): tools:own_timeout raised TimeoutError. Details are in the log above."
+    )

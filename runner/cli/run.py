@@ -26,6 +26,7 @@ from ..settings import RunOptions, Settings
 from ..spec.model import thaw
 from .connect import connection
 from .dryrun import dry_run_catalog, print_estimate
+from .failures import step_failed
 from .options import db_options
 from .resume import announce_resume
 from .summary import report_batches, report_end, stop_reason, summary
@@ -258,12 +259,7 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id, trac
         exc.add_note(f"the record is kept in the database: pipeline show {session.run_id}")
         raise
     if result.status == Status.FAILED:  # its line above has the error too
-        error = result.error
-        click.echo(
-            f"error: step '{error.step}' failed ({error.kind}) after {error.attempts} billed attempt(s); "
-            f"models tried: {', '.join(error.models) or 'none'}. Details are in the log above.",
-            err=True,
-        )
+        click.echo(step_failed(result.error), err=True)
         return 1
     return 0
 
