@@ -27,7 +27,7 @@ from ..spec.model import thaw
 from .connect import connection
 from .dryrun import dry_run_catalog, print_estimate
 from .failures import step_failed
-from .options import db_options
+from .options import db_options, refuse_without
 from .resume import announce_resume
 from .summary import report_batches, report_end, stop_reason, summary
 from .tracing import Tracing, add_tracing, check_installed, content_wanted, tracing_wanted
@@ -157,6 +157,7 @@ def run(
         raise UsageError("--retry-failed goes with --resume RUN_ID: it runs that run's failed records again")
     if stream and inputs_path:
         raise UsageError("--stream goes with --input (one record): a dataset's replies would interleave")
+    refuse_without("--batch-api", batch_api, "batch_size", "batch_linger", "batch_poll")
     options = RunOptions(
         concurrency=concurrency,
         use_cache=not no_cache,
