@@ -159,8 +159,8 @@ def test_try_refuses_what_it_cannot_compare(tmp_path, capsys, monkeypatch, args,
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (("--markdown", "/nonexistent/dir/s.md"), "--markdown /nonexistent/dir/s.md: there is no folder"),
-        (("--junit", "/nonexistent/dir/r.xml"), "--junit /nonexistent/dir/r.xml: there is no folder"),
+        (("--markdown", "{tmp}/no-such-folder/s.md"), "--markdown {tmp}/no-such-folder/s.md: there is no folder"),
+        (("--junit", "{tmp}/no-such-folder/r.xml"), "--junit {tmp}/no-such-folder/r.xml: there is no folder"),
         (("--markdown", "."), "that is a folder"),
         (("--try", "answer=nosuch/model"), "--try answer=nosuch/model: the model catalogue has no model"),
         (("--try", "answer=google/gemini-2.5-flsh"), "did you mean google/gemini-2.5-flash"),
@@ -171,9 +171,9 @@ def test_try_refuses_what_it_cannot_compare(tmp_path, capsys, monkeypatch, args,
 def test_options_that_cannot_work_are_refused_before_any_case_runs(
     tmp_path, capsys, monkeypatch, live_fake, args, words
 ):
-    outcome = _test(capsys, monkeypatch, tmp_path, "--mode", "live", *args)
+    outcome = _test(capsys, monkeypatch, tmp_path, "--mode", "live", *(arg.format(tmp=tmp_path) for arg in args))
     assert outcome.code == 2, outcome.err
-    assert words in outcome.err
+    assert words.format(tmp=tmp_path) in outcome.err
     assert live_fake.chat_requests == 0  # nothing was asked, nothing billed
 
 
