@@ -160,7 +160,7 @@ def test_try_refuses_what_it_cannot_compare(tmp_path, capsys, monkeypatch, args,
     ("args", "words"),
     [
         (("--markdown", "{tmp}/no-such-folder/s.md"), "--markdown {tmp}/no-such-folder/s.md: there is no folder"),
-        (("--junit", "{tmp}/no-such-folder/r.xml"), "--junit {tmp}/no-such-folder/r.xml: there is no folder"),
+        (("--junit", "{tmp}/p.yaml/r.xml"), "--junit {tmp}/p.yaml/r.xml: there is no folder"),
         (("--markdown", "."), "that is a folder"),
         (("--try", "answer=nosuch/model"), "--try answer=nosuch/model: the model catalogue has no model"),
         (("--try", "answer=google/gemini-2.5-flsh"), "did you mean google/gemini-2.5-flash"),

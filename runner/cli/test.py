@@ -95,7 +95,7 @@ def test_command(
                 f"each other); drop {flag} or --try"
             )
     baseline = load_baseline(baseline_path) if baseline_path else None
-    _check_outputs(("--markdown", markdown_path), ("--junit", junit_path))  # before any case runs (and costs)
+    _check_outputs(("--markdown", markdown_path, False), ("--junit", junit_path, True))  # before any case runs
     if tries:
         if mode == "replay" or record:
             raise UsageError(
@@ -204,17 +204,20 @@ def _compare_models(pipeline, case_file, choices, mode, repeat, pass_rate, markd
     return 0 if best else 1
 
 
-def _check_outputs(*outputs: tuple[str, str | None]) -> None:
-    """Each report file can be written where it is asked for, told before the cases run rather than after."""
-    for flag, given in outputs:
+def _check_outputs(*outputs: tuple[str, str | None, bool]) -> None:
+    """Each report file (flag, path, whether its folders are made) can be written where it is asked for:
+    told before the cases run (live, they cost money), not after."""
+    for flag, given, makes_folders in outputs:
         if not given:
             continue
         path = Path(given)
-        folder = path.parent
         if path.is_dir():
             raise UsageError(f"{flag} {given}: that is a folder; name a file to write")
+        folder = path.parent
+        while makes_folders and not folder.exists() and folder != folder.parent:
+            folder = folder.parent  # the folders are made: the nearest one that exists must take them
         if not folder.is_dir():
-            raise UsageError(f"{flag} {given}: there is no folder {folder}")
+            raise UsageError(f"{flag} {given}: there is no folder {path.parent}")
         if not os.access(path if path.exists() else folder, os.W_OK):
             raise UsageError(f"{flag} {given}: cannot write there (permission denied)")
 
