@@ -103,10 +103,12 @@ class Session:
             backoff_max_s=settings.backoff_max_s,
             gate=self.gate,
             generation_wait_s=settings.generation_wait_s,
+            require_key=self.pipeline.spec.makes_calls,  # code steps alone call nothing
         )
         try:
             cache = cache_path_for(settings.base_url, settings.cache_dir) if settings.models_cache else None
-            self.catalog = await load_catalog(self._client, cache)
+            if self.pipeline.spec.makes_calls:
+                self.catalog = await load_catalog(self._client, cache)
             if settings.db is not None:
                 self._store = Store(settings.db, schema=settings.db_schema, endpoint=self.endpoint)
                 self._store.mark_abandoned_runs()

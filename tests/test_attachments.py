@@ -433,3 +433,37 @@ def test_a_per_page_pdf_engine_is_priced_by_the_budget_and_charged_by_the_fake(t
     assert costs["mistral-ocr"][0] - costs["cloudflare-ai"][0] == pytest.approx(3 * 0.002)
     assert costs["mistral-ocr"][1] - costs["cloudflare-ai"][1] == pytest.approx(3 * 0.002)
     assert all(cost <= worst for cost, worst in costs.values())
+
+
+MAP_PHOTOS = f"""
+name: photos
+defaults:
+  model: {MODEL}
+steps:
+  look:
+    for_each: "{{{{ input.photos }}}}"
+    as: photo
+    on_item_error: ON_ITEM_ERROR
+    prompt: "What is damaged?"
+    attachments: ["{{{{ photo }}}}"]
+"""
+
+
+def test_a_map_step_sends_no_element_when_one_elements_attachment_is_refused(tmp_path, root, settings):
+    pipeline = load_pipeline(write_pipeline(tmp_path, MAP_PHOTOS.replace("ON_ITEM_ERROR", "fail")))
+    result, fake = run_record(
+        pipeline, {"photos": ["photo.png", str(tmp_path / "secret.png")]}, root, settings=settings
+    )
+    assert result.status == "failed" and result.error.kind == "attachment_error"
+    assert "element 1 of 2 failed" in result.error.message and "outside the files root" in result.error.message
+    assert fake.chat_requests == 0 and fake.chat_bodies() == []  # element 0 was fine, and is not sent either
+
+
+def test_with_skip_a_refused_element_is_null_and_its_siblings_are_sent(tmp_path, root, settings):
+    pipeline = load_pipeline(write_pipeline(tmp_path, MAP_PHOTOS.replace("ON_ITEM_ERROR", "skip")))
+    result, fake = run_record(
+        pipeline, {"photos": [str(tmp_path / "secret.png"), "photo.png"]}, root, settings=settings
+    )
+    assert result.status == "ok"
+    assert result.steps["look"].output[0] is None and result.steps["look"].output[1] is not None
+    assert fake.chat_requests == 1

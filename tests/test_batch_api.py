@@ -499,3 +499,11 @@ output:
     ids = sorted(item["custom_id"] for batch in live.batches.batches.values() for item in batch.requests)
     elements = sorted(custom_id.split(":")[3] for custom_id in ids)
     assert elements == ["0", "0", "1", "1", "2", "2"]  # run:record:step:element:attempt
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--batch-size", "10"), ("--batch-linger", "1"), ("--batch-poll", "2")])
+def test_a_batch_option_without_batch_api_is_refused_not_ignored(capsys, monkeypatch, tmp_path, live, flag, value):
+    outcome, lines = run(capsys, monkeypatch, tmp_path, 2, flag, value)
+    assert outcome.code == 2, outcome.err
+    assert f"{flag} goes with --batch-api" in outcome.err
+    assert lines == [] and list(live.history) == []

@@ -251,8 +251,9 @@ def test_a_module_that_fails_to_import_stops_the_run_naming_the_step(capsys, mon
     monkeypatch.setenv("PIPELINE_TEST_IMPORT_MARKER", str(marker))
     result = invoke(capsys, monkeypatch, "run", str(CODE / "crash_on_import.yaml"), "--mock", "--input", '{"n": 2}')
     assert result.code == 2
-    assert f"{CODE / 'crash_on_import.yaml'}:5:11: step 'double': importing module 'crashing' raised SystemExit" in (
-        result.err
+    assert result.err.strip() == (  # one line naming the module's file and line, no traceback (that is for -v)
+        f"{CODE / 'crash_on_import.yaml'}:5:11: step 'double': importing module 'crashing' raised SystemExit: "
+        f"crashing.py was imported ({CODE / 'crashing.py'}:8)"
     )
     assert marker.exists()  # a run does import the code: that is what it is for
 
@@ -506,3 +507,28 @@ def test_timeout_s_comes_from_defaults_when_the_step_does_not_set_it(tmp_path, s
     assert load_pipeline(path).spec.step("wait").timeout_s == 0.1
     result = run_one(path, {}, settings)
     assert result.error.message == "tools:slow_async did not return within timeout_s (0.1 s)"
+
+
+def test_a_pipeline_of_code_steps_alone_runs_without_an_api_key_and_asks_nothing(
+    capsys, monkeypatch, fake_server, tmp_path
+):
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)  # no OPENROUTER_API_KEY (conftest)
+    path = pipeline_with(tmp_path, "a:\n  call: tools:total\n  args: {items: '{{ input.items }}'}\n")
+    data = tmp_path / "items.jsonl"
+    data.write_text('{"items": [{"amount": 2}, {"amount": 3}]}\n{"items": []}\n', encoding="utf-8")
+    one = invoke(capsys, monkeypatch, "run", str(path), "--input", '{"items": [{"amount": 4}]}')
+    assert one.code == 0, one.err
+    assert json.loads(one.out) == {"a": {"total": 4}}
+    many = invoke(capsys, monkeypatch, "run", str(path), "--inputs", str(data))
+    assert many.code == 0, many.err
+    assert [json.loads(line)["status"] for line in many.out.splitlines()] == ["ok", "ok"]
+    assert list(fake_server.fake.history) == []  # not even the model catalogue: nothing calls a model
+
+
+def test_a_failed_code_step_is_told_without_billed_attempts_or_models(capsys, monkeypatch, tmp_path):
+    path = pipeline_with(tmp_path, "a:\n  call: tools:own_timeout\n")
+    result = invoke(capsys, monkeypatch, "run", str(path), "--mock", "--input", "{}")
+    assert result.code == 1
+    assert result.err.strip().splitlines()[-1] == (
+        "error: step 'a' failed (code_error): tools:own_timeout raised TimeoutError. Details are in the log above."
+    )

@@ -135,3 +135,16 @@ def test_other_stderr_lines_become_objects(tmp_path):
     written = [json.loads(line) for line in target.read_text().splitlines()]
     assert written[0]["level"] == "error" and SENTINEL_KEY not in written[0]["message"]
     assert written[1]["message"] == "half a line" and written[2] == {"already": "json"}
+
+
+def test_a_key_too_short_to_be_real_does_not_mangle_ordinary_text(capsys, monkeypatch, tmp_path, fake_server):
+    monkeypatch.setenv("OPENROUTER_API_KEY", "x")  # a key of one letter is in every other word
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    pipeline = write_pipeline(tmp_path, PIPELINE.replace("label", "extract"))
+    result = invoke(capsys, monkeypatch, "--log-format", "json", "run", str(pipeline), "--input", '{"text": "hi"}')
+    assert result.code == 0, result.err
+    steps = {entry["step"] for entry in events(result.err) if entry.get("event") == "step_end"}
+    assert steps == {"extract", "answer"}
+    assert "[redacted]" not in result.err
+    assert scrub("step extract, generation gen-xyz", "x") == "step extract, generation gen-xyz"
+    assert scrub(f"key {SENTINEL_KEY}", SENTINEL_KEY) == "key [redacted]"  # a realistic key never shows

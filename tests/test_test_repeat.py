@@ -156,6 +156,27 @@ def test_try_refuses_what_it_cannot_compare(tmp_path, capsys, monkeypatch, args,
     assert outcome.code == 2 and words in outcome.err
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--markdown", "{tmp}/no-such-folder/s.md"), "--markdown {tmp}/no-such-folder/s.md: there is no folder"),
+        (("--junit", "{tmp}/p.yaml/r.xml"), "--junit {tmp}/p.yaml/r.xml: there is no folder"),
+        (("--markdown", "."), "that is a folder"),
+        (("--try", "answer=nosuch/model"), "--try answer=nosuch/model: the model catalogue has no model"),
+        (("--try", "answer=google/gemini-2.5-flsh"), "did you mean google/gemini-2.5-flash"),
+        (("--try", "answer=google/gemini-2.5-flash", "--baseline", "old.json"), "--baseline goes with a run"),
+        (("--try", "answer=google/gemini-2.5-flash", "--junit", "r.xml"), "--junit goes with a run"),
+    ],
+)
+def test_options_that_cannot_work_are_refused_before_any_case_runs(
+    tmp_path, capsys, monkeypatch, live_fake, args, words
+):
+    outcome = _test(capsys, monkeypatch, tmp_path, "--mode", "live", *(arg.format(tmp=tmp_path) for arg in args))
+    assert outcome.code == 2, outcome.err
+    assert words.format(tmp=tmp_path) in outcome.err
+    assert live_fake.chat_requests == 0  # nothing was asked, nothing billed
+
+
 def test_a_baseline_that_is_not_a_report_is_refused(tmp_path, capsys, monkeypatch):
     old = tmp_path / "old.json"
     old.write_text('{"not": "a report"}', encoding="utf-8")

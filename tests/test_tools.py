@@ -25,7 +25,7 @@ from runner.spec.model import thaw
 from runner.spec.pymodules import import_function, read_function
 from runner.spec.signature import function_schema
 
-from .conftest import FIXTURES, cost_rows, invoke, write_pipeline
+from .conftest import FIXTURES, TEST_KEY, cost_rows, invoke, write_pipeline
 
 BAD = sorted((FIXTURES / "tools").glob("bad_*.yaml"))
 MODULE = "shop_tools"
@@ -392,7 +392,7 @@ def test_invalid_arguments_are_refused_before_the_call_and_told_to_the_model(tmp
     with caplog.at_level(logging.WARNING, logger="runner.run.steps.tools"):
         result = run(shop(tmp_path), fake, settings)
     assert result.status == "ok"
-    assert loaded_shop() is None  # the tool was never called (nor its module imported)
+    assert loaded_shop().calls == []  # the tool was never called (its module is imported when the run starts)
     [answer] = [message for message in fake.chat_bodies()[1]["messages"] if message["role"] == "tool"]
     error = json.loads(answer["content"])["error"]
     assert error.startswith("invalid arguments: ")
@@ -476,12 +476,19 @@ def test_a_tool_round_replayed_from_the_cache_runs_the_tools_again(tmp_path, set
     assert len(loaded_shop().calls) == 2
 
 
-def test_a_tool_module_that_fails_to_import_stops_the_run_with_its_error(tmp_path, capsys, monkeypatch):
+def test_a_tool_module_that_fails_to_import_stops_the_run_before_any_record(tmp_path, capsys, monkeypatch, fake_server):
     path = shop(tmp_path, tools="raise RuntimeError('no database configured')\n" + SHOP_TOOLS)
-    outcome = invoke(capsys, monkeypatch, "run", str(path), "--mock", "--input", '{"question": "hi"}')
-    assert outcome.code == 3, outcome.err
-    assert "cannot import tool shop_tools:get_order: RuntimeError: no database configured" in outcome.err
-    assert "Traceback" not in outcome.err
+    data = tmp_path / "six.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q{n}"}) + "\n" for n in range(6)), encoding="utf-8")
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    outcome = invoke(capsys, monkeypatch, "run", str(path), "--no-cache", "--inputs", str(data))
+    assert outcome.code == 2, outcome.err
+    assert fake_server.fake.chat_requests == 0  # like a code step's module: imported before any record, not per record
+    assert outcome.err.strip() == (
+        f"{path}:8:9: step 'answer', tool shop_tools:get_order: importing module 'shop_tools' raised RuntimeError: "
+        f"no database configured ({tmp_path / 'shop_tools.py'}:1)"
+    )
 
 
 def test_the_budget_counts_the_tool_definitions_as_prompt(tmp_path):

@@ -12,6 +12,7 @@ import click
 
 from ..errors import (
     BudgetExceeded,
+    FailureSummary,
     MissingAPIKey,
     PipelineError,
     RunMismatch,
@@ -48,6 +49,18 @@ def describe(error: PipelineError) -> str:
                 f"up to ${error.next_usd:.6f}; finished records are kept, resume with a higher --max-cost"
             )
     return str(error)
+
+
+def step_failed(error: FailureSummary) -> str:
+    """The last line of a failed `--input` run: the step and kind, and the attempts and models a step that
+    called models made (a code step, or a step refused before any call, made none: that is left out)."""
+    if not error.attempts and not error.models:
+        said = f": {error.message}" if error.message else ""
+        return f"error: step '{error.step}' failed ({error.kind}){said}. Details are in the log above."
+    return (
+        f"error: step '{error.step}' failed ({error.kind}) after {error.attempts} billed attempt(s); "
+        f"models tried: {', '.join(error.models) or 'none'}. Details are in the log above."
+    )
 
 
 class CommandFailed(click.ClickException):

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import click
 
-from ..report.logs import JsonLines, JsonLogFormatter
+from ..report.logs import JsonLines, JsonLogFormatter, redactable
 from .cache import cache_group
 from .costs import costs
 from .db import db
@@ -43,7 +43,7 @@ class _RedactKey(logging.Filter):
 
 def _configure_logging(verbose: int, log_format: str = "text") -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
-    secret = os.environ.get("OPENROUTER_API_KEY")
+    secret = redactable(os.environ.get("OPENROUTER_API_KEY"))  # a key too short to tell from text is left alone
     if log_format == "json":  # every stderr line a JSON object; the run's events (INFO) are what it is for
         level = min(level, logging.INFO)
         sys.stderr = JsonLines(sys.stderr, secret)

@@ -53,3 +53,15 @@ def since_timestamp(since: str, now: datetime | None = None, *, option: str = "-
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def refuse_without(flag: str, given: bool, *options: str) -> None:
+    """Options that only mean something with `flag` are refused when given without it, never silently ignored.
+    `options` are click parameter names; one counts as given when it came from the command line or the environment."""
+    if given:
+        return
+    context = click.get_current_context()
+    for name in options:
+        if context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT):
+            option = "--" + name.replace("_", "-")
+            raise UsageError(f"{option} goes with {flag}; add {flag}, or drop {option}")

@@ -26,7 +26,8 @@ from ..settings import RunOptions, Settings
 from ..spec.model import thaw
 from .connect import connection
 from .dryrun import dry_run_catalog, print_estimate
-from .options import db_options
+from .failures import step_failed
+from .options import db_options, refuse_without
 from .resume import announce_resume
 from .summary import report_batches, report_end, stop_reason, summary
 from .tracing import Tracing, add_tracing, check_installed, content_wanted, tracing_wanted
@@ -156,6 +157,7 @@ def run(
         raise UsageError("--retry-failed goes with --resume RUN_ID: it runs that run's failed records again")
     if stream and inputs_path:
         raise UsageError("--stream goes with --input (one record): a dataset's replies would interleave")
+    refuse_without("--batch-api", batch_api, "batch_size", "batch_linger", "batch_poll")
     options = RunOptions(
         concurrency=concurrency,
         use_cache=not no_cache,
@@ -193,12 +195,15 @@ def run(
         announce_resume(settings, pipeline.name, resume_id, mock=mock, retry_failed=retry_failed)
     if inputs:
         record = pipeline.check_input(parse_inputs(inputs))
-        with connection(db, mock, db_schema=db_schema) as settings:
+        with connection(db, mock, need_key=pipeline.spec.makes_calls, db_schema=db_schema) as settings:
             tracing = Tracing(pipeline, settings.base_url, content=content_wanted(otel_content)) if traced else None
             code = asyncio.run(_run_one(pipeline, record, settings, user_id, options, resume_id or join_id, tracing))
     else:
         items = _items(pipeline, (), inputs_path, key_field)
-        with connection(db, mock, db_schema=db_schema) as settings, _output(output_path) as out:
+        with (
+            connection(db, mock, need_key=pipeline.spec.makes_calls, db_schema=db_schema) as settings,
+            _output(output_path) as out,
+        ):
             tracing = Tracing(pipeline, settings.base_url, content=content_wanted(otel_content)) if traced else None
             run_id = resume_id or join_id
             code = asyncio.run(
@@ -256,12 +261,7 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id, trac
         exc.add_note(f"the record is kept in the database: pipeline show {session.run_id}")
         raise
     if result.status == Status.FAILED:  # its line above has the error too
-        error = result.error
-        click.echo(
-            f"error: step '{error.step}' failed ({error.kind}) after {error.attempts} billed attempt(s); "
-            f"models tried: {', '.join(error.models) or 'none'}. Details are in the log above.",
-            err=True,
-        )
+        click.echo(step_failed(result.error), err=True)
         return 1
     return 0
 

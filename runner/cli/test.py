@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -17,9 +18,19 @@ from ..errors import UsageError
 from ..report.tables import format_rows
 from ..testing.cases import CaseResult, load_cases, run_cases
 from ..testing.cassette import Cassette, RecordingTransport, ReplayTransport, cassette_path
-from ..testing.compare import Choice, cheapest_passing, compare, load_baseline, markdown, parse_try, with_model
+from ..testing.compare import (
+    Choice,
+    cheapest_passing,
+    check_try_models,
+    compare,
+    load_baseline,
+    markdown,
+    parse_try,
+    with_model,
+)
 from ..testing.junit import case_json, show_value, write_junit
 from .connect import connection
+from .dryrun import dry_run_catalog
 from .options import db_options
 
 REPLAY_KEY = "replay-key-not-secret"
@@ -77,7 +88,14 @@ def test_command(
     if record and mode == "replay":
         raise UsageError("--record runs the pipeline for real (live, or --mode mock); it cannot record a replay")
     mode = mode or ("live" if record else "replay")
+    for flag, given in (("--baseline", baseline_path), ("--junit", junit_path)):
+        if tries and given:  # refused, not ignored: --try's table compares the models with each other
+            raise UsageError(
+                f"{flag} goes with a run of the cases, not with --try (which compares the models tried with "
+                f"each other); drop {flag} or --try"
+            )
     baseline = load_baseline(baseline_path) if baseline_path else None
+    _check_outputs(("--markdown", markdown_path, False), ("--junit", junit_path, True))  # before any case runs
     if tries:
         if mode == "replay" or record:
             raise UsageError(
@@ -157,6 +175,7 @@ def _compare_models(pipeline, case_file, choices, mode, repeat, pass_rate, markd
     with connection(db, mock=mode == "mock", db_schema=db_schema) as settings:
         if mode == "mock":
             settings = replace(settings, db=None)
+        check_try_models(choices, asyncio.run(dry_run_catalog(settings)))  # the catalogue the runs will use
         for step, model in choices:
             variant = with_model(pipeline, step, model)
             results = asyncio.run(run_cases(variant, case_file, settings, repeat=repeat, pass_rate=pass_rate))
@@ -183,6 +202,24 @@ def _compare_models(pipeline, case_file, choices, mode, repeat, pass_rate, markd
         )
         _write(markdown_path, f"### pipeline test --try: {pipeline.name}\n\n{header}{body}")
     return 0 if best else 1
+
+
+def _check_outputs(*outputs: tuple[str, str | None, bool]) -> None:
+    """Each report file (flag, path, whether its folders are made) can be written where it is asked for:
+    told before the cases run (live, they cost money), not after."""
+    for flag, given, makes_folders in outputs:
+        if not given:
+            continue
+        path = Path(given)
+        if path.is_dir():
+            raise UsageError(f"{flag} {given}: that is a folder; name a file to write")
+        folder = path.parent
+        while makes_folders and not folder.exists() and folder != folder.parent:
+            folder = folder.parent  # the folders are made: the nearest one that exists must take them
+        if not folder.is_dir():
+            raise UsageError(f"{flag} {given}: there is no folder {path.parent}")
+        if not os.access(path if path.exists() else folder, os.W_OK):
+            raise UsageError(f"{flag} {given}: cannot write there (permission denied)")
 
 
 def _write(path: str, text: str) -> None:

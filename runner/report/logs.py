@@ -20,8 +20,20 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"m
 _FLAGGED_INPUT = re.compile(r'("flagged_input"\s*:\s*)"(?:[^"\\]|\\.)*"')
 
 
+# A key shorter than this is not redacted: it cannot be told from ordinary text (OPENROUTER_API_KEY=x would turn
+# every `extract` into `e[redacted]tract` and mangle generation ids), and it is no real key (OpenRouter's are
+# `sk-or-v1-` and 64 hex digits), so nothing secret is lost by leaving it.
+MIN_REDACTED_KEY_LENGTH = 8
+
+
+def redactable(secret: str | None) -> str | None:
+    """The key to take out of log text, or None when it is too short to redact without corrupting the text."""
+    return secret if secret and len(secret) >= MIN_REDACTED_KEY_LENGTH else None
+
+
 def scrub(text: str, secret: str | None) -> str:
     """The key replaced, and a prompt quoted back under `flagged_input` left out."""
+    secret = redactable(secret)
     if secret and secret in text:
         text = text.replace(secret, "[redacted]")
     return _FLAGGED_INPUT.sub(r'\1"[prompt text not logged]"', text)

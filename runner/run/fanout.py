@@ -6,6 +6,7 @@ scope each element sees (the element under its `as` name, and `item_index`)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import replace
 from typing import Any
@@ -62,9 +63,19 @@ class MapRunner:
             Scope(scope.key, scope.user_id, {**context, name: element, "item_index": index}, item_index=index)
             for index, element in enumerate(elements)
         ]
-        if len(scopes) == 1:
-            return [await self._inner.run(step, scopes[0])]
-        tasks = [asyncio.ensure_future(self._inner.run(step, element)) for element in scopes]
+        stage = getattr(self._inner, "stage", None)  # a kind that can refuse an element before sending anything
+        if stage is None:
+            calls = [functools.partial(self._inner.run, step, element) for element in scopes]
+        else:
+            staged = [stage(step, element) for element in scopes]
+            if step.for_each.on_item_error == "fail" and any(isinstance(each, StepResult) for each in staged):
+                # One refused element (an attachment outside the files root, ...) fails the record: none is sent.
+                log.error("record %s step %s: an element was refused; no element was sent", scope.key, step.id)
+                return [each if isinstance(each, StepResult) else _unsent(step) for each in staged]
+            calls = staged  # with `skip`, a refused element is already its (failed) result
+        if len(calls) == 1:
+            return [await _settled(calls[0])]
+        tasks = [asyncio.ensure_future(_settled(call)) for call in calls]
         try:
             return list(await asyncio.gather(*tasks))
         except BaseException:
@@ -72,6 +83,15 @@ class MapRunner:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+
+
+async def _settled(call) -> StepResult:
+    """An element's result: refused already when staged, else what its call gives."""
+    return call if isinstance(call, StepResult) else await call()
+
+
+def _unsent(step: StepBase) -> StepResult:
+    return StepResult(step.id, Status.SKIPPED)
 
 
 def _refused(step: StepBase, scope: Scope, kind: str, problem: str) -> StepResult:

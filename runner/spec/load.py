@@ -75,6 +75,8 @@ def _check_step_kinds(data: dict, source: SourceMap) -> None:
         if not isinstance(raw, dict):
             continue
         marked = [(kind, next(key for key in kind.keys if key in raw)) for kind in kinds if kind.keys_in(raw)]
+        if not marked and any(key in raw for key in _code_only_keys()):  # `args` without `call`: say what is missing
+            problems.append(_kindless(step_id, source))
         if len(marked) > 1:
             (first, first_key), (second, second_key) = marked[:2]
             problems.append(
@@ -141,11 +143,22 @@ def _builtin_kind(step: StepInput) -> StepKind:
     if CODE.keys_in(step.raw):
         return CODE
     if not CHAT.keys_in(step.raw):
-        raise step.source.error(
-            f"step '{step.id}' has no prompt and no call: a chat step needs `prompt:` (a Jinja template) "
-            "or `prompt_file:`, a code step `call: module:function`",
-            step.here,
-            key=True,
-            field="prompt",
-        )
+        raise _kindless(step.id, step.source)
     return CHAT
+
+
+def _kindless(step_id: str, source: SourceMap) -> SpecError:
+    return source.error(
+        f"step '{step_id}' has no prompt and no call: a chat step needs `prompt:` (a Jinja template) "
+        "or `prompt_file:`, a code step `call: module:function`",
+        ("steps", step_id),
+        key=True,
+        field="prompt",
+    )
+
+
+@cache
+def _code_only_keys() -> frozenset[str]:
+    """Keys only a code step takes (`args`, ...): without `call`, the step lacks its kind, not a valid key."""
+    steps = file_schema()["$defs"]
+    return frozenset(steps["code_step"]["properties"]) - set(steps["chat_step"]["properties"]) - set(CODE.keys)

@@ -214,6 +214,11 @@ class PipelineSpec:
     def step_ids(self) -> tuple[str, ...]:
         return tuple(step.id for step in self.steps)
 
+    @property
+    def makes_calls(self) -> bool:
+        """Whether any step may call a model: a pipeline of code steps alone needs no API key and no catalogue."""
+        return any(step.models for step in self.steps)
+
 
 def freeze(value: Any) -> Any:
     """Read-only copies of the JSON-like values kept in the spec."""

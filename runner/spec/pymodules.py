@@ -16,6 +16,7 @@ import importlib.machinery
 import inspect
 import re
 import sys
+import traceback
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -224,6 +225,20 @@ def import_function(ref: str, folder: Path) -> Callable[..., Any]:
     if not callable(target):
         raise LookupProblem(f"'{ref}' is a {type(target).__name__}, not a function")
     return target
+
+
+def import_failure(module: str, error: BaseException) -> str:
+    """What went wrong importing the user's `module`, in one line: the exception and the file and line that
+    raised it (for a SyntaxError, the offending line; else the innermost frame outside importlib's machinery)."""
+    where = None
+    if isinstance(error, SyntaxError) and error.filename:
+        where = f"{error.filename}:{error.lineno}"
+    else:
+        frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not frame.filename.startswith("<")]
+        if frames:
+            where = f"{frames[-1].filename}:{frames[-1].lineno}"
+    told = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return f"importing module '{module}' raised {told}" + (f" ({where})" if where else "")
 
 
 def _import_beside(module: str, folder: Path) -> types.ModuleType:

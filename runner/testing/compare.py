@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..api import Pipeline
+from ..chat.catalog import Catalog
 from ..errors import UsageError
 from ..spec.model import ChatStep
+from ..spec.model_ids import is_preset
 from .cases import CaseResult
 
 # Case states in the order a reader wants them: what broke, then what still fails, then the good news.
@@ -215,6 +218,18 @@ def parse_try(values: tuple[str, ...], step_ids: tuple[str, ...]) -> list[tuple[
             raise UsageError(f"--try {value!r}: the pipeline has no step '{step}'; its steps: {', '.join(step_ids)}")
         choices += [(step, name) for name in names]
     return choices
+
+
+def check_try_models(choices: list[tuple[str, str]], catalog: Catalog) -> None:
+    """Every model `--try` names is in the catalogue the run uses (a preset cannot be looked up: it is let
+    through); an unknown one is refused with the closest known ids, before any case runs."""
+    known = list(catalog.models)
+    for step, model in choices:
+        if is_preset(model) or model in catalog.models:
+            continue
+        close = difflib.get_close_matches(model, known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `pipeline models` lists them"
+        raise UsageError(f"--try {step}={model}: the model catalogue has no model '{model}'{hint}")
 
 
 def with_model(pipeline: Pipeline, step_id: str, model: str) -> Pipeline:

@@ -70,7 +70,11 @@ class Scope:
 
 class StepRunner(Protocol):
     """Runs the steps of one kind. A failure that belongs to the record is a failed StepResult; only
-    RunStopped (budget, configuration) is raised."""
+    RunStopped (budget, configuration) is raised.
+
+    A runner may also offer `stage(step, scope)`: the failed result when the step would be refused for this
+    scope (a template, an attachment), else a no-argument coroutine function that runs it. A map step stages
+    every element before running any, so a refused element leaves its siblings unsent (run/fanout.py)."""
 
     async def run(self, step: StepBase, scope: Scope) -> StepResult: ...
 

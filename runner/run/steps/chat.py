@@ -4,9 +4,11 @@ valid JSON for the schema. Every billed or cached reply becomes a cost event for
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +78,7 @@ class ChatRunner:
             schema = thaw(step.schema) if step.schema is not None else None
             self._steps[step.id] = _PreparedStep(step, schema, compile_validator(schema) if schema else None)
             if step.tools:
-                self._tools[step.id] = ToolBox(step)
+                self._tools[step.id] = ToolBox(step, services.spec.path, services.spec.source)  # imports them
             if step.rate_limit is not None:
                 for model in step.models:
                     self._limiters.setdefault(
@@ -84,9 +86,13 @@ class ChatRunner:
                     )
 
     async def run(self, step: ChatStep, scope: Scope) -> StepResult:
-        """Each candidate model in turn (one, with server-side fallbacks) until one gives a valid reply."""
-        prepared = self._steps[step.id]
-        attempts = _Attempts()
+        staged = self.stage(step, scope)
+        return staged if isinstance(staged, StepResult) else await staged()
+
+    def stage(self, step: ChatStep, scope: Scope) -> StepResult | Callable[[], Awaitable[StepResult]]:
+        """The step's messages for this scope, attachments read: the failed result when a template or an
+        attachment is refused (nothing of the step sent), else the call that sends them. A map step stages
+        every element first (run/fanout.py), so one refused element leaves its siblings unsent too."""
         try:
             messages = self._services.renderer.messages(step, scope.context)
             if step.attachments:
@@ -95,6 +101,12 @@ class ChatRunner:
         except (RenderError, AttachmentError) as exc:  # nothing of the step has been sent
             log.error("record %s: %s", scope.key, exc)
             return render_failed(step.id, exc)
+        return functools.partial(self._send, step, scope, messages)
+
+    async def _send(self, step: ChatStep, scope: Scope, messages) -> StepResult:
+        """Each candidate model in turn (one, with server-side fallbacks) until one gives a valid reply."""
+        prepared = self._steps[step.id]
+        attempts = _Attempts()
         # A batch has one model: server-side fallbacks become the runner's, each model in its own batches.
         server_mode = step.fallback_mode == "server" and not self._batched(step)
         last_kind, problem = (

@@ -26,7 +26,13 @@ from ...errors import FailureSummary, RenderError, SpecError
 from ...outcomes import FailureKind, Status
 from ...spec.code import CodeStep, arg_field
 from ...spec.model import thaw
-from ...spec.pymodules import LookupProblem, argument_problems, import_function, runtime_parameters
+from ...spec.pymodules import (
+    LookupProblem,
+    argument_problems,
+    import_failure,
+    import_function,
+    runtime_parameters,
+)
 from ...spec.yamlmarks import SourceMap
 from ..results import StepResult
 from .base import Scope, Services, render_failed
@@ -110,9 +116,9 @@ def _prepare(step: CodeStep, folder: Path, path: str, source: SourceMap) -> _Pre
         function = import_function(step.call, folder)
     except LookupProblem as exc:
         raise stop(str(exc)) from None
-    except (Exception, SystemExit) as exc:
-        log.error("step '%s': importing module '%s' raised", step.id, step.module_name, exc_info=exc)
-        raise stop(f"importing module '{step.module_name}' raised {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # one line names the file and line; the traceback only with -v
+        log.info("step '%s': importing module '%s' raised", step.id, step.module_name, exc_info=exc)
+        raise stop(import_failure(step.module_name, exc)) from None
     parameters = runtime_parameters(function)
     if parameters is not None:
         problems = argument_problems(parameters, step.args.keys())

@@ -13,7 +13,6 @@ import asyncio
 import inspect
 import json
 import logging
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,11 @@ from jsonschema import Draft202012Validator
 from ...chat.messages import Message, TextPart, ToolCallPart, ToolResultPart
 from ...chat.reply import Reply
 from ...chat.verdict import Verdict
-from ...errors import ConfigurationError
+from ...errors import SpecError
 from ...outcomes import Outcome
 from ...spec.model import ChatStep, Tool, thaw
-from ...spec.pymodules import import_function
+from ...spec.pymodules import LookupProblem, import_failure, import_function, split_ref
+from ...spec.yamlmarks import SourceMap
 
 log = logging.getLogger(__name__)
 
@@ -34,30 +34,21 @@ TOOLS_CALLED = Verdict(Outcome.OK)  # a reply that called tools: billed and soun
 
 
 class ToolBox:
-    """One step's tools for a run: parameter validators built once, functions imported on first use."""
+    """One step's tools for a run: parameter validators built and functions imported when the session starts,
+    so a module that cannot be imported stops the run before any record (SpecError naming the pipeline file
+    and the tool's line, and the module's file and line), as a code step's does."""
 
-    def __init__(self, step: ChatStep) -> None:
+    def __init__(self, step: ChatStep, path: str, source: SourceMap) -> None:
         self.step = step
         self._tools = {tool.name: tool for tool in step.tools}
         self._validators = {tool.name: Draft202012Validator(thaw(tool.parameters)) for tool in step.tools}
-        self._functions: dict[str, Callable[..., Any]] = {}
+        self._functions: dict[str, Callable[..., Any]] = {
+            tool.name: _imported(step, index, tool, path, source) for index, tool in enumerate(step.tools)
+        }
 
     def rounds(self) -> ToolRounds:
         """A fresh loop, for one model's conversation."""
         return ToolRounds(self)
-
-    def function(self, tool: Tool) -> Callable[..., Any]:
-        function = self._functions.get(tool.name)
-        if function is None:
-            try:
-                function = import_function(tool.call, Path(tool.folder))
-            except (Exception, SystemExit) as exc:  # the user's module: anything it raises at import stops the run
-                log.debug("step %s: cannot import tool %s", self.step.id, tool.call, exc_info=True)
-                raise ConfigurationError(
-                    f"step '{self.step.id}': cannot import tool {tool.call}: {type(exc).__name__}: {exc}{_where(exc)}"
-                ) from None
-            self._functions[tool.name] = function
-        return function
 
     async def run_call(self, call: ToolCallPart, record_key: str) -> str:
         """One tool call's result as the `tool` message's content: the return value as JSON (a string as
@@ -78,7 +69,7 @@ class ToolBox:
         if problems:
             described = "; ".join(_problem(error) for error in problems)
             return self._refuse(record_key, call, f"invalid arguments: {described}")
-        function = self.function(tool)
+        function = self._functions[tool.name]
         try:
             if inspect.iscoroutinefunction(function):
                 value = await function(**arguments)
@@ -161,10 +152,18 @@ class ToolRounds:
         self.number += 1
 
 
-def _where(exc: BaseException) -> str:
-    """(file:line) of the innermost frame that raised, so an import failure points into the user's module."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+def _imported(step: ChatStep, index: int, tool: Tool, path: str, source: SourceMap) -> Callable[..., Any]:
+    def stop(problem: str) -> SpecError:
+        line, column = source.where(("steps", step.id, "tools", index))
+        return SpecError(f"step '{step.id}', tool {tool.call}: {problem}", path=path, line=line, column=column)
+
+    try:
+        return import_function(tool.call, Path(tool.folder))
+    except LookupProblem as exc:  # the module changed since the file was loaded
+        raise stop(str(exc)) from None
+    except (Exception, SystemExit) as exc:  # the user's module: anything it raises at import stops the run
+        log.info("step %s: importing tool %s raised", step.id, tool.call, exc_info=True)  # the traceback, with -v
+        raise stop(import_failure(split_ref(tool.call)[0], exc)) from None
 
 
 def _error(problem: str) -> str:
