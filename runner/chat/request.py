@@ -9,7 +9,7 @@ from dataclasses import replace
 from enum import Enum
 from typing import Any
 
-from ..spec.model import ChatStep, Tool, thaw
+from ..spec.model import ChatStep, Tool, freeze, thaw
 from ..spec.settings_schema import SAMPLING
 from .caching import with_breakpoints
 from .messages import Message
@@ -58,19 +58,8 @@ def build_body(
         messages = with_breakpoints(messages, model)
     wire_messages = [message.to_wire() for message in messages]
     body: dict[str, Any] = {"model": model, "messages": wire_messages}
-    tuning = {"temperature": step.temperature, "max_tokens": step.max_tokens, "reasoning": step.reasoning.as_body()}
-    for name, value in tuning.items():
-        if not supported_parameters or name in supported_parameters:
-            body[name] = value
-    for name in SAMPLING:
-        value = getattr(step, name)
-        if value is not None and (not supported_parameters or name in supported_parameters):
-            body[name] = thaw(value)
-    if step.transforms is not None:
-        body["transforms"] = list(step.transforms)
-    plugins = request_plugins(step.plugins or (), step.pdf_engine)
-    if plugins:
-        body["plugins"] = plugins
+    for name, value in _settings_sent(step, supported_parameters):
+        body[name] = thaw(value)  # a fresh copy for each body: bodies never share a mutable value
     body["stream"] = False
     if server_fallbacks:
         body["models"] = [model, *server_fallbacks]
@@ -89,6 +78,37 @@ def build_body(
         body["tools"] = [tool_wire(tool) for tool in step.tools]
         body["tool_choice"] = tool_choice_wire(tool_choice or step.tool_choice)
     return body
+
+
+_SETTINGS: dict[tuple[int, int], tuple[ChatStep, frozenset[str] | None, tuple[tuple[str, Any], ...]]] = {}
+
+
+def _settings_sent(step: ChatStep, supported: frozenset[str] | None) -> tuple[tuple[str, Any], ...]:
+    """The tuning and sampling settings, transforms and plugins the body carries for this step and model
+    (its catalogue's parameter list), in the body's order, as frozen values: worked out once per step and
+    model, not on every request (the memo holds the step itself, so an id is never mistaken for another)."""
+    key = (id(step), id(supported))
+    known = _SETTINGS.get(key)
+    if known is not None and known[0] is step and known[1] is supported:
+        return known[2]
+    sent: list[tuple[str, Any]] = []
+    tuning = {"temperature": step.temperature, "max_tokens": step.max_tokens, "reasoning": step.reasoning.as_body()}
+    for name, value in tuning.items():
+        if not supported or name in supported:
+            sent.append((name, freeze(value)))
+    for name in SAMPLING:
+        value = getattr(step, name)
+        if value is not None and (not supported or name in supported):
+            sent.append((name, value))
+    if step.transforms is not None:
+        sent.append(("transforms", step.transforms))
+    plugins = request_plugins(step.plugins or (), step.pdf_engine)
+    if plugins:
+        sent.append(("plugins", freeze(plugins)))
+    if len(_SETTINGS) >= 1024:  # a long-lived process loading many pipelines
+        _SETTINGS.clear()
+    _SETTINGS[key] = (step, supported, tuple(sent))
+    return tuple(sent)
 
 
 def request_plugins(plugins: Sequence[Mapping[str, Any]], pdf_engine: str | None) -> list[dict[str, Any]]:

@@ -157,8 +157,12 @@ class ChatRunner:
                 return exc.kind, None
             reply = billed.reply
             calls_tools = rounds is not None and rounds.calls_tools(reply)
-            verdict = TOOLS_CALLED if calls_tools else _judge(reply, prepared.validator)
-            verdict = hit.verdict if hit is not None else verdict
+            if calls_tools:
+                verdict = TOOLS_CALLED
+            elif hit is not None:  # the cache keeps the verdict its reply got: checked once, not on every hit
+                verdict = hit.verdict
+            else:
+                verdict = _judge(reply, prepared.validator)
             if reply.billed:
                 self._account(step, model, billed, verdict, hit, cache_key, scope, attempts, round_)
             if calls_tools:
