@@ -15,6 +15,9 @@ from ..settings import RunOptions
 
 def cluster_options(command: Callable) -> Callable:
     command = click.option(
+        "--block-size", type=click.IntRange(min=1), metavar="N", help="With --executor ray: records per Ray task."
+    )(command)
+    command = click.option(
         "--workers", type=click.IntRange(min=1), metavar="N", help="With --executor ray: blocks of records in flight."
     )(command)
     command = click.option(
@@ -29,15 +32,16 @@ def cluster_options(command: Callable) -> Callable:
     )(command)
 
 
-def cluster_settings(executor: str, ray_address: str | None, workers: int | None, *, one_record: bool) -> dict:
+def cluster_settings(executor: str, ray_address: str | None, workers: int | None, block_size: int | None, *,
+                     one_record: bool) -> dict:  # fmt: skip
     """RunOptions' fields for the executor; the flags that only mean something with Ray refused without it."""
     if executor == "local":
-        if ray_address or workers:
-            raise UsageError("--ray-address and --workers go with --executor ray")
+        if ray_address or workers or block_size:
+            raise UsageError("--ray-address, --workers and --block-size go with --executor ray")
         return {}
     if one_record:
         raise UsageError("--executor ray goes with --inputs (a file of records); one --input runs here")
-    return {"executor": executor, "ray_address": ray_address, "workers": workers}
+    return {"executor": executor, "ray_address": ray_address, "workers": workers, "block_size": block_size}
 
 
 def open_session(pipeline: Any, settings: Any, *, options: RunOptions, **kwargs: Any) -> Session:

@@ -148,6 +148,7 @@ def run(
     executor: str,
     ray_address: str | None,
     workers: int | None,
+    block_size: int | None,
 ) -> None:
     """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
     pipeline = load_pipeline(file)
@@ -176,7 +177,7 @@ def run(
         batch_poll_s=batch_poll,
         batch_poll_max_s=max(60.0, batch_poll),
         fetch_generations=fetch_generations,
-        **cluster_settings(executor, ray_address, workers, one_record=bool(inputs)),
+        **cluster_settings(executor, ray_address, workers, block_size, one_record=bool(inputs)),
     )
     if batch_api and inputs and not dry_run:
         click.echo(

@@ -79,13 +79,13 @@ def ray_session(
     start_cluster(ray, options.ray_address)
     if options.workers is None:  # as many blocks in flight as the cluster has CPUs
         options = replace(options, workers=max(1, int(ray.cluster_resources().get("CPU", 1))))
+    if options.workers is None:  # as many blocks in flight as the cluster has CPUs
+        options = replace(options, workers=max(1, int(ray.cluster_resources().get("CPU", 1))))
 
     def executor(session: Session, records: RecordRunner) -> RayBackend:
         return RayBackend(ray, session, records)
 
-    return Session(
-        pipeline, settings, user_id=user_id, run_id=run_id, hooks=hooks, options=options, executor=executor
-    )
+    return Session(pipeline, settings, user_id=user_id, run_id=run_id, hooks=hooks, options=options, executor=executor)
 
 
 class RayBackend:
@@ -181,4 +181,3 @@ async def _blocks(items: AsyncIterator[InputItem], size: int) -> AsyncIterator[t
             chunk = []
     if chunk:
         yield tuple(chunk)
-

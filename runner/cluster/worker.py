@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError, RunStopped
+from ..errors import BudgetExceeded, ConfigurationError, RunStopped
 from ..run.inputs import InputItem
 from ..run.results import RecordResult, RunTotals
 from ..session import Session
@@ -87,4 +88,24 @@ async def _run_block(job: Job, block: Block) -> BlockDone:
                 results.append(result)
         except RunStopped as exc:
             stopped = exc
-    return BlockDone(block.number, tuple(results), session.totals, stopped)
+    return BlockDone(block.number, tuple(results), session.totals, portable(stopped) if stopped else None)
+
+
+def portable(stop: RunStopped) -> RunStopped:
+    """The stop as the driver can receive it: an error whose constructor takes more than its message
+    (BudgetExceeded) does not survive pickling, so it travels rebuilt from its attributes."""
+    try:
+        pickle.loads(pickle.dumps(stop))
+        return stop
+    except Exception:
+        pass
+    if isinstance(stop, BudgetExceeded):
+        return _Budget(stop.cap_usd, stop.spent_usd, stop.next_usd)
+    found = RunStopped(str(stop))
+    found.step = stop.step
+    return found
+
+
+class _Budget(BudgetExceeded):
+    def __reduce__(self):
+        return (_Budget, (self.cap_usd, self.spent_usd, self.next_usd))
