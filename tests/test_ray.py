@@ -193,8 +193,10 @@ steps:
     assert fake.max_chat_in_flight <= 3
     arrivals = [at for at, model in fake.chat_arrivals if model == "openai/gpt-4o-mini"]
     assert len(arrivals) == 12
-    # 4 a second across both workers (a little slack for the trip from the limiter to the fake)
-    assert busiest_window(arrivals, 0.95) <= 4
+    # 4 a second across both workers (each alone would send 4 at once: 8); the window is measured at the
+    # fake, so it is taken a little shorter for the trip from the limiter's booking to the fake (a new
+    # connection, a busy machine)
+    assert busiest_window(arrivals, 0.8) <= 4
 
 
 def test_resume_finishes_a_ray_run_that_hit_its_budget(

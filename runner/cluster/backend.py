@@ -83,7 +83,7 @@ def ray_session(
         options = replace(options, workers=max(1, int(ray.cluster_resources().get("CPU", 1))))
 
     def executor(session: Session, records: RecordRunner) -> RayBackend:
-        return RayBackend(ray, session, records)
+        return RayBackend(ray, session, records, hooks)
 
     return Session(pipeline, settings, user_id=user_id, run_id=run_id, hooks=hooks, options=options, executor=executor)
 
@@ -91,8 +91,9 @@ def ray_session(
 class RayBackend:
     """RecordExecutor on a Ray cluster: each block of records is a task; the cap and rate limits are one actor's."""
 
-    def __init__(self, ray: Any, session: Session, records: RecordRunner) -> None:
+    def __init__(self, ray: Any, session: Session, records: RecordRunner, hooks: Hooks | None = None) -> None:
         options = session.options
+        self._hooks = hooks  # the caller's (progress, traces): told of every reply the workers recorded
         self._ray = ray
         self._session = session
         self._records = records
@@ -167,6 +168,9 @@ class RayBackend:
         totals = self._session.totals
         for name in _COST_FIELDS:
             setattr(totals, name, getattr(totals, name) + getattr(finished.totals, name))
+        if self._hooks is not None:
+            for event in finished.costs:
+                self._hooks.on_cost(event, None)
         for result in finished.results:
             totals.add_record(result)
             self._session.hooks.on_record_end(result)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BudgetExceeded, ConfigurationError, RunStopped
+from ..run.hooks import Hooks
 from ..run.inputs import InputItem
-from ..run.results import RecordResult, RunTotals
+from ..run.results import CacheEntry, CostEvent, RecordResult, RunTotals
 from ..session import Session
 from ..settings import RunOptions, Settings
 from .limiter import ClusterGate
@@ -44,6 +45,7 @@ class BlockDone:
     results: tuple[RecordResult, ...]
     totals: RunTotals
     stopped: RunStopped | None = None
+    costs: tuple[CostEvent, ...] = ()  # for the driver's progress (its hooks); the ledger has them already
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,10 @@ async def _run_block(job: Job, block: Block) -> BlockDone:
     await job.limiter.forget.remote(block.holder)  # what an earlier attempt of this block held when it died
     options = replace(job.options, joined=True, executor="local", resume=False)
     gate = ClusterGate(options.concurrency, job.limiter, block.holder)
-    session = Session(job.pipeline, settings, user_id=job.user_id, run_id=job.run_id, options=options, gate=gate)
+    costs = _Costs()
+    session = Session(
+        job.pipeline, settings, user_id=job.user_id, run_id=job.run_id, options=options, gate=gate, hooks=costs
+    )
     results: list[RecordResult] = []
     stopped: RunStopped | None = None
     async with session:
@@ -88,7 +93,16 @@ async def _run_block(job: Job, block: Block) -> BlockDone:
                 results.append(result)
         except RunStopped as exc:
             stopped = exc
-    return BlockDone(block.number, tuple(results), session.totals, portable(stopped) if stopped else None)
+    stop = portable(stopped) if stopped else None
+    return BlockDone(block.number, tuple(results), session.totals, stop, tuple(costs.events))
+
+
+class _Costs(Hooks):
+    def __init__(self) -> None:
+        self.events: list[CostEvent] = []
+
+    def on_cost(self, event: CostEvent, entry: CacheEntry | None) -> None:
+        self.events.append(event)
 
 
 def portable(stop: RunStopped) -> RunStopped:
