@@ -247,3 +247,26 @@ def test_ray_flags_need_the_ray_executor(capsys, monkeypatch, tmp_path):
     data = write_records(tmp_path / "in.jsonl", 2)
     result = invoke(capsys, monkeypatch, "run", str(CHAIN), "--inputs", data, "--mock", "--workers", "2")
     assert result.code == 2 and "--executor ray" in result.err
+
+
+@needs_ray
+def test_a_workers_error_reaches_the_user_as_its_own_message():
+    import asyncio
+
+    import ray
+
+    from runner.cluster.backend import block_result
+    from runner.errors import ConfigurationError, RunStopped
+
+    async def outcome(error):
+        future = asyncio.get_running_loop().create_future()
+        future.set_exception(error)
+        return block_result(ray, future)
+
+    missing_key = ConfigurationError("OPENROUTER_API_KEY is not set on a Ray worker's node")
+    remote = ray.exceptions.RayTaskError("run_block", "Traceback (most recent call last): ...", missing_key)
+    with pytest.raises(ConfigurationError) as raised:
+        asyncio.run(outcome(remote))
+    assert "Traceback" not in str(raised.value) and "not set on a Ray worker" in str(raised.value)
+    with pytest.raises(RunStopped, match="its Ray worker died 4 times"):
+        asyncio.run(outcome(ray.exceptions.WorkerCrashedError()))

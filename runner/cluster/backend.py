@@ -142,7 +142,7 @@ class RayBackend:
                 done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 for future in done:
                     del in_flight[future]
-                    finished: BlockDone = future.result()
+                    finished = block_result(self._ray, future)
                     self._count(finished)
                     stopped = stopped or finished.stopped
                     if not ordered:
@@ -174,6 +174,22 @@ class RayBackend:
         for result in finished.results:
             totals.add_record(result)
             self._session.hooks.on_record_end(result)
+
+
+def block_result(ray: Any, future: asyncio.Future) -> BlockDone:
+    """A block's result; the worker's own error as it was raised there (its message, not Ray's traceback),
+    or a stop when Ray gave up on the block (its worker died every time)."""
+    errors = ray.exceptions
+    try:
+        return future.result()
+    except errors.RayTaskError as exc:
+        cause = exc.cause
+        raise (cause if isinstance(cause, BaseException) else RunStopped(type(exc).__name__)) from None
+    except errors.RayError as exc:
+        raise RunStopped(
+            f"a block of records was lost: its Ray worker died {BLOCK_RETRIES + 1} times "
+            f"({type(exc).__name__}); the records finished so far are kept"
+        ) from None
 
 
 async def _blocks(items: AsyncIterator[InputItem], size: int) -> AsyncIterator[tuple[InputItem, ...]]:
