@@ -270,3 +270,75 @@ def test_a_workers_error_reaches_the_user_as_its_own_message():
     assert "Traceback" not in str(raised.value) and "not set on a Ray worker" in str(raised.value)
     with pytest.raises(RunStopped, match="its Ray worker died 4 times"):
         asyncio.run(outcome(ray.exceptions.WorkerCrashedError()))
+
+
+SUDDEN = """
+import os, signal, time
+from pathlib import Path
+
+
+def check(text, marker):
+    if text == "Message 5" and not Path(marker).exists():
+        Path(marker).write_text(str(os.getpid()))
+        time.sleep(0.2)  # the block's model calls are sent (and their reservations made), not answered
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"seen": text}
+"""
+
+
+def test_a_worker_killed_with_requests_in_flight_leaves_no_reservation_behind(
+    capsys, monkeypatch, tmp_path, fake, pg, postgres_url, postgres_schema
+):
+    fake.latency_s = 0.5
+    (tmp_path / "sudden.py").write_text(SUDDEN)
+    marker = tmp_path / "killed.pid"
+    pipeline = write_pipeline(
+        tmp_path,
+        f"""
+name: sudden-death
+defaults: {{model: google/gemini-2.5-flash-lite, max_tokens: 50}}
+steps:
+  ask:
+    prompt: "Say something about {{{{ input.text }}}}"
+  check:
+    call: sudden:check
+    args: {{text: "{{{{ input.text }}}}", marker: "{marker}"}}
+""",
+    )
+    data = write_records(tmp_path / "in.jsonl", 16)
+    result = invoke(capsys, monkeypatch, "run", str(pipeline), "--inputs", data, "--key-field", "id", *pg, "--max-cost", "1",
+                    "--executor", "ray", "--workers", "2", "--block-size", "8", "--output", str(tmp_path / "out.jsonl"))  # fmt: skip
+    assert result.code == 0, result.err
+    assert marker.exists()
+    assert len(read_lines(tmp_path / "out.jsonl")) == 16
+    costs = rows(postgres_url, postgres_schema, "SELECT record_key, cost_usd, cached FROM cost_records")
+    paid = [row["record_key"] for row in costs if not row["cached"]]
+    assert len(paid) == len(set(paid)) == 16
+    # the dead worker's reservations were given back: the run's budget holds nothing, and its spend is the ledger's
+    [budget] = rows(postgres_url, postgres_schema, "SELECT spent_usd, reserved_usd FROM budgets")
+    assert budget["reserved_usd"] == pytest.approx(0, abs=1e-12)
+    assert budget["spent_usd"] == pytest.approx(sum(row["cost_usd"] for row in costs))
+    assert fake.billed_calls > 16  # requests in flight at the death were never recorded, so they were asked again
+
+
+def test_the_limiter_gives_back_what_a_dead_attempt_held():
+    import asyncio
+
+    from runner.cluster.limiter import Limiter
+
+    async def scenario():
+        limiter = Limiter(2, {})
+        await limiter.acquire("m", "block-1")
+        await limiter.acquire("m", "block-1")
+        limiter.reserved("block-1", 0.25)
+        limiter.reserved("block-1", 0.5)
+        limiter.reserved("block-1", -0.25)  # settled
+        # the worker died: its block runs again and first takes back what the dead attempt held
+        leaked = limiter.forget("block-1")
+        await asyncio.wait_for(limiter.acquire("m", "block-1"), 1)  # both permits are free again
+        await asyncio.wait_for(limiter.acquire("m", "block-1"), 1)
+        return leaked, limiter.stats()
+
+    leaked, stats = asyncio.run(scenario())
+    assert leaked == 0.5
+    assert stats == {"in_flight": 2, "max_in_flight": 2}

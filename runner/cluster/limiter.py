@@ -34,6 +34,7 @@ class Limiter:
         self._free = asyncio.Semaphore(concurrency)
         self._windows = {model: SlidingWindowLimiter(*limit) for model, limit in limits.items()}
         self._held: Counter[str] = Counter()
+        self._reserved: dict[str, float] = {}  # --max-cost reservations each holder has not settled
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -52,13 +53,18 @@ class Limiter:
             self.in_flight -= 1
             self._free.release()
 
-    def forget(self, holder: str) -> int:
-        """A block starts (again): permits its earlier attempt held when its worker died go back."""
+    def reserved(self, holder: str, change: float) -> None:
+        """A holder's budget reservation (+) or settlement (-), as its SharedBudget reports them."""
+        self._reserved[holder] = self._reserved.get(holder, 0.0) + change
+
+    def forget(self, holder: str) -> float:
+        """A block starts (again): permits its earlier attempt held when its worker died go back; what that
+        attempt had reserved of the budget and never settled is returned, for the new attempt to release."""
         count = self._held.pop(holder, 0)
         for _ in range(count):
             self.in_flight -= 1
             self._free.release()
-        return count
+        return max(0.0, self._reserved.pop(holder, 0.0))
 
     def stats(self) -> dict[str, Any]:
         return {"in_flight": self.in_flight, "max_in_flight": self.max_in_flight}

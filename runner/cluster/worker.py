@@ -12,10 +12,12 @@ import asyncio
 import os
 import pickle
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BudgetExceeded, ConfigurationError, RunStopped
+from ..run.budget import SharedBudget
 from ..run.hooks import Hooks
 from ..run.inputs import InputItem
 from ..run.results import CacheEntry, CostEvent, RecordResult, RunTotals
@@ -78,7 +80,7 @@ async def _run_block(job: Job, block: Block) -> BlockDone:
                 "the cluster's nodes (a local cluster takes the driver's)"
             )
         settings = replace(settings, api_key=key)
-    await job.limiter.forget.remote(block.holder)  # what an earlier attempt of this block held when it died
+    leaked = await job.limiter.forget.remote(block.holder)  # what an earlier attempt held when its worker died
     options = replace(job.options, joined=True, executor="local", resume=False)
     gate = ClusterGate(options.concurrency, job.limiter, block.holder)
     costs = _Costs()
@@ -88,6 +90,10 @@ async def _run_block(job: Job, block: Block) -> BlockDone:
     results: list[RecordResult] = []
     stopped: RunStopped | None = None
     async with session:
+        if isinstance(session.budget, SharedBudget):
+            if leaked > 0:  # the dead attempt's reservations, never settled: free them in the run's budget
+                session.budget.settle(leaked, 0.0)
+            session.budget.on_change = partial(job.limiter.reserved.remote, block.holder)
         try:
             async for result in session.run_many(block.items, ordered=block.ordered):
                 results.append(result)
