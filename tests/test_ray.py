@@ -286,7 +286,7 @@ def check(text, marker):
 """
 
 
-def test_a_worker_killed_with_requests_in_flight_leaves_no_reservation_behind(
+def test_a_worker_killed_with_requests_in_flight_leaves_no_permit_or_reservation_behind(
     capsys, monkeypatch, tmp_path, fake, pg, postgres_url, postgres_schema
 ):
     fake.latency_s = 0.5
@@ -306,8 +306,10 @@ steps:
 """,
     )
     data = write_records(tmp_path / "in.jsonl", 16)
+    # --concurrency 2: most of the dying worker's requests are still queued at the limiter when it dies
     result = invoke(capsys, monkeypatch, "run", str(pipeline), "--inputs", data, "--key-field", "id", *pg, "--max-cost", "1",
-                    "--executor", "ray", "--workers", "2", "--block-size", "8", "--output", str(tmp_path / "out.jsonl"))  # fmt: skip
+                    "--concurrency", "2", "--executor", "ray", "--workers", "2", "--block-size", "8",
+                    "--output", str(tmp_path / "out.jsonl"))  # fmt: skip
     assert result.code == 0, result.err
     assert marker.exists()
     assert len(read_lines(tmp_path / "out.jsonl")) == 16
@@ -328,15 +330,19 @@ def test_the_limiter_gives_back_what_a_dead_attempt_held():
 
     async def scenario():
         limiter = Limiter(2, {})
-        await limiter.acquire("m", "block-1")
-        await limiter.acquire("m", "block-1")
-        limiter.reserved("block-1", 0.25)
-        limiter.reserved("block-1", 0.5)
-        limiter.reserved("block-1", -0.25)  # settled
-        # the worker died: its block runs again and first takes back what the dead attempt held
-        leaked = limiter.forget("block-1")
-        await asyncio.wait_for(limiter.acquire("m", "block-1"), 1)  # both permits are free again
-        await asyncio.wait_for(limiter.acquire("m", "block-1"), 1)
+        assert limiter.begin("block-1", "first") == 0
+        await limiter.acquire("m", "first")
+        await limiter.acquire("m", "first")
+        queued = asyncio.ensure_future(limiter.acquire("m", "first"))  # waits: both permits are taken
+        limiter.reserved("first", 0.25)
+        limiter.reserved("first", 0.5)
+        limiter.reserved("first", -0.25)  # settled
+        await asyncio.sleep(0)
+        # the worker died: the block runs again and first takes back what the dead attempt held
+        leaked = limiter.begin("block-1", "second")
+        await asyncio.wait_for(queued, 1)  # the dead worker's queued request is turned away, taking nothing
+        await asyncio.wait_for(limiter.acquire("m", "second"), 1)  # both permits are free for the new attempt
+        await asyncio.wait_for(limiter.acquire("m", "second"), 1)
         return leaked, limiter.stats()
 
     leaked, stats = asyncio.run(scenario())

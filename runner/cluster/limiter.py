@@ -2,7 +2,7 @@
 
 Every worker's request gate (`ClusterGate`) takes a permit from the actor before its own slot, and
 gives it back after; the actor also books the model's `rate_limit` window. A permit is held by a
-block's holder name: a retried block (its worker died) first releases what the dead attempt held.
+block's attempt: a retried block (its worker died) first takes back what the dead attempt held.
 """
 
 from __future__ import annotations
@@ -28,43 +28,58 @@ def rate_limits(spec: PipelineSpec) -> dict[str, tuple[int, float]]:
 
 class Limiter:
     """The actor's state (made a Ray actor by `runner.cluster.backend`): permits under a global cap,
-    a sliding window per rate-limited model."""
+    a sliding window per rate-limited model, and what each attempt at a block holds.
+
+    A block whose worker died runs again as a new attempt: `begin` gives back the dead attempt's
+    permits and returns its unsettled reservations, and its requests still queued here (the
+    worker died waiting) are turned away when their turn comes, so they take nothing."""
 
     def __init__(self, concurrency: int, limits: dict[str, tuple[int, float]]) -> None:
         self._free = asyncio.Semaphore(concurrency)
         self._windows = {model: SlidingWindowLimiter(*limit) for model, limit in limits.items()}
-        self._held: Counter[str] = Counter()
-        self._reserved: dict[str, float] = {}  # --max-cost reservations each holder has not settled
+        self._held: Counter[str] = Counter()  # permits by attempt
+        self._reserved: dict[str, float] = {}  # --max-cost reservations each attempt has not settled
+        self._attempts: dict[str, str] = {}  # block -> its current attempt
+        self._dead: set[str] = set()
         self.in_flight = 0
         self.max_in_flight = 0
 
-    async def acquire(self, model: str, holder: str) -> None:
+    def begin(self, block: str, attempt: str) -> float:
+        """An attempt at `block` starts; an earlier one died: its permits go back, and what it had reserved
+        of the budget and never settled is returned, for the new attempt to release."""
+        leaked = 0.0
+        earlier = self._attempts.get(block)
+        if earlier is not None:
+            self._dead.add(earlier)
+            for _ in range(self._held.pop(earlier, 0)):
+                self.in_flight -= 1
+                self._free.release()
+            leaked = max(0.0, self._reserved.pop(earlier, 0.0))
+        self._attempts[block] = attempt
+        return leaked
+
+    async def acquire(self, model: str, attempt: str) -> None:
         await self._free.acquire()
-        self._held[holder] += 1
+        if attempt in self._dead:  # asked for by a worker that has died since: nobody will give it back
+            self._free.release()
+            return
+        self._held[attempt] += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         window = self._windows.get(model)
         if window is not None:
             await window.acquire()
 
-    def release(self, holder: str) -> None:
-        if self._held[holder] > 0:
-            self._held[holder] -= 1
+    def release(self, attempt: str) -> None:
+        if self._held[attempt] > 0:
+            self._held[attempt] -= 1
             self.in_flight -= 1
             self._free.release()
 
-    def reserved(self, holder: str, change: float) -> None:
-        """A holder's budget reservation (+) or settlement (-), as its SharedBudget reports them."""
-        self._reserved[holder] = self._reserved.get(holder, 0.0) + change
-
-    def forget(self, holder: str) -> float:
-        """A block starts (again): permits its earlier attempt held when its worker died go back; what that
-        attempt had reserved of the budget and never settled is returned, for the new attempt to release."""
-        count = self._held.pop(holder, 0)
-        for _ in range(count):
-            self.in_flight -= 1
-            self._free.release()
-        return max(0.0, self._reserved.pop(holder, 0.0))
+    def reserved(self, attempt: str, change: float) -> None:
+        """An attempt's budget reservation (+) or settlement (-), as its SharedBudget reports them."""
+        if attempt not in self._dead:
+            self._reserved[attempt] = self._reserved.get(attempt, 0.0) + change
 
     def stats(self) -> dict[str, Any]:
         return {"in_flight": self.in_flight, "max_in_flight": self.max_in_flight}
@@ -73,7 +88,7 @@ class Limiter:
 class ClusterGate(RequestGate):
     """A worker's request gate: the cluster's permit (and rate window), then this worker's own slot."""
 
-    def __init__(self, concurrency: int, limiter: Any, holder: str) -> None:
+    def __init__(self, concurrency: int, limiter: Any, holder: str) -> None:  # holder: the block's attempt
         super().__init__(concurrency)
         self._limiter = limiter  # the actor's handle
         self._holder = holder

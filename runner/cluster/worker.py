@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import uuid
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -80,9 +81,10 @@ async def _run_block(job: Job, block: Block) -> BlockDone:
                 "the cluster's nodes (a local cluster takes the driver's)"
             )
         settings = replace(settings, api_key=key)
-    leaked = await job.limiter.forget.remote(block.holder)  # what an earlier attempt held when its worker died
+    attempt = f"{block.holder}:{uuid.uuid4().hex[:8]}"
+    leaked = await job.limiter.begin.remote(block.holder, attempt)  # an earlier attempt's worker died holding it
     options = replace(job.options, joined=True, executor="local", resume=False)
-    gate = ClusterGate(options.concurrency, job.limiter, block.holder)
+    gate = ClusterGate(options.concurrency, job.limiter, attempt)
     costs = _Costs()
     session = Session(
         job.pipeline, settings, user_id=job.user_id, run_id=job.run_id, options=options, gate=gate, hooks=costs
@@ -93,7 +95,7 @@ async def _run_block(job: Job, block: Block) -> BlockDone:
         if isinstance(session.budget, SharedBudget):
             if leaked > 0:  # the dead attempt's reservations, never settled: free them in the run's budget
                 session.budget.settle(leaked, 0.0)
-            session.budget.on_change = partial(job.limiter.reserved.remote, block.holder)
+            session.budget.on_change = partial(job.limiter.reserved.remote, attempt)
         try:
             async for result in session.run_many(block.items, ordered=block.ordered):
                 results.append(result)
