@@ -166,6 +166,8 @@ steps:
     # the killed record's reply had reached the ledger: the retry took it from the cache
     assert [row["record_key"] for row in costs if row["cached"]] == ["r017"]
     assert fake.billed_calls == 30
+    # the summary counts what the dead worker paid for too (the ledger's figures, not only the retry's)
+    assert "records: 30 ok" in result.err and "calls: 30 billed, 1 from cache" in result.err
 
 
 def test_the_cap_and_the_rate_limit_hold_for_the_whole_cluster(capsys, monkeypatch, tmp_path, fake, pg):

@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError, RunStopped, UsageError
+from ..errors import ConfigurationError, PipelineError, RunStopped, UsageError
 from ..run.inputs import InputItem
 from ..run.record import RecordRunner
-from ..run.results import RecordResult
+from ..run.results import RecordResult, utc_now
 from ..session import Session
 from ..settings import RunOptions, Settings
+from ..store import Store
 from ..store.db import is_postgres
 from .limiter import Limiter, rate_limits
 from .worker import Block, BlockDone, Job, run_block
@@ -120,6 +121,28 @@ class RayBackend:
         return self._stream(items, ordered)
 
     async def _stream(self, items: AsyncIterator[InputItem], ordered: bool) -> AsyncIterator[list[RecordResult]]:
+        since = utc_now()
+        try:
+            async for batch in self._blocks_run(items, ordered):
+                yield batch
+        finally:
+            self._count_from_ledger(since)
+
+    def _count_from_ledger(self, since: str) -> None:
+        """The run's replies as the ledger has them: a block whose worker died had paid for some that its
+        retry never reports (they are in the ledger, served from the cache on the retry)."""
+        settings = self._session.settings
+        try:
+            with Store(settings.db, schema=settings.db_schema) as store:
+                found = store.replies_since(self._session.run_id, since)
+        except PipelineError as exc:  # the figures stay the workers' own
+            _log.warning("the run's totals could not be read back from the database: %s", exc)
+            return
+        totals = self._session.totals
+        for name, value in found.items():
+            setattr(totals, name, value)
+
+    async def _blocks_run(self, items: AsyncIterator[InputItem], ordered: bool) -> AsyncIterator[list[RecordResult]]:
         blocks = _blocks(items, self._block_size)
         in_flight: dict[asyncio.Future, Any] = {}
         waiting: dict[int, BlockDone] = {}  # --ordered: finished blocks behind an unfinished one
