@@ -1,10 +1,11 @@
-"""Benchmarks B1-B8 against the project's fake OpenRouter (in its own process); writes bench/RESULTS.md.
+"""Benchmarks B1-B9 against the project's fake OpenRouter (in its own process); writes bench/RESULTS.md.
 
     python bench/run.py                 # everything (about 10-15 minutes on 2 cores)
     python bench/run.py --only B1,B5    # a subset
     python bench/run.py --only B6       # prompt caching's saving (bench/prompt_cache.py); updates only B6's rows
     python bench/run.py --only B7       # a for_each map's wall time against its critical path; only B7's rows
     python bench/run.py --only B8       # the Batch API against the normal API: its own section of RESULTS.md
+    python bench/run.py --only B9       # --executor ray with 1, 2, 4 workers (needs the extra and PostgreSQL); own section
     python bench/run.py --scale 0.1     # fewer records, for a quick look (targets still checked)
     python bench/run.py --only B6 --no-write   # one case, printed (bench/RESULTS.md left alone)
 
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prompt_cache import prompt_cache
+from ray_scaling import B9_MARKER, RAY_NOTES, ray_scaling, write_ray_section
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -468,7 +470,8 @@ class Bench:
         """B8's own section of RESULTS.md, replacing an earlier one; the B1-B5 table is left as it is."""
         path = BENCH / "RESULTS.md"
         text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-        text = text.split(B8_MARKER)[0].rstrip("\n") + "\n"
+        ray_section = text[text.index(B9_MARKER) :] if B9_MARKER in text else ""  # B9's, kept after B8's
+        text = text.split(B9_MARKER)[0].split(B8_MARKER)[0].rstrip("\n") + "\n"
         lines = [
             B8_MARKER.lstrip("\n"),
             "",
@@ -484,7 +487,7 @@ class Bench:
             "| --- | ---: | --- |",
             *(f"| {name} | {value} | {note} |" for name, value, note in self.batch_rows),
         ]
-        path.write_text(text + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+        path.write_text(text + "\n" + "\n".join(lines) + "\n" + ray_section, encoding="utf-8")
 
     def write(self, command: str) -> None:
         cpu = "unknown"
@@ -517,7 +520,8 @@ class Bench:
         lines += ["", *self.notes]
         path = BENCH / "RESULTS.md"
         earlier = path.read_text(encoding="utf-8") if path.exists() else ""
-        kept = earlier[earlier.index(B8_MARKER) :] if B8_MARKER in earlier else ""  # B8 writes its own section
+        sections = [earlier.index(marker) for marker in (B8_MARKER, B9_MARKER) if marker in earlier]
+        kept = earlier[min(sections) :] if sections else ""  # B8 and B9 write their own sections
         path.write_text("\n".join(lines) + "\n" + kept, encoding="utf-8")
 
     def merge(self, names: set[str]) -> None:
@@ -540,7 +544,7 @@ class Bench:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8", help="comma-separated subset of B1..B8")
+    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8", help="comma-separated subset of B1..B9")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the record counts (quick looks)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per timing; the best round counts")
@@ -562,15 +566,18 @@ def main() -> None:
             bench.map_fanout()
         if "B8" in wanted:
             bench.batch_api()
+        ray_rows = ray_scaling(bench, PYTHON, FakeProcess, environment, measure) if "B9" in wanted else []
         command = "python bench/run.py " + " ".join(sys.argv[1:])
         if arguments.no_write:
             pass
-        elif bench.rows and wanted <= {"B6", "B7", "B8"}:
+        elif bench.rows and wanted <= {"B6", "B7", "B8", "B9"}:
             bench.merge(wanted)  # the other benchmarks' rows stay as their last full run measured them
         elif bench.rows:
             bench.write(command)
         if not arguments.no_write and bench.batch_rows:
             bench.write_batch_section(command)
+        if not arguments.no_write and ray_rows:
+            write_ray_section(BENCH / "RESULTS.md", ray_rows, command, RAY_NOTES)
     failed = [row for row in bench.rows if row["ok"] is False]
     sys.exit(1 if failed else 0)
 

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +63,11 @@ class Session:
         run_id: str | None = None,
         hooks: Hooks | None = None,
         options: RunOptions | None = None,
+        executor: Callable[[Session, RecordRunner], RecordExecutor] | None = None,
+        gate: RequestGate | None = None,
     ) -> None:
+        """`executor` makes the run's backend (default: LocalBackend, this event loop); `gate` replaces the
+        request gate (a cluster's shared one). Both are for backends that spread records (runner.cluster)."""
         self.pipeline = pipeline
         self.settings = settings
         self.options = options or RunOptions()
@@ -77,7 +81,8 @@ class Session:
         self.resumed_from: dict[str, Any] | None = None  # the run's row as it was, when resuming
         self.final: dict[str, Any] | None = None  # the run as `pipeline runs` shows it, once finished
         self.catalog: Catalog = EMPTY_CATALOG
-        self.gate: RequestGate | None = None
+        self.gate: RequestGate | None = gate
+        self._executor = executor
         self.budget: Budget | SharedBudget | None = None
         self._transport = transport
         self.hooks: Hooks = fan_out(_Recorder(self), hooks, event_log(self.run_id))
@@ -91,7 +96,7 @@ class Session:
 
     async def __aenter__(self) -> Session:
         settings, options = self.settings, self.options
-        self.gate = RequestGate(options.concurrency)
+        self.gate = self.gate or RequestGate(options.concurrency)
         self._client = StreamingClient(
             api_key=settings.api_key,
             base_url=settings.base_url,
@@ -112,7 +117,9 @@ class Session:
             if settings.db is not None:
                 self._store = Store(settings.db, schema=settings.db_schema, endpoint=self.endpoint)
                 self._store.mark_abandoned_runs()
-                if options.resume:
+                if options.joined:  # a cluster's worker: the driver started the run and finishes it
+                    self._store.resumable_run(self.run_id, self.pipeline.name, mock=settings.mock)
+                elif options.resume:
                     self.resumed_from = self._store.resume_run(self.run_id, self.pipeline.name, mock=settings.mock)
                 else:
                     self._store.start_run(
@@ -148,7 +155,10 @@ class Session:
             raise
         # With batches, a step's requests from many records share them: the window holds two batches' worth.
         window = max(2 * options.batch_size, 2 * options.concurrency, 8) if self.batches is not None else None
-        self.backend = LocalBackend(records, concurrency=options.concurrency, window=window)
+        if self._executor is not None:
+            self.backend = self._executor(self, records)
+        else:
+            self.backend = LocalBackend(records, concurrency=options.concurrency, window=window)
         return self
 
     def _batch_collector(self) -> BatchCollector:
@@ -194,6 +204,8 @@ class Session:
         if self._store is None:
             return Budget(max_cost_usd=max_cost_usd)
         # In the database, so that workers joining the run (--run-id) share one cap.
+        if self.options.joined:  # the driver opened it
+            return SharedBudget(self._store, self.run_id)
         self._store.open_budget(self.run_id, max_cost_usd, fresh=self.options.resume)
         return SharedBudget(self._store, self.run_id)
 
@@ -210,7 +222,7 @@ class Session:
             status = RunStatus.OK
         try:
             await self._settle_generations(finished=exc is None or isinstance(exc, RunStopped))
-            if self._store is not None:
+            if self._store is not None and not self.options.joined:
                 self._store.finish_run(self.run_id, status)
                 self.final = self._store.run_summary(self.run_id)
         finally:
@@ -277,7 +289,7 @@ class Session:
         """One record of a batch: an invalid record becomes a failed result and the batch goes on."""
         fingerprint = record_fingerprint(item.record) if item.problem is None and item.record is not None else None
         afresh = False
-        if self.options.resume and self._store is not None:
+        if (self.options.resume or self.options.joined) and self._store is not None:
             stored = self._store.finished_record(self.run_id, str(item.key), include_failed=True)
             afresh = self.options.retry_failed and _failed(stored)
             if stored is not None and not afresh and _same_input(stored, fingerprint):

@@ -85,3 +85,9 @@ class RunOptions:
     batch_poll_s: float = 10.0  # the first wait before polling a batch; it grows to batch_poll_max_s
     batch_poll_max_s: float = 60.0
     fetch_generations: bool = False  # look up each billed reply's GET /generation record in the background
+    # runner.cluster (--executor ray): where records run, and a worker's part in the run
+    executor: str = "local"  # "local": this event loop; "ray": blocks of records on a Ray cluster
+    ray_address: str | None = None  # an existing cluster (ray.init(address=...)); None: start a local one
+    workers: int | None = None  # Ray: blocks of records in flight at once; None: the cluster's CPUs
+    block_size: int | None = None  # Ray: records per block; None: from the concurrency
+    joined: bool = False  # a Ray worker in the driver's run: never starts or finishes it, skips finished records

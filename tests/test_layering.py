@@ -21,7 +21,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runner.chat",),
     ("runner.run",),
     ("runner.store",),
-    ("runner", "runner.settings", "runner.session", "runner.api"),  # the composition root; `runner`: the public API
+    (
+        "runner",
+        "runner.settings",
+        "runner.session",
+        "runner.api",
+        "runner.cluster",
+    ),  # the composition root; `runner`: the public API
     ("runner.report",),
     ("runner.check",),
     ("runner.fake",),

@@ -24,6 +24,7 @@ from ..run.files import FilesRoot
 from ..run.inputs import InputItem, NotANumber, is_stream, parse_json, read_inputs
 from ..settings import RunOptions, Settings
 from ..spec.model import thaw
+from .cluster import cluster_options, cluster_settings, open_session
 from .connect import connection
 from .dryrun import dry_run_catalog, print_estimate
 from .failures import step_failed
@@ -116,6 +117,7 @@ def parse_inputs(values: tuple[str, ...]) -> dict[str, Any]:
 )
 @click.option("--otel", is_flag=True, help="Export OpenTelemetry traces over OTLP (OTEL_EXPORTER_OTLP_*).")
 @click.option("--otel-content", is_flag=True, help="With --otel: put prompt and reply text in the spans.")
+@cluster_options
 def run(
     file: str,
     inputs: tuple[str, ...],
@@ -144,6 +146,10 @@ def run(
     fetch_generations: bool,
     otel: bool,
     otel_content: bool,
+    executor: str,
+    ray_address: str | None,
+    workers: int | None,
+    block_size: int | None,
 ) -> None:
     """Run FILE for one record (--input, prints its output) or many (--inputs, JSON lines)."""
     pipeline = load_pipeline(file)
@@ -173,6 +179,7 @@ def run(
         batch_poll_s=batch_poll,
         batch_poll_max_s=max(60.0, batch_poll),
         fetch_generations=fetch_generations,
+        **cluster_settings(executor, ray_address, workers, block_size, one_record=bool(inputs)),
     )
     if batch_api and inputs and not dry_run:
         click.echo(
@@ -269,7 +276,7 @@ async def _run_one(pipeline, record, settings, user_id, options, resume_id, trac
 async def _run_batch(pipeline, items, settings, user_id, options, resume_id, out, ordered, inputs_path, tracing=None):
     progress = RunProgress(total_records=_count_records(inputs_path))
     hooks = add_tracing(progress, tracing)
-    session = pipeline.session(settings, user_id=user_id, run_id=resume_id, options=options, hooks=hooks)
+    session = open_session(pipeline, settings, user_id=user_id, run_id=resume_id, options=options, hooks=hooks)
     stopped: RunStopped | None = None
     interruption: str | None = None
     entered = False

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -131,12 +131,17 @@ class SharedBudget:
         self.exhausted = False
         self._spent = 0.0  # as the database last said, for the message
         self._cap = 0.0
+        # told of each reservation (+amount) and settlement (-reserved): a cluster's worker reports what it
+        # holds, so that a retried block can give back what its dead worker had reserved (runner.cluster)
+        self.on_change: Callable[[float], None] | None = None
 
     async def reserve(self, amount: float) -> float:
         while True:
             if not self.exhausted:
                 reserved, self._spent, self._cap = self._ledger.try_reserve(self._run_id, amount)
                 if reserved:
+                    if self.on_change is not None:
+                        self.on_change(amount)
                     return amount
                 self.exhausted = self._spent + amount > self._cap
             if self.exhausted:
@@ -144,4 +149,6 @@ class SharedBudget:
             await asyncio.sleep(self._poll_s)  # requests in flight (here or in other workers) hold the room
 
     def settle(self, reserved: float, actual: float) -> None:
+        if self.on_change is not None:  # told first: a listener may know of less than is reserved, never more
+            self.on_change(-reserved)
         self._ledger.settle_budget(self._run_id, reserved, actual)

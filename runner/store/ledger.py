@@ -48,6 +48,22 @@ class Ledger:
         row = self._db.one("SELECT COALESCE(SUM(cost_usd), 0) FROM cost_records WHERE run_id = ?", (run_id,))
         return float(row[0])
 
+    def replies_since(self, run_id: str, since: str) -> dict[str, float]:
+        """The run's replies recorded at or after `since` (ISO-8601 UTC) by any process, as RunTotals counts
+        them: billed calls, cache hits, their tokens and cost, and how many were estimates."""
+        self.flush()
+        row = self._db.one(
+            "SELECT COALESCE(SUM(1 - cached), 0), COALESCE(SUM(cached), 0),"
+            " COALESCE(SUM(CASE WHEN cached = 0 THEN prompt_tokens ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN cached = 0 THEN completion_tokens ELSE 0 END), 0), COALESCE(SUM(cost_usd), 0),"
+            " COALESCE(SUM(CASE WHEN cost_source = 'estimate' AND cached = 0 THEN 1 ELSE 0 END), 0)"
+            " FROM cost_records WHERE run_id = ? AND created_at >= ?",
+            (run_id, since),
+        )
+        names = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "estimated")
+        values = zip(names, row, strict=True)
+        return {name: float(value) if name == "cost_usd" else int(value) for name, value in values}
+
     def add_cost(self, event: CostEvent, entry: CacheEntry | None = None) -> None:
         """Queue one billed (or cached) reply, and the reply itself for the response cache.
 
