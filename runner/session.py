@@ -229,17 +229,7 @@ class Session:
             await self._close()
 
     def _generation_client(self, pause) -> OpenRouterClient:
-        """The lookups' own client: its waits give their slot back (GenerationFetcher.pause)."""
-        settings = self.settings
-        return OpenRouterClient(
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            transport=self._transport,
-            app_url=settings.app_url,
-            app_name=settings.app_name,
-            sleep=pause,
-            generation_wait_s=settings.generation_wait_s,
-        )
+        return self.settings.generation_client(pause, self._transport)
 
     def _write_generation(self, found) -> None:
         self._store.add_generation(found)

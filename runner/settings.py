@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .chat.client import DEFAULT_BASE_URL
+from .chat.client import DEFAULT_BASE_URL, OpenRouterClient
 from .errors import ConfigurationError
 from .store.db import redact
 from .store.store import DEFAULT_DB
@@ -52,6 +52,19 @@ class Settings:
     def __repr__(self) -> str:  # the key never shows up in a traceback or a log line
         db = redact(self.db) if self.db else None
         return f"Settings(base_url={self.base_url!r}, db={db!r}, api_key={'set' if self.api_key else 'unset'})"
+
+    def generation_client(self, pause, transport=None) -> OpenRouterClient:
+        """A client of its own for `GET /generation` lookups (`--fetch-generations`, `pipeline enrich`): its
+        waits go through `pause`, so they give their slot back (GenerationFetcher.pause)."""
+        return OpenRouterClient(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            transport=transport,
+            app_url=self.app_url,
+            app_name=self.app_name,
+            sleep=pause,
+            generation_wait_s=self.generation_wait_s,
+        )
 
 
 def _check_header_values(settings: Settings) -> None:

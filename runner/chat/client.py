@@ -143,7 +143,22 @@ class OpenRouterClient:
         try:  # the first attempt: most calls end here, without building a retry loop
             return await self._post_chat(model or "", content, timeout_s)
         except TransportFailure as exc:
-            failed: TransportFailure | None = exc
+            failed = exc  # tenacity decides on this failure as its attempt 1
+        return await self.retried(
+            lambda: self._post_chat(model or "", content, timeout_s), model, retries, on_retry, failed
+        )
+
+    async def retried(
+        self,
+        attempt: Callable[[], Awaitable[Reply]],
+        model: str | None,
+        retries: int,
+        on_retry: OnRetry | None = None,
+        failed: TransportFailure | None = None,
+    ) -> Reply:
+        """The one retry loop: `attempt` tried up to `retries + 1` times in all while it fails in transit, with
+        backoff honouring Retry-After; `failed` is a first attempt already made, replayed as tenacity's attempt
+        1 so it decides on it. Spent retries are a TransientError."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(retries + 1),
             wait=self._wait,
@@ -153,12 +168,12 @@ class OpenRouterClient:
             reraise=True,
         )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    if failed is not None:  # tenacity's attempt 1 is the one above: it decides on its failure
+            async for tried in retrying:
+                with tried:
+                    if failed is not None:
                         replayed, failed = failed, None
                         raise replayed
-                    return await self._post_chat(model or "", content, timeout_s)
+                    return await attempt()
         except TransportFailure as exc:
             raise TransientError(
                 f"{model}: {exc.description}; gave up after {retries + 1} attempt(s)",

@@ -19,10 +19,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from ..errors import TransientError
-from .client import OnRetry, OpenRouterClient, _classify, _encode, _log_retry, _parse, _transport_failure
+from .client import OnRetry, OpenRouterClient, _classify, _encode, _parse, _transport_failure
 from .failures import HANDLED, Failure, TransportFailure
 from .reply import Reply
 
@@ -101,26 +100,10 @@ class StreamingClient(OpenRouterClient):
         a TransientError at once, since the text was already handed on.
         """
         model = body.get("model") or ""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception_type(TransportFailure),
-            sleep=self._sleep,
-            before_sleep=lambda state: _log_retry(state, model, on_retry),
-            reraise=True,
+        content = content or _encode(body)
+        return await self.retried(
+            lambda: self._post_stream(model, content, timeout_s, on_text), model, retries, on_retry
         )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._post_stream(model, content or _encode(body), timeout_s, on_text)
-        except TransportFailure as exc:
-            raise TransientError(
-                f"{model}: {exc.description}; gave up after {retries + 1} attempt(s)",
-                model=model,
-                status=exc.status,
-                attempts=retries + 1,
-            ) from None
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
     async def _post_stream(self, model: str, content: bytes, timeout_s: float, on_text: Callable[[str], None]) -> Reply:
         shown = False

@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from ..chat.client import OpenRouterClient
 from ..errors import MissingAPIKey, UsageError
 from ..run.generations import DEFAULT_CONCURRENCY, FetchTotals, GenerationFetcher
 from ..settings import Settings
@@ -59,17 +58,7 @@ def enrich(run_id: str, concurrency: int, refresh: bool, db: str | None, db_sche
 
 
 async def _fetch(settings: Settings, store: Store, ids: list[str], concurrency: int) -> FetchTotals:
-    def connect(pause) -> OpenRouterClient:
-        return OpenRouterClient(
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            app_url=settings.app_url,
-            app_name=settings.app_name,
-            sleep=pause,
-            generation_wait_s=settings.generation_wait_s,
-        )
-
-    fetcher = GenerationFetcher(connect, store.add_generation, concurrency=concurrency)
+    fetcher = GenerationFetcher(settings.generation_client, store.add_generation, concurrency=concurrency)
     fetcher.submit_all(ids)
     totals = await fetcher.drain()
     store.flush()

@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from runner.spec.settings_schema import SAMPLING
+
 HERE = Path(__file__).parent
 PUBLISHED = HERE / "openrouter_chat_request.schema.json"
 SHIPPED = HERE.parent.parent / "runner" / "data" / "pipeline.schema.json"
@@ -27,18 +29,7 @@ _MARKER = f'    "{ENTRY}": '
 _END = "\n  }\n}\n"  # the end of `$defs`, the last key of the file's schema
 
 # ChatRequest fields a pipeline may set, each sent as the field of the same name.
-FIELDS = (
-    "top_p",
-    "top_k",
-    "min_p",
-    "seed",
-    "stop",
-    "frequency_penalty",
-    "presence_penalty",
-    "repetition_penalty",
-    "plugins",
-    "provider",
-)
+FIELDS = (*SAMPLING, "plugins", "provider")
 
 
 def settings_schema(published: dict) -> dict:
