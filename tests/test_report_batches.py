@@ -56,7 +56,8 @@ def test_a_batch_runs_report_shows_its_batches_and_leaves_them_out_of_latency(
     inputs.write_text("".join(json.dumps({"text": f"two words {index}"}) + "\n" for index in range(3)))
     ran = invoke(
         capsys, monkeypatch, "run", str(pipeline), "--inputs", str(inputs),
-        "--batch-api", "--batch-linger", "0.05", "--batch-poll", "0.02",
+        # the three records' requests make one batch however slowly they arrive: it is full at three
+        "--batch-api", "--batch-size", "3", "--batch-linger", "5", "--batch-poll", "0.02",
     )  # fmt: skip
     assert ran.code == 0, ran.err
     with sqlite3.connect(db_path) as db:
