@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -101,11 +102,13 @@ class Page:
 
 async def open_page(browser: str, url: str, check, *, width: int = 1280, height: int = 900) -> Any:
     """Start Chromium, open `url`, and return `await check(page)` once the page has loaded."""
-    with tempfile.TemporaryDirectory(prefix="pipeline-chromium-") as profile:
+    profile = tempfile.mkdtemp(prefix="pipeline-chromium-")
+    try:
         process = subprocess.Popen(
             [browser, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its renderer and helper processes share the group we stop
         )
         try:
             endpoint = _devtools_endpoint(Path(profile), process)
@@ -126,12 +129,39 @@ async def open_page(browser: str, url: str, check, *, width: int = 1280, height:
                 await page.wait_for("Page.loadEventFired")
                 return await check(page)
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process)
+    finally:
+        _remove_profile(Path(profile))
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop Chromium and every process it started: a helper left running keeps writing the profile."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # helpers that outlived the browser
+    except ProcessLookupError:
+        pass
+
+
+def _remove_profile(profile: Path) -> None:
+    """Remove the throwaway profile; a helper still flushing it gets a few short chances to finish."""
+    for _ in range(20):
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    shutil.rmtree(profile, ignore_errors=True)
 
 
 def _devtools_endpoint(profile: Path, process: subprocess.Popen) -> str:
