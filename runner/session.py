@@ -158,7 +158,7 @@ class Session:
         if self._executor is not None:
             self.backend = self._executor(self, records)
         else:
-            self.backend = LocalBackend(records, concurrency=options.concurrency, window=window)
+            self.backend = LocalBackend(records, concurrency=options.concurrency, window=window, admit=self.gate.room)
         return self
 
     def _batch_collector(self) -> BatchCollector:

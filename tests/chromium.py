@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -136,19 +137,15 @@ async def open_page(browser: str, url: str, check, *, width: int = 1280, height:
 
 def _stop(process: subprocess.Popen) -> None:
     """Stop Chromium and every process it started: a helper left running keeps writing the profile."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     try:
         process.wait(10)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # helpers that outlived the browser
-    except ProcessLookupError:
-        pass
 
 
 def _remove_profile(profile: Path) -> None:

@@ -232,3 +232,52 @@ def test_an_older_records_request_goes_before_a_newer_records_waiting_ahead_of_i
         return entered
 
     assert asyncio.run(main()) == ["record 0, step 1", "record 0, step 2", "record 1, step 1", "record 2, step 1"]
+
+
+def test_room_waits_while_a_full_cap_is_in_line_and_opens_as_the_line_shortens():
+    # The record window asks `room()` before it starts a record: a map's elements should wait in line a cap's
+    # worth at most, not a whole window of records' worth.
+    async def main():
+        gate = RequestGate(2)
+        release = asyncio.Event()
+
+        async def request() -> None:
+            async with gate.slot("m/x"):
+                await release.wait()
+
+        holders = [asyncio.create_task(request()) for _ in range(4)]  # two in flight, two in line
+        await asyncio.sleep(0)
+        room = asyncio.create_task(gate.room())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        blocked = not room.done()
+        in_line = gate.queued
+        holders[3].cancel()  # a request cancelled in line leaves the count at once
+        await asyncio.sleep(0)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        opened = room.done()
+        release.set()
+        await asyncio.gather(*holders, return_exceptions=True)
+        return blocked, in_line, opened, gate.queued
+
+    assert asyncio.run(main()) == (True, 2, True, 0)
+
+
+def test_a_request_waiting_for_the_runs_cap_with_room_in_its_models_lane_counts_as_in_line():
+    async def main():
+        gate = RequestGate(2)
+        release = asyncio.Event()
+
+        async def request(model: str) -> None:
+            async with gate.slot(model):
+                await release.wait()
+
+        tasks = [asyncio.create_task(request(model)) for model in ("a/x", "a/x", "b/y", "b/y")]
+        await asyncio.sleep(0)
+        in_line = gate.queued
+        release.set()
+        await asyncio.gather(*tasks)
+        return in_line, gate.queued
+
+    assert asyncio.run(main()) == (2, 0)

@@ -18,7 +18,9 @@ from runner.errors import SpecError
 from runner.fake import Fault
 from runner.fake.server import mock_transport
 from runner.report.diagram import dot, mermaid
+from runner.run.hooks import Hooks
 from runner.run.steps import register, unregister
+from runner.settings import RunOptions
 from runner.store import Store
 
 from .conftest import TEST_KEY, cost_rows, invoke, write_pipeline
@@ -344,3 +346,35 @@ def test_validate_finds_nothing_wrong_with_a_map_step(capsys, monkeypatch, tmp_p
     checked = invoke(capsys, monkeypatch, "validate", str(write_pipeline(tmp_path, CHECK)))
     assert checked.code == 0 and "0 error(s)" in checked.out + checked.err
     assert "step 'check'" not in checked.out + checked.err  # (`verdict` reaching nothing is this file's own)
+
+
+def test_a_map_over_many_records_starts_a_record_only_when_the_line_has_room(settings, fake, tmp_path):
+    # 20 elements a record, 4 requests in flight: the window (8 records) would put 160 requests in line at
+    # once, and the loop would spend a burst setting them all up while replies wait to be read. Records start
+    # only while fewer than a cap's worth of requests wait, so two or three records are in flight at a time.
+    pipeline = load_pipeline(write_pipeline(tmp_path, CHECK))
+    records = [{"lines": [f"r{number} line {index}" for index in range(20)]} for number in range(12)]
+
+    class Watch(Hooks):
+        running = most = 0
+
+        def on_record_start(self, record_key):
+            self.running += 1
+            self.most = max(self.most, self.running)
+
+        def on_record_end(self, result):
+            self.running -= 1
+
+    watch = Watch()
+
+    async def collect():
+        options = RunOptions(concurrency=4)
+        async with pipeline.session(settings, transport=mock_transport(fake), options=options, hooks=watch) as session:
+            return [result async for result in session.run_many(records)], session.gate.max_in_flight
+
+    fake.latency_s = 0.002
+    results, most_in_flight = asyncio.run(collect())
+    assert len(results) == 12 and all(result.status == "ok" for result in results)
+    assert [len(result.output["checked"]) for result in results] == [20] * 12
+    assert most_in_flight == 4  # the cap was still kept full
+    assert watch.most <= 3, watch.most

@@ -28,6 +28,7 @@ _arrivals = itertools.count()
 
 @dataclass
 class _Lane:
+    gate: RequestGate
     cap: int
     active: int = 0
     successes: int = 0
@@ -39,9 +40,10 @@ class _Lane:
         place, so a burst of releases wakes one waiter each, never the whole queue to race for them."""
         while self.active < self.cap and self.waiting:
             waiter = heapq.heappop(self.waiting)[2]
-            if not waiter.done():
+            if not waiter.done():  # a cancelled waiter left the queue's count when it was cancelled
                 self.active += 1
                 waiter.set_result(None)
+                self.gate.left_queue()
 
 
 class RequestGate:
@@ -57,6 +59,8 @@ class RequestGate:
         self._clock = clock
         self.in_flight = 0
         self.max_in_flight = 0
+        self.queued = 0  # requests waiting for a place, all lanes
+        self._room: list[asyncio.Future] = []  # those waiting in room() for the queue to shorten
 
     def cap(self, model: str) -> int:
         return self._lane(model).cap
@@ -64,8 +68,32 @@ class RequestGate:
     def _lane(self, model: str) -> _Lane:
         lane = self._lanes.get(model)
         if lane is None:
-            lane = self._lanes[model] = _Lane(cap=self.concurrency)
+            lane = self._lanes[model] = _Lane(self, cap=self.concurrency)
         return lane
+
+    async def room(self) -> None:
+        """Wait while a full cap's worth of requests (`concurrency`) is already waiting for a place.
+
+        The record window asks before it starts a record: with `for_each` a record is many requests, and
+        records started only to wait in line add nothing but memory and the garbage collector's time.
+        It first lets the loop go round twice, so the record started last gets its requests in line (its
+        task, then its elements' tasks) and is counted: records start one at a time, never in a burst
+        that keeps the loop from reading replies.
+        """
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        while self.queued >= self.concurrency:
+            waiter = asyncio.get_running_loop().create_future()
+            self._room.append(waiter)
+            await waiter
+
+    def left_queue(self) -> None:
+        self.queued -= 1
+        if self._room and self.queued < self.concurrency:
+            for waiter in self._room:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._room.clear()
 
     def slot(self, model: str) -> _Slot:
         """`async with gate.slot(model):` holds one request's place in the run's cap and in the model's lane."""
@@ -111,20 +139,29 @@ class _Slot:
         else:  # in line behind the others: wake() gives this request its place
             waiter = asyncio.get_running_loop().create_future()
             heapq.heappush(lane.waiting, (request_priority.get(), next(_arrivals), waiter))
+            self._gate.queued += 1
             try:
                 await waiter
             except asyncio.CancelledError:
-                if not waiter.cancelled():  # woken, then cancelled before it ran: its place goes to the next
+                if waiter.cancelled():  # still in the heap, skipped when its turn comes
+                    self._gate.left_queue()
+                else:  # woken, then cancelled before it ran: its place goes to the next
                     lane.active -= 1
                     lane.wake()
                 raise
+        gate = self._gate
+        waits = gate._global.locked()  # its model has room but the run's cap is full: in line all the same
+        if waits:
+            gate.queued += 1
         try:
-            await self._gate._global.acquire()
+            await gate._global.acquire()
         except BaseException:
             lane.active -= 1
             lane.wake()
             raise
-        gate = self._gate
+        finally:
+            if waits:
+                gate.left_queue()
         gate.in_flight += 1
         if gate.in_flight > gate.max_in_flight:
             gate.max_in_flight = gate.in_flight

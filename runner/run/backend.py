@@ -29,10 +29,18 @@ class RecordExecutor(Protocol):
 class LocalBackend:
     """Records on this event loop: a window of a few times the request concurrency in flight."""
 
-    def __init__(self, records: RecordRunner, *, concurrency: int, window: int | None = None) -> None:
+    def __init__(
+        self,
+        records: RecordRunner,
+        *,
+        concurrency: int,
+        window: int | None = None,
+        admit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._records = records
         self._concurrency = concurrency
         self._window = window  # records in flight; None: a few times the concurrency
+        self._admit = admit  # awaited before a record starts: the request gate's room for more
 
     async def run_record(self, record: Mapping[str, Any], *, key: str | int, user_id: str | None) -> RecordResult:
         return await self._records.run_record(record, key=key, user_id=user_id)
@@ -41,4 +49,4 @@ class LocalBackend:
         self, run_one: Callable[[InputItem], Awaitable[RecordResult]], items: AsyncIterator[InputItem], *, ordered: bool
     ) -> AsyncIterator[list[RecordResult]]:
         window = self._window or max(8, self._concurrency * (4 if ordered else 2))
-        return stream_records(run_one, items, window=window, ordered=ordered)
+        return stream_records(run_one, items, window=window, ordered=ordered, admit=self._admit)

@@ -25,9 +25,11 @@ async def stream_records(
     *,
     window: int,
     ordered: bool = False,
+    admit: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[list[RecordResult]]:
     """Yield the records' results in batches (all that finished together), so the caller can make
-    them durable in one write; after a RunStopped, finish what is in flight, yield it, then raise."""
+    them durable in one write; after a RunStopped, finish what is in flight, yield it, then raise.
+    `admit`, when given, is awaited before each record starts (the request gate's `room`)."""
     slots = asyncio.Semaphore(window)
     finished: asyncio.Queue[tuple[Any, Any]] = asyncio.Queue()
     stops: list[RunStopped] = []
@@ -48,6 +50,8 @@ async def stream_records(
         try:
             async for item in items:
                 await slots.acquire()
+                if admit is not None:
+                    await admit()
                 if stops:
                     slots.release()
                     break
