@@ -281,3 +281,26 @@ def test_a_request_waiting_for_the_runs_cap_with_room_in_its_models_lane_counts_
         return in_line, gate.queued
 
     assert asyncio.run(main()) == (2, 0)
+
+
+def test_records_that_make_no_requests_start_many_a_loop_turn():
+    # A re-run served from the cache, or code steps only: pacing such records one a turn would keep the run
+    # from batching its writes (B5). After the first record, the rest of a window starts within two turns.
+    async def main():
+        gate = RequestGate(4)
+        turns = 0
+
+        async def ticker() -> None:
+            nonlocal turns
+            while True:
+                await asyncio.sleep(0)
+                turns += 1
+
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        for _ in range(8):  # the window: two caps' worth of records
+            await gate.room()
+        ticking.cancel()
+        return turns
+
+    assert asyncio.run(main()) <= 3

@@ -60,7 +60,10 @@ class RequestGate:
         self.in_flight = 0
         self.max_in_flight = 0
         self.queued = 0  # requests waiting for a place, all lanes
-        self._room: list[asyncio.Future] = []  # those waiting in room() for the queue to shorten
+        self._room: list[asyncio.Future] = []  # those waiting in room() for the load to fall
+        self.entered = 0  # requests that asked for a place
+        self._fresh = 0  # records started in this loop turn, their requests not yet in line
+        self._settled = 0  # records started before, whose first requests have had their turn
 
     def cap(self, model: str) -> int:
         return self._lane(model).cap
@@ -72,24 +75,36 @@ class RequestGate:
         return lane
 
     async def room(self) -> None:
-        """Wait while a full cap's worth of requests (`concurrency`) is already waiting for a place.
+        """Wait until the run can use another record's requests; the record window asks before each record.
 
-        The record window asks before it starts a record: with `for_each` a record is many requests, and
-        records started only to wait in line add nothing but memory and the garbage collector's time.
-        It first lets the loop go round twice, so the record started last gets its requests in line (its
-        task, then its elements' tasks) and is counted: records start one at a time, never in a burst
-        that keeps the loop from reading replies.
+        The load is what is in flight plus what waits in line, and records start while it stays under
+        two caps' worth: with `for_each` a record is many requests, and records started only to wait in
+        line add memory and garbage-collector time, and a burst of setting them all up keeps the loop
+        from reading replies. A record's requests join the line a loop turn or two after it starts, so
+        records started in this turn count at the requests a record has made on average so far (the
+        first one alone until that is known), and the loop goes round twice before more are counted.
         """
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        while self.queued >= self.concurrency:
-            waiter = asyncio.get_running_loop().create_future()
-            self._room.append(waiter)
-            await waiter
+        limit = 2 * self.concurrency
+        while True:
+            load = self.queued + self.in_flight
+            if not self._fresh:
+                if load < limit:
+                    break
+                waiter = asyncio.get_running_loop().create_future()
+                self._room.append(waiter)
+                await waiter
+                continue
+            if self._settled and load + self._fresh * max(1.0, self.entered / self._settled) < limit:
+                break
+            await asyncio.sleep(0)  # the records' tasks run, then their elements' tasks join the line
+            await asyncio.sleep(0)
+            self._settled += self._fresh
+            self._fresh = 0
+        self._fresh += 1
 
     def left_queue(self) -> None:
         self.queued -= 1
-        if self._room and self.queued < self.concurrency:
+        if self._room and self.queued + self.in_flight < 2 * self.concurrency:
             for waiter in self._room:
                 if not waiter.done():
                     waiter.set_result(None)
@@ -134,6 +149,7 @@ class _Slot:
 
     async def __aenter__(self) -> None:
         lane = self._lane
+        self._gate.entered += 1
         if lane.active < lane.cap and not lane.waiting:
             lane.active += 1
         else:  # in line behind the others: wake() gives this request its place
