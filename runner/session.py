@@ -24,6 +24,7 @@ from .chat.flow import RequestGate
 from .chat.stream import StreamingClient
 from .errors import ConfigurationError, FailureSummary, InputError, RunStopped, UnpricedModels, UsageError
 from .outcomes import FailureKind, RunStatus, Status
+from .run.afresh import Afresh, afresh_for, serves
 from .run.backend import LocalBackend, RecordExecutor
 from .run.batching import BatchCollector, BatchCounts
 from .run.budget import Budget, SharedBudget
@@ -45,9 +46,9 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-# True while a record that failed runs again (--retry-failed): the cache's replies would fail it the same
-# way, so it asks afresh (its replies are still kept). A context variable, so it holds for that record only.
-_ASK_AFRESH: ContextVar[bool] = ContextVar("ask_afresh", default=False)
+# While a record that failed runs again (--retry-failed), what it asks afresh rather than serve from the
+# cache (run.afresh). A context variable, so it holds for that record only.
+_ASK_AFRESH: ContextVar[Afresh] = ContextVar("ask_afresh", default=Afresh.NOTHING)
 
 
 class Session:
@@ -252,7 +253,11 @@ class Session:
 
     def lookup(self, key: str) -> CacheEntry | None:
         """The response cache, as the executor sees it; with --no-cache nothing is found, but replies are kept."""
-        return self._store.cached_reply(key) if self.options.use_cache and not _ASK_AFRESH.get() else None
+        afresh = _ASK_AFRESH.get()
+        if not self.options.use_cache or afresh is Afresh.EVERYTHING:
+            return None
+        hit = self._store.cached_reply(key)
+        return hit if hit is None or serves(afresh, hit) else None
 
     def _schedule_flush(self) -> None:
         """Group commit: every reply that arrived in this event-loop iteration goes to disk in one transaction."""
@@ -270,7 +275,7 @@ class Session:
         checked = self.pipeline.check_input(record, key=str(key))
         resuming = self.options.resume and self._store is not None
         stored = self._store.finished_record(self.run_id, str(key), include_failed=True) if resuming else None
-        result = await self._run_record(checked, key, afresh=self.options.retry_failed and _failed(stored))
+        result = await self._run_record(checked, key, afresh=self._afresh(stored))
         result = await self._finish_record(result, record_fingerprint(checked))
         self._flush()
         return result
@@ -278,16 +283,16 @@ class Session:
     async def run_item(self, item: InputItem) -> RecordResult:
         """One record of a batch: an invalid record becomes a failed result and the batch goes on."""
         fingerprint = record_fingerprint(item.record) if item.problem is None and item.record is not None else None
-        afresh = False
+        afresh = Afresh.NOTHING
         if (self.options.resume or self.options.joined) and self._store is not None:
             stored = self._store.finished_record(self.run_id, str(item.key), include_failed=True)
-            afresh = self.options.retry_failed and _failed(stored)
-            if stored is not None and not afresh and _same_input(stored, fingerprint):
+            afresh = self._afresh(stored)
+            if stored is not None and afresh is Afresh.NOTHING and _same_input(stored, fingerprint):
                 result = _stored_result(item.key, stored, self.run_id)
                 self.totals.add_record(result)
                 self.hooks.on_record_end(result)
                 return result
-            if stored is not None and not afresh:
+            if stored is not None and afresh is Afresh.NOTHING:
                 _log.warning("record %s changed since run %s answered it: running it again", item.key, self.run_id)
         problem = item.problem
         if problem is None:
@@ -304,7 +309,11 @@ class Session:
         result = await self._run_record(record, item.key, afresh=afresh)
         return await self._finish_record(result, fingerprint)
 
-    async def _run_record(self, record: Mapping[str, Any], key: str | int, *, afresh: bool) -> RecordResult:
+    def _afresh(self, stored: Mapping[str, Any] | None) -> Afresh:
+        retried = self.options.retry_failed and _failed(stored)
+        return afresh_for(self.pipeline.spec, stored) if retried else Afresh.NOTHING
+
+    async def _run_record(self, record: Mapping[str, Any], key: str | int, *, afresh: Afresh) -> RecordResult:
         self.hooks.on_record_start(str(key))
         token = _ASK_AFRESH.set(afresh)
         try:

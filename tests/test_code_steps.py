@@ -532,3 +532,44 @@ def test_a_failed_code_step_is_told_without_billed_attempts_or_models(capsys, mo
     assert result.err.strip().splitlines()[-1] == (
         "error: step 'a' failed (code_error): tools:own_timeout raised TimeoutError. Details are in the log above."
     )
+
+
+def test_retry_failed_after_a_code_step_failed_asks_its_chat_steps_again(capsys, monkeypatch, tmp_path, fake_server):
+    # The function rejected a reply that passed its check: serving the same reply from the cache would fail the
+    # record the same way, so every request of the record is asked afresh.
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    (tmp_path / "gate.py").write_text(
+        textwrap.dedent(
+            """
+            from pathlib import Path
+
+            def once(text):
+                marker = Path(__file__).with_name("failed-once")
+                if not marker.exists():
+                    marker.write_text("")
+                    raise ValueError("not this time")
+                return {"length": len(text)}
+            """
+        ),
+        encoding="utf-8",
+    )
+    path = str(
+        write_pipeline(
+            tmp_path,
+            """
+name: checked-draft
+defaults: {model: google/gemini-2.5-flash-lite, retries: 0}
+steps:
+  draft: {prompt: "Draft a reply to {{ input.q }}"}
+  check: {call: "gate:once", args: {text: "{{ steps.draft.output }}"}}
+output: "{{ steps.check.output }}"
+""",
+        )
+    )
+    failed = invoke(capsys, monkeypatch, "run", path, "--input", "q=x")
+    assert failed.code == 1 and "code_error" in failed.out, failed.out
+    run_id = failed.err.split("run ", 1)[1].split(":", 1)[0]
+    retried = invoke(capsys, monkeypatch, "run", path, "--input", "q=x", "--resume", run_id, "--retry-failed")
+    assert retried.code == 0, retried.err
+    assert "calls: 1 billed, 0 from cache" in retried.err

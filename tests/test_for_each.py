@@ -251,6 +251,25 @@ def test_retry_failed_runs_a_record_whose_element_failed_again(capsys, monkeypat
     assert len(json.loads(retried.out)["checked"]) == 2
 
 
+def test_retry_failed_asks_again_only_for_the_element_that_failed(capsys, monkeypatch, tmp_path, fake_server):
+    # Four of five elements were answered (and paid) before the record failed on the fifth: running the record
+    # again serves those four from the cache and pays for the failed one and the step after the map.
+    go_live(monkeypatch, fake_server)
+    path = str(write_pipeline(tmp_path, CHECK))
+    fake_server.fake.enqueue(Fault("status", status=400, message="bad parameter"))
+    args = ("run", path, "--input", json.dumps({"lines": ["a", "b", "c", "d", "e"]}))
+    failed = invoke(capsys, monkeypatch, *args)
+    assert failed.code == 1 and "of 5 failed: rejected" in failed.out, failed.out
+    run_id = RUN_ID.search(failed.err)[1]
+    billed = fake_server.fake.billed_calls
+
+    retried = invoke(capsys, monkeypatch, *args, "--resume", run_id, "--retry-failed")
+    assert retried.code == 0, retried.err
+    assert "calls: 2 billed, 4 from cache" in retried.err
+    assert fake_server.fake.billed_calls == billed + 2
+    assert len(json.loads(retried.out)["checked"]) == 5
+
+
 def test_the_budget_reserves_each_elements_request(capsys, monkeypatch, tmp_path, fake_server, db_path):
     go_live(monkeypatch, fake_server)
     path = str(write_pipeline(tmp_path, CHECK.replace("retries: 0", "retries: 0, max_tokens: 1000")))
