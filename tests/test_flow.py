@@ -304,3 +304,33 @@ def test_records_that_make_no_requests_start_many_a_loop_turn():
         return turns
 
     assert asyncio.run(main()) <= 3
+
+
+def test_room_opens_when_requests_finish_while_a_slowed_models_line_stays():
+    # A model halved to one place keeps its line; the other model's requests finishing bring the load under two
+    # caps all the same, and the next record may start (it may well call the other model).
+    async def main():
+        gate = RequestGate(2)
+        gate.throttled("slow/x")
+        gate.throttled("slow/x")  # the cool-down: still 1
+        slow_done, fast_done = asyncio.Event(), asyncio.Event()
+
+        async def request(model: str, done: asyncio.Event) -> None:
+            async with gate.slot(model):
+                await done.wait()
+
+        tasks = [asyncio.create_task(request("slow/x", slow_done)) for _ in range(3)]
+        tasks.append(asyncio.create_task(request("fast/y", fast_done)))
+        await asyncio.sleep(0)
+        room = asyncio.create_task(gate.room())
+        await asyncio.sleep(0)
+        blocked = not room.done()  # 2 in flight, 2 slow ones in line: the load is two caps
+        fast_done.set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        opened = room.done()
+        slow_done.set()
+        await asyncio.gather(*tasks)
+        return blocked, opened
+
+    assert asyncio.run(main()) == (True, True)

@@ -104,7 +104,12 @@ class RequestGate:
 
     def left_queue(self) -> None:
         self.queued -= 1
-        if self._room and self.queued + self.in_flight < 2 * self.concurrency:
+        if self._room:
+            self.open_room()
+
+    def open_room(self) -> None:
+        """Wake room()'s waiters once the load is under two caps (a request left the line or finished)."""
+        if self.queued + self.in_flight < 2 * self.concurrency:
             for waiter in self._room:
                 if not waiter.done():
                     waiter.set_result(None)
@@ -188,6 +193,8 @@ class _Slot:
         gate._global.release()
         lane.active -= 1
         lane.wake()
+        if gate._room:  # a model's lane may be held back while the others finish: the load fell all the same
+            gate.open_room()
 
 
 class SlidingWindowLimiter:
