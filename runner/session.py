@@ -275,7 +275,7 @@ class Session:
         checked = self.pipeline.check_input(record, key=str(key))
         resuming = self.options.resume and self._store is not None
         stored = self._store.finished_record(self.run_id, str(key), include_failed=True) if resuming else None
-        result = await self._run_record(checked, key, afresh=self._afresh(stored))
+        result = await self._run_record(checked, key, afresh=self._afresh(stored, key))
         result = await self._finish_record(result, record_fingerprint(checked))
         self._flush()
         return result
@@ -286,7 +286,7 @@ class Session:
         afresh = Afresh.NOTHING
         if (self.options.resume or self.options.joined) and self._store is not None:
             stored = self._store.finished_record(self.run_id, str(item.key), include_failed=True)
-            afresh = self._afresh(stored)
+            afresh = self._afresh(stored, item.key)
             if stored is not None and afresh is Afresh.NOTHING and _same_input(stored, fingerprint):
                 result = _stored_result(item.key, stored, self.run_id)
                 self.totals.add_record(result)
@@ -309,9 +309,10 @@ class Session:
         result = await self._run_record(record, item.key, afresh=afresh)
         return await self._finish_record(result, fingerprint)
 
-    def _afresh(self, stored: Mapping[str, Any] | None) -> Afresh:
-        retried = self.options.retry_failed and _failed(stored)
-        return afresh_for(self.pipeline.spec, stored) if retried else Afresh.NOTHING
+    def _afresh(self, stored: Mapping[str, Any] | None, key: str | int) -> Afresh:
+        if not (self.options.retry_failed and _failed(stored)):
+            return Afresh.NOTHING
+        return afresh_for(self.pipeline.spec, stored, self._store.failed_steps(self.run_id, str(key)))
 
     async def _run_record(self, record: Mapping[str, Any], key: str | int, *, afresh: Afresh) -> RecordResult:
         self.hooks.on_record_start(str(key))

@@ -15,7 +15,7 @@ import pytest
 
 from runner import load_pipeline
 from runner.errors import SpecError
-from runner.fake import FakeOpenRouter
+from runner.fake import FakeOpenRouter, Fault
 from runner.fake.server import mock_transport
 from runner.spec.code import CodeStep
 from runner.spec.load import file_schema
@@ -573,3 +573,71 @@ output: "{{ steps.check.output }}"
     retried = invoke(capsys, monkeypatch, "run", path, "--input", "q=x", "--resume", run_id, "--retry-failed")
     assert retried.code == 0, retried.err
     assert "calls: 1 billed, 0 from cache" in retried.err
+
+
+def test_retry_failed_asks_everything_again_when_a_code_step_failed_beside_a_chat_step(
+    capsys, monkeypatch, tmp_path, fake_server
+):
+    # `a` times out while the other branch runs, and the code step `c` rejects `b`'s good reply. The record's
+    # error names `a` alone (the first failure); the code step's failure still decides: `b` is asked again.
+    monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_server.base_url)
+    (tmp_path / "gate.py").write_text("def reject(text):\n    raise ValueError('no good')\n", encoding="utf-8")
+    path = str(
+        write_pipeline(
+            tmp_path,
+            """
+name: two-branches
+defaults: {retries: 0}
+steps:
+  a: {model: openai/gpt-4o-mini, prompt: "A {{ input.q }}", timeout_s: 0.3}
+  b: {model: google/gemini-2.5-flash-lite, prompt: "B {{ input.q }}"}
+  c: {call: "gate:reject", args: {text: "{{ steps.b.output }}"}}
+output: "{{ steps.c.output }}"
+""",
+        )
+    )
+    fake_server.fake.enqueue(Fault("hang", delay_s=2.0, model="openai/gpt-4o-mini"))
+    failed = invoke(capsys, monkeypatch, "run", path, "--input", "q=x")
+    assert failed.code == 1 and json.loads(failed.out)["error"]["step"] == "a", failed.out
+    run_id = failed.err.split("run ", 1)[1].split(":", 1)[0]
+    retried = invoke(capsys, monkeypatch, "run", path, "--input", "q=x", "--resume", run_id, "--retry-failed")
+    assert "calls: 2 billed, 0 from cache" in retried.err, retried.err
+
+
+@pytest.mark.parametrize(
+    ("failures", "afresh"),
+    [
+        ([("ask", "invalid_json")], "FAILED_REPLIES"),
+        ([("ask", "unavailable"), ("ask", "schema_mismatch")], "FAILED_REPLIES"),
+        ([("ask", "too_many_items")], "EVERYTHING"),  # the list came from an earlier reply
+        ([("ask", "render_error")], "EVERYTHING"),
+        ([("ask", "rejected")], "EVERYTHING"),  # a 400 may be what an earlier step wrote
+        ([("ask", "content_filter")], "EVERYTHING"),
+        ([("ask", "unavailable"), ("check", "code_error")], "EVERYTHING"),
+        ([("look", "tool_rounds_exhausted")], "EVERYTHING"),
+        ([("look", "invalid_json")], "EVERYTHING"),  # a tool step's rounds passed their check
+        ([("gone", "invalid_json")], "EVERYTHING"),  # a step the pipeline no longer has
+        ([], "EVERYTHING"),
+    ],
+)
+def test_what_retry_failed_asks_again_follows_the_steps_that_failed_and_why(tmp_path, failures, afresh):
+    from runner.run.afresh import Afresh, afresh_for
+
+    (tmp_path / "kit.py").write_text("def check(x):\n    return x\n\ndef find(q: str) -> str:\n    return q\n")
+    spec = load_pipeline(
+        write_pipeline(
+            tmp_path,
+            """
+name: kinds
+defaults: {model: google/gemini-2.5-flash-lite}
+steps:
+  ask: {prompt: "Q {{ input.q }}"}
+  check: {call: "kit:check", args: {x: "{{ steps.ask.output }}"}}
+  look: {prompt: "Look {{ input.q }}", tools: ["kit:find"]}
+""",
+        )
+    ).spec
+    *earlier, first = failures or [(None, None)]
+    stored = {"error_json": json.dumps({"step": first[0], "kind": first[1]})}
+    assert afresh_for(spec, stored, earlier) is Afresh[afresh]

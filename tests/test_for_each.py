@@ -252,14 +252,15 @@ def test_retry_failed_runs_a_record_whose_element_failed_again(capsys, monkeypat
 
 
 def test_retry_failed_asks_again_only_for_the_element_that_failed(capsys, monkeypatch, tmp_path, fake_server):
-    # Four of five elements were answered (and paid) before the record failed on the fifth: running the record
-    # again serves those four from the cache and pays for the failed one and the step after the map.
+    # Four of five elements were answered (and paid) before the record failed on the fifth, which no provider
+    # could answer: running the record again serves those four from the cache and pays for the failed one and
+    # the step after the map.
     go_live(monkeypatch, fake_server)
     path = str(write_pipeline(tmp_path, CHECK))
-    fake_server.fake.enqueue(Fault("status", status=400, message="bad parameter"))
+    fake_server.fake.enqueue(Fault("status", status=503, message="overloaded"))
     args = ("run", path, "--input", json.dumps({"lines": ["a", "b", "c", "d", "e"]}))
     failed = invoke(capsys, monkeypatch, *args)
-    assert failed.code == 1 and "of 5 failed: rejected" in failed.out, failed.out
+    assert failed.code == 1 and "of 5 failed: unavailable" in failed.out, failed.out
     run_id = RUN_ID.search(failed.err)[1]
     billed = fake_server.fake.billed_calls
 

@@ -314,8 +314,8 @@ def test_resume_of_a_finished_run(capsys, monkeypatch, tmp_path, fake_server):
     assert retried.code == 0, retried.err
     assert "1 failed record(s) run again" in retried.err
     assert [json.loads(line)["status"] for line in out.read_text().splitlines()] == ["ok"] * 3
-    # It failed on a 400 (no reply): its requests are served the good replies the first run kept, not re-paid.
-    assert "records: 3 ok" in retried.err and "0 billed, 3 from cache" in retried.err
+    # A 400 may come from what an earlier step wrote: the record asks everything afresh, not replayed.
+    assert "records: 3 ok" in retried.err and "3 billed, 0 from cache" in retried.err
     assert runs_json(capsys, monkeypatch)[run_id]["status"] == "ok"
     alone = invoke(capsys, monkeypatch, "run", str(CHAIN), "--inputs", data, "--retry-failed")
     assert alone.code == 2 and "goes with --resume" in alone.err

@@ -106,6 +106,15 @@ class RunHistory:
         )
         return found[0] if found else None
 
+    def failed_steps(self, run_id: str, record_key: str) -> list[tuple[str, str | None]]:
+        """(step, error kind) of each step of the record that failed in the run."""
+        rows = self._query(
+            "SELECT step, error_kind FROM step_results"
+            f" WHERE run_id = ? AND record_key = ? AND status = '{Status.FAILED}'",
+            (run_id, record_key),
+        )
+        return [(row["step"], row["error_kind"]) for row in rows]
+
     def run_row(self, run_id: str) -> dict[str, Any] | None:
         found = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
         return found[0] if found else None
