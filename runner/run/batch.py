@@ -50,7 +50,7 @@ async def stream_records(
         try:
             async for item in items:
                 await slots.acquire()
-                if admit is not None:
+                if admit is not None and not stops:  # a stopped run starts nothing more: no need to wait
                     await admit()
                 if stops:
                     slots.release()
